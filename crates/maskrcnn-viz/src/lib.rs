@@ -1,1 +1,2 @@
-//! maskrcnn-viz
+//! Pure-Rust rendering of Mask R-CNN results.
+pub mod font;
