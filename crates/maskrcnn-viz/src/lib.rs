@@ -13,3 +13,5 @@ pub use plot::{
     epoch_metrics_plot, loss_curves, loss_curves_from_metrics_jsonl, loss_series, lr_finder_plot, parse_metrics_jsonl, plot_curves, plot_curves_with,
     read_metrics_jsonl, Marker, MetricsLog, PlotOptions, Series,
 };
+pub mod report;
+pub use report::{encode_png, escape_html, html_report, png_data_uri, save_png};
