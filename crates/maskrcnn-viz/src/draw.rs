@@ -107,9 +107,10 @@ impl Default for DrawOptions {
     }
 }
 
-/// Font scale that keeps 9 px glyphs readable: 1 for small chips, 2 around 640x480, more for big images.
+/// Font scale for tags: 1 up to COCO-sized pictures (a scale of 2 there covers crowded scenes
+/// with tags), 2 from 800 px on the short side, 3 from 1200 px, and so on.
 pub fn auto_font_scale(width: u32, height: u32) -> u32 {
-    ((width.min(height) as f32 / 320.0).round() as u32).max(1)
+    (width.min(height) / 400).max(1)
 }
 
 /// Text of an instance's tag, e.g. "building 0.93"; empty when there is nothing to say.
@@ -522,6 +523,14 @@ mod tests {
         }
         let empty = RgbImage::new(0, 0);
         draw_instances(&empty, &[DrawInstance { bbox: [0.0, 0.0, 1.0, 1.0], mask: None, label: "x".into(), score: None, color: RED }], &DrawOptions::default());
+    }
+
+    #[test]
+    fn font_scale_grows_with_the_short_side() {
+        assert_eq!(auto_font_scale(90, 90), 1);
+        assert_eq!(auto_font_scale(640, 480), 1);
+        assert_eq!(auto_font_scale(1024, 1024), 2);
+        assert_eq!(auto_font_scale(4000, 3000), 7);
     }
 
     #[test]

@@ -153,7 +153,8 @@ impl Axis {
     fn ticks(&self) -> Vec<(f64, String)> {
         if self.log {
             let decades: Vec<i32> = ((self.lo.ceil() as i32)..=(self.hi.floor() as i32)).collect();
-            if decades.len() >= 2 {
+            // Two or three decades alone leave the axis almost unlabelled; add 2x and 5x then.
+            if decades.len() >= 4 {
                 let stride = decades.len().div_ceil(8);
                 return decades.iter().filter(|d| (**d - decades[0]) as usize % stride == 0).map(|&d| (d as f64, format_number(10f64.powi(d)))).collect();
             }
@@ -411,8 +412,25 @@ fn draw_legend(canvas: &mut RgbImage, area: &PlotArea, series: &[Series], scale:
     let text_w = texts.iter().map(|t| text_size(t, scale).0 as i64).max().unwrap_or(0);
     let box_w = 6 + swatch + 6 + text_w + 6;
     let box_h = 6 + named.len() as i64 * line_h + 2;
-    let x0 = area.right - 6 - box_w;
-    let y0 = area.top + 6;
+    // Like matplotlib's loc="best": of the four inside corners, take the one covering the fewest
+    // already-drawn pixels (lines, markers), preferring top-right on ties.
+    let candidates = [
+        (area.right - 6 - box_w, area.top + 6),
+        (area.left + 6, area.top + 6),
+        (area.right - 6 - box_w, area.bottom - 6 - box_h),
+        (area.left + 6, area.bottom - 6 - box_h),
+    ];
+    let covered = |&(x0, y0): &(i64, i64)| {
+        let mut count = 0usize;
+        for y in y0.max(0)..=(y0 + box_h).min(canvas.height() as i64 - 1) {
+            for x in x0.max(0)..=(x0 + box_w).min(canvas.width() as i64 - 1) {
+                let p = canvas.get_pixel(x as u32, y as u32).0;
+                count += (p != WHITE && p != GRID) as usize;
+            }
+        }
+        count
+    };
+    let (x0, y0) = candidates.iter().min_by_key(|c| covered(c)).copied().unwrap_or(candidates[0]);
     fill_rect(canvas, x0, y0, x0 + box_w, y0 + box_h, WHITE);
     for (x_a, y_a, x_b, y_b) in [(x0, y0, x0 + box_w, y0), (x0, y0 + box_h, x0 + box_w, y0 + box_h), (x0, y0, x0, y0 + box_h), (x0 + box_w, y0, x0 + box_w, y0 + box_h)] {
         fill_rect(canvas, x_a, y_a, x_b, y_b, [170, 170, 170]);
@@ -627,6 +645,9 @@ mod tests {
         let axis = Axis::fit([0.3, 4.0].into_iter(), true, None);
         let labels: Vec<String> = axis.ticks().into_iter().map(|t| t.1).collect();
         assert_eq!(labels, ["0.5", "1", "2"]);
+        let axis = Axis::fit([0.015, 3.0].into_iter(), true, None);
+        let labels: Vec<String> = axis.ticks().into_iter().map(|t| t.1).collect();
+        assert_eq!(labels, ["0.02", "0.05", "0.1", "0.2", "0.5", "1", "2"]);
     }
 
     #[test]
@@ -670,6 +691,18 @@ mod tests {
         let legend_swatch = 2 * 19;
         let blue = color_count(&image, series_color(0));
         assert!(blue >= legend_swatch && blue < legend_swatch + 40, "train drawn only as swatch and two dots: {blue}");
+    }
+
+    #[test]
+    fn legend_moves_away_from_the_data() {
+        // A line along the top of the plot: the legend must not sit in the top-right corner.
+        let series = [Series::new("rising then flat", vec![(0.0, 0.0), (1.0, 10.0), (10.0, 10.0)])];
+        let image = plot_curves(&series, "", "", "", 400, 300);
+        let legend_border = [170u8, 170, 170];
+        let border: Vec<(u32, u32)> = image.enumerate_pixels().filter(|(_, _, p)| p.0 == legend_border).map(|(x, y, _)| (x, y)).collect();
+        assert!(!border.is_empty());
+        let mean_y = border.iter().map(|p| p.1 as f64).sum::<f64>() / border.len() as f64;
+        assert!(mean_y > 150.0, "legend should be in the lower half, mean y {mean_y}");
     }
 
     #[test]
