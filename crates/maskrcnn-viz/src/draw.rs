@@ -159,7 +159,13 @@ pub fn draw_instances(image: &RgbImage, instances: &[DrawInstance], opts: &DrawO
     }
     if opts.show_labels {
         let scale = opts.font_scale.unwrap_or_else(|| auto_font_scale(canvas.width(), canvas.height())).max(1);
-        for (inst, mask) in instances.iter().zip(&masks) {
+        // Highest scores pick their tag position first (ground truth, without scores, before all).
+        let mut order: Vec<usize> = (0..instances.len()).collect();
+        let rank = |i: usize| instances[i].score.filter(|s| s.is_finite()).unwrap_or(f32::INFINITY);
+        order.sort_by(|&a, &b| rank(b).total_cmp(&rank(a)));
+        let mut placed: Vec<(TagRect, String, [u8; 3])> = Vec::new();
+        for index in order {
+            let (inst, mask) = (&instances[index], &masks[index]);
             let text = tag_text(inst, opts.show_scores);
             if text.is_empty() {
                 continue;
@@ -168,8 +174,19 @@ pub fn draw_instances(image: &RgbImage, instances: &[DrawInstance], opts: &DrawO
             let anchor = PixelRect::from_bbox(inst.bbox, canvas.width(), canvas.height())
                 .or_else(|| mask.as_ref().map(|m| m.extent()));
             if let Some(anchor) = anchor {
-                draw_tag(&mut canvas, anchor, &text, scale, inst.color);
+                let (text_w, text_h) = text_size(&text, scale);
+                let pad = scale as i64 + 1;
+                let size = (text_w as i64 + 2 * pad, text_h as i64 + 2 * pad);
+                let others: Vec<TagRect> = placed.iter().map(|p| p.0).collect();
+                let rect = place_tag(canvas.width(), canvas.height(), anchor, size, &others);
+                placed.push((rect, text, inst.color));
             }
+        }
+        // Drawn in reverse so that, where tags still overlap, the best-scoring one is on top.
+        for (rect, text, color) in placed.iter().rev() {
+            let pad = scale as i64 + 1;
+            fill_rect(&mut canvas, rect.x, rect.y, rect.x + rect.w - 1, rect.y + rect.h - 1, *color);
+            draw_text(&mut canvas, rect.x + pad, rect.y + pad, text, scale, contrasting_text_color(*color));
         }
     }
     canvas
@@ -236,22 +253,39 @@ fn draw_rect_outline(image: &mut RgbImage, rect: PixelRect, thickness: u32, colo
     fill_rect(image, (x1 - t).max(x0), y0, x1, y1, color);
 }
 
-/// Put a filled tag with the text just above the anchor box, or inside its top edge when there is
-/// no room above, shifted sideways and vertically so the whole tag stays inside the image.
-fn draw_tag(image: &mut RgbImage, anchor: PixelRect, text: &str, scale: u32, color: [u8; 3]) {
-    let (text_w, text_h) = text_size(text, scale);
-    let pad = scale as i64 + 1;
-    let tag_w = text_w as i64 + 2 * pad;
-    let tag_h = text_h as i64 + 2 * pad;
-    let (img_w, img_h) = (image.width() as i64, image.height() as i64);
-    let mut y = anchor.y0 as i64 - tag_h;
-    if y < 0 {
-        y = anchor.y0 as i64;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TagRect {
+    x: i64,
+    y: i64,
+    w: i64,
+    h: i64,
+}
+
+impl TagRect {
+    fn overlap(&self, other: &TagRect) -> i64 {
+        let w = (self.x + self.w).min(other.x + other.w) - self.x.max(other.x);
+        let h = (self.y + self.h).min(other.y + other.h) - self.y.max(other.y);
+        w.max(0) * h.max(0)
     }
-    y = y.min(img_h - tag_h).max(0);
-    let x = (anchor.x0 as i64).min(img_w - tag_w).max(0);
-    fill_rect(image, x, y, x + tag_w - 1, y + tag_h - 1, color);
-    draw_text(image, x + pad, y + pad, text, scale, contrasting_text_color(color));
+}
+
+/// Where a tag of `size` goes: just above the box, else inside its top edge, else below it, else
+/// inside its bottom edge, taking the first spot that does not cover a tag already placed (or the
+/// least-covering one). Each spot is shifted to lie inside the image.
+fn place_tag(img_w: u32, img_h: u32, anchor: PixelRect, size: (i64, i64), placed: &[TagRect]) -> TagRect {
+    let (w, h) = size;
+    let (img_w, img_h) = (img_w as i64, img_h as i64);
+    let x = (anchor.x0 as i64).min(img_w - w).max(0);
+    let clamp_y = |y: i64| y.min(img_h - h).max(0);
+    let above = anchor.y0 as i64 - h;
+    let mut candidates = Vec::with_capacity(4);
+    if above >= 0 {
+        candidates.push(above);
+    }
+    candidates.extend([anchor.y0 as i64, anchor.y1 as i64 + 1, anchor.y1 as i64 + 1 - h]);
+    let rects: Vec<TagRect> = candidates.into_iter().map(|y| TagRect { x, y: clamp_y(y), w, h }).collect();
+    let covered = |r: &TagRect| placed.iter().map(|p| r.overlap(p)).sum::<i64>();
+    rects.iter().find(|r| covered(r) == 0).copied().unwrap_or_else(|| *rects.iter().min_by_key(|r| covered(r)).unwrap_or(&rects[0]))
 }
 
 /// A mask cropped to the bounding box of its set pixels, in image coordinates.
@@ -497,6 +531,22 @@ mod tests {
         assert_eq!(out.get_pixel(20, 50 - tag_h).0, blue, "tag top row");
         assert_eq!(out.get_pixel(20, 50 - tag_h - 1).0, GRAY, "nothing above the tag");
         assert!(out.pixels().any(|p| p.0 == [255, 255, 255]), "white text on navy");
+    }
+
+    #[test]
+    fn tags_of_the_same_box_do_not_cover_each_other_and_the_best_score_goes_above() {
+        let image = gray_image(120, 120);
+        let (red, blue) = ([200, 0, 0], [0, 0, 200]);
+        let low = DrawInstance { bbox: [30.0, 50.0, 90.0, 100.0], mask: None, label: "low".into(), score: Some(0.3), color: red };
+        let high = DrawInstance { bbox: [30.0, 50.0, 90.0, 100.0], mask: None, label: "high".into(), score: Some(0.9), color: blue };
+        let opts = DrawOptions { mode: DrawMode::BBox, font_scale: Some(1), box_width: 1, ..Default::default() };
+        let out = draw_instances(&image, &[low, high], &opts);
+        let tag_h = text_size("x", 1).1 + 4;
+        // The higher score takes the spot above the box; the lower one moves inside the top edge.
+        assert_eq!(out.get_pixel(31, 50 - tag_h).0, blue);
+        assert_eq!(out.get_pixel(31, 50 - 1).0, blue);
+        assert_eq!(out.get_pixel(31, 51).0, red);
+        assert_eq!(out.get_pixel(31, 50 + tag_h - 1).0, red);
     }
 
     #[test]

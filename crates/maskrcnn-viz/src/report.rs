@@ -47,7 +47,7 @@ h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.3em}h2{font-size
 table{border-collapse:collapse;margin:.5em 0;font-variant-numeric:tabular-nums}\
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}\
 td:first-child,th:first-child{text-align:left}tr:nth-child(even) td{background:#fafafa}\
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}\
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}\
 pre{background:#f6f6f6;padding:.6em;overflow:auto}";
 
 /// One self-contained HTML page: `title`, the numbers in `metrics` as tables, then each figure
