@@ -118,14 +118,14 @@ def default_config():
     }
 
 
-def tiny_config(depth, fpn_out_channels):
-    """The committed parity configs: conv1..layer2 only, three FPN levels ('0', '1', 'pool')."""
+def tiny_config(depth, fpn_out_channels, returned_layers, anchor_sizes):
+    """The committed parity configs: a ResNet cut after its last returned stage, small heads, 160/256 px."""
     cfg = default_config()
     cfg["num_classes"] = 1 + len(PHOTO_CLASSES)
     cfg["class_names"] = ["__background__"] + list(PHOTO_CLASSES.values())
-    cfg["backbone"].update(depth=depth, returned_layers=[1, 2], fpn_out_channels=fpn_out_channels)
+    cfg["backbone"].update(depth=depth, returned_layers=returned_layers, fpn_out_channels=fpn_out_channels)
     cfg["transform"].update(min_size=160, max_size=256)
-    cfg["rpn"]["anchor_sizes"] = [[16.0], [32.0], [64.0]]
+    cfg["rpn"]["anchor_sizes"] = anchor_sizes
     # 100 proposals (not 1000) keeps box_roi_pool in outputs.safetensors small; pre-NMS top-n stays 1000 so the
     # per-level top-k still cuts level '0'.
     cfg["rpn"]["post_nms_top_n_test"] = 100
@@ -275,22 +275,13 @@ def train_to_peaked(model, image, target, steps, lr):
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
     model.train()
     for step in range(steps):
-        # Horizontal flips make the model learn the objects rather than memorise one pixel layout.
-        if step % 2 == 1:
-            img = image.flip(-1)
-            W = image.shape[-1]
-            b = target["boxes"].clone()
-            b[:, [0, 2]] = W - target["boxes"][:, [2, 0]]
-            t = {"boxes": b, "labels": target["labels"], "masks": target["masks"].flip(-1)}
-        else:
-            img, t = image, target
-        losses = model([img], [t])
+        losses = model([image], [target])
         loss = sum(losses.values())
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
-        if step % 20 == 0 or step == steps - 1:
+        if step % 50 == 0 or step == steps - 1:
             print(f"  step {step:4d} loss {loss.item():.4f} " + " ".join(f"{k}={v.item():.3f}" for k, v in losses.items()))
     model.eval()
 
@@ -330,6 +321,7 @@ def run_stages(model, image):
     out["proposals"] = proposals[0]
     out["proposals.scores"] = proposal_scores[0]
     diag["rpn_topk_margins"] = topk_margins(obj_flat.view(1, -1)[0], num_anchors_per_level, rpn.pre_nms_top_n())
+    diag["rpn_nms_iou_margin"] = rpn_nms_margin(rpn, decoded, obj_flat, images.image_sizes, num_anchors_per_level)
 
     rh = model.roi_heads
     image_sizes = images.image_sizes
@@ -373,6 +365,37 @@ def check_equal(a, b, what):
         raise AssertionError(f"stage-by-stage replay differs from torchvision's own forward: {what}")
 
 
+def nms_iou_margin(boxes, scores, groups, iou_threshold, limit):
+    """Smallest |IoU - threshold| over the comparisons greedy NMS makes until `limit` boxes are kept."""
+    order = scores.sort(descending=True, stable=True).indices
+    kept = []
+    margin = float("inf")
+    for i in order.tolist():
+        same = [k for k in kept if groups[k] == groups[i]]
+        if same:
+            iou = box_ops.box_iou(boxes[i : i + 1], boxes[same])[0]
+            margin = min(margin, float((iou - iou_threshold).abs().min()))
+            if bool((iou > iou_threshold).any()):
+                continue
+        kept.append(i)
+        if len(kept) == limit:
+            break
+    return margin
+
+
+def rpn_nms_margin(rpn, decoded, objectness, image_sizes, num_anchors_per_level):
+    """Replays RegionProposalNetwork.filter_proposals for image 0 up to its batched NMS."""
+    ob = objectness.reshape(1, -1)
+    levels = torch.cat([torch.full((n,), i, dtype=torch.int64) for i, n in enumerate(num_anchors_per_level)])
+    top = rpn._get_top_n_idx(ob, num_anchors_per_level)[0]
+    boxes = box_ops.clip_boxes_to_image(decoded[0][top], image_sizes[0])
+    scores, lvl = torch.sigmoid(ob[0][top]), levels[top]
+    keep = box_ops.remove_small_boxes(boxes, rpn.min_size)
+    boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+    keep = torch.where(scores >= rpn.score_thresh)[0]
+    return nms_iou_margin(boxes[keep], scores[keep], lvl[keep], rpn.nms_thresh, rpn.post_nms_top_n())
+
+
 def topk_margins(objectness, num_anchors_per_level, k):
     """Logit gap between the k-th and (k+1)-th anchor of each level: how safe the pre-NMS top-k cut is."""
     margins = []
@@ -402,11 +425,20 @@ def decision_margins(model, out, class_logits, box_regression, proposals, image_
             iou = box_ops.box_iou(b, b)
             iou.fill_diagonal_(0)
             same_class_iou = max(same_class_iou, float(iou.max()))
+    # Replay postprocess_detections' candidate list for the box NMS margin.
+    boxes = box_ops.clip_boxes_to_image(rh.box_coder.decode(box_regression, proposals)[:, 1:].reshape(-1, 4),
+                                        image_sizes[0])
+    labels = torch.arange(1, class_logits.shape[-1]).repeat(class_logits.shape[0])
+    keep = torch.where(scores > thresh)[0]
+    boxes, cand_scores, labels = boxes[keep], scores[keep], labels[keep]
+    keep = box_ops.remove_small_boxes(boxes, 1e-2)
+    box_nms_margin = nms_iou_margin(boxes[keep], cand_scores[keep], labels[keep], rh.nms_thresh, rh.detections_per_img)
     sorted_scores = det_scores.sort(descending=True).values
     gaps = (sorted_scores[:-1] - sorted_scores[1:]) if len(sorted_scores) > 1 else torch.zeros(0)
     return {
         "box_score_thresh_min_distance": score_margin,
         "detections_max_same_class_iou": same_class_iou,
+        "box_nms_iou_margin": box_nms_margin,
         "detections_min_score_gap": float(gaps.min()) if len(gaps) else None,
     }
 
@@ -476,7 +508,7 @@ def write_fixture(folder, cfg, model, image_pil, image_t, extra_meta, with_pth, 
     tensors = OrderedDict()
     for k, v in outputs.items():
         v = v.detach()
-        tensors[k] = (v if v.dtype == torch.int64 else v.float()).contiguous()
+        tensors[k] = (v if v.dtype == torch.int64 else v.float()).contiguous().clone()
     save_file(dict(tensors), os.path.join(folder, "outputs.safetensors"), metadata={"format": "pt"})
     files = save_checkpoints(model, folder, with_pth, with_legacy)
     meta = {
@@ -510,16 +542,15 @@ def print_detections(outputs, cfg):
 # The three model fixtures
 
 
-def make_small(name, depth, fpn_out_channels, photo_width, steps, seed, coco, with_pth, with_legacy):
+def make_small(name, cfg, photo_width, steps, seed, coco, with_pth=False, with_legacy=False):
     print(f"== {name}")
     torch.manual_seed(seed)
-    cfg = tiny_config(depth, fpn_out_channels)
     model = build_model(cfg)
     with torch.no_grad():
         randomise_frozen_bn(model, torch.Generator().manual_seed(seed + 1))
     pil, target = photo_and_targets(coco, PHOTO_ID, photo_width, list(PHOTO_CLASSES))
     image = image_tensor(pil)
-    train_to_peaked(model, image, target, steps=steps, lr=0.01)
+    train_to_peaked(model, image, target, steps=steps, lr=0.02)
     info = next(im for im in coco["images"] if im["id"] == PHOTO_ID)
     meta = {
         "image": {
@@ -531,6 +562,29 @@ def make_small(name, depth, fpn_out_channels, photo_width, steps, seed, coco, wi
                      "gt_boxes": target["boxes"].tolist()},
     }
     return write_fixture(os.path.join(PARITY_DIR, name), cfg, model, pil, image, meta, with_pth, with_legacy)
+
+
+def make_loader(seed=3):
+    """Checkpoint-format fixtures of one small random model: safetensors, torch zip pickle, legacy names + wrapper."""
+    print("== loader")
+    torch.manual_seed(seed)
+    cfg = tiny_config(18, 16, [1], [[32.0], [64.0]])
+    cfg["roi_heads"].update(representation_size=16, mask_layers=[16], mask_predictor_channels=16)
+    model = build_model(cfg)
+    with torch.no_grad():
+        randomise_frozen_bn(model, torch.Generator().manual_seed(seed + 1))
+    folder = os.path.join(PARITY_DIR, "loader")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    files = save_checkpoints(model, folder, with_pth=True, with_legacy=True)
+    meta = {"torch": torch.__version__, "torchvision": torchvision.__version__, "weights": files,
+            "generator": "tools/reference/parity/make_parity_fixtures.py",
+            "note": "random weights, no outputs: only for checkpoint parsing and key-renaming tests"}
+    with open(os.path.join(folder, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
 
 
 def make_full(coco, seed=7):
@@ -765,7 +819,8 @@ def make_ops(seed=1234):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="also write fixtures/generated/r50_full (~350 MB)")
-    parser.add_argument("--only", choices=["ops", "r18_tiny", "r50_small"], help="write just one committed fixture")
+    parser.add_argument("--only", choices=["ops", "r18_tiny", "r50_small", "loader"],
+                        help="write just one committed fixture")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -775,10 +830,15 @@ def main():
         make_ops()
     # 154 px high: 154 * (160 / 154) is 159.99999999999997 in f64, so torchvision resizes to 159 rows, not 160.
     if args.only in (None, "r18_tiny"):
-        make_small("r18_tiny", 18, 32, 184, steps=120, seed=18, coco=coco, with_pth=True, with_legacy=True)
-    # 200 x 168: a downscale (scale 160/168) instead of r18_tiny's upscale.
+        cfg = tiny_config(18, 32, [1, 2], [[16.0], [32.0], [64.0]])
+        make_small("r18_tiny", cfg, 184, steps=300, seed=18, coco=coco)
+    # 200 x 168: a downscale (scale 160/168) instead of r18_tiny's upscale. Only layer1 (Bottlenecks with a
+    # projection shortcut) so the weights stay ~1 MB; one FPN level means MultiScaleRoIAlign's single-level path.
     if args.only in (None, "r50_small"):
-        make_small("r50_small", 50, 64, 200, steps=120, seed=50, coco=coco, with_pth=False, with_legacy=False)
+        cfg = tiny_config(50, 64, [1], [[32.0], [64.0]])
+        make_small("r50_small", cfg, 200, steps=300, seed=50, coco=coco)
+    if args.only in (None, "loader"):
+        make_loader()
     if args.full:
         make_full(coco)
 
