@@ -31,7 +31,7 @@ pub fn class_color(class_id: usize) -> [u8; 3] {
     let k = (class_id - DISTINCT_COLORS.len()) as f64;
     let hue = (k * 137.507_764_050_037_85 + 17.0) % 360.0;
     // Alternate brightness too, so two ids with near hues still differ.
-    let value = if class_id % 2 == 0 { 0.95 } else { 0.72 };
+    let value = if class_id.is_multiple_of(2) { 0.95 } else { 0.72 };
     hsv_to_rgb(hue, 0.85, value)
 }
 

@@ -156,7 +156,7 @@ impl Axis {
             // Two or three decades alone leave the axis almost unlabelled; add 2x and 5x then.
             if decades.len() >= 4 {
                 let stride = decades.len().div_ceil(8);
-                return decades.iter().filter(|d| (**d - decades[0]) as usize % stride == 0).map(|&d| (d as f64, format_number(10f64.powi(d)))).collect();
+                return decades.iter().filter(|d| ((**d - decades[0]) as usize).is_multiple_of(stride)).map(|&d| (d as f64, format_number(10f64.powi(d)))).collect();
             }
             let mut ticks = Vec::new();
             for decade in (self.lo.floor() as i32)..=(self.hi.ceil() as i32) {
@@ -197,7 +197,7 @@ fn nice_step(span: f64) -> f64 {
 
 fn linear_ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
     let span = hi - lo;
-    if !(span > 0.0) || !span.is_finite() {
+    if span.is_nan() || span <= 0.0 || !span.is_finite() {
         return Vec::new();
     }
     let step = nice_step(span);

@@ -74,7 +74,7 @@ pub fn html_report(title: &str, metrics: &Value, figures: &[(&str, &RgbImage)]) 
                 let _ = write!(html, "<figure>\n<img src=\"{uri}\" alt=\"{caption}\" width=\"{}\" height=\"{}\">\n<figcaption>{caption}</figcaption>\n</figure>\n", image.width(), image.height());
             }
             Err(err) => {
-                let _ = write!(html, "<p>Figure \u{201c}{caption}\u{201d} could not be encoded: {}</p>\n", escape_html(&err.to_string()));
+                let _ = writeln!(html, "<p>Figure \u{201c}{caption}\u{201d} could not be encoded: {}</p>", escape_html(&err.to_string()));
             }
         }
     }
@@ -115,7 +115,7 @@ pub fn format_value(value: &Value) -> String {
 fn write_metrics(html: &mut String, metrics: &Value) {
     let Value::Object(map) = metrics else {
         if !metrics.is_null() {
-            let _ = write!(html, "<pre>{}</pre>\n", escape_html(&serde_json::to_string_pretty(metrics).unwrap_or_default()));
+            let _ = writeln!(html, "<pre>{}</pre>", escape_html(&serde_json::to_string_pretty(metrics).unwrap_or_default()));
         }
         return;
     };
@@ -123,13 +123,14 @@ fn write_metrics(html: &mut String, metrics: &Value) {
     if !scalars.is_empty() {
         html.push_str("<h2>Summary</h2>\n<table>\n<tr><th>metric</th><th>value</th></tr>\n");
         for (key, value) in scalars {
-            let _ = write!(html, "<tr><td>{}</td><td>{}</td></tr>\n", escape_html(key), format_value(value));
+            let _ = writeln!(html, "<tr><td>{}</td><td>{}</td></tr>", escape_html(key), format_value(value));
         }
         html.push_str("</table>\n");
     }
 
     // Group flat objects by their key list, keeping first-seen order.
-    let mut groups: Vec<(Vec<&String>, Vec<(&String, &Map<String, Value>)>)> = Vec::new();
+    type NamedRow<'a> = (&'a String, &'a Map<String, Value>);
+    let mut groups: Vec<(Vec<&String>, Vec<NamedRow>)> = Vec::new();
     for (key, value) in map {
         if let Value::Object(inner) = value {
             if !inner.is_empty() && inner.values().all(is_scalar) {
