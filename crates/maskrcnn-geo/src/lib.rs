@@ -1,1 +1,16 @@
-//! maskrcnn-geo
+//! maskrcnn-geo: everything geospatial around the Mask R-CNN model, without system libraries.
+//!
+//! * [`raster`]: GeoTIFF/BigTIFF reading with windowed reads and georeferencing.
+//! * [`vectorize`]: binary masks / label rasters → valid (Multi)Polygons in map coordinates.
+//! * [`output`]: GeoJSON, FlatGeobuf and GeoPackage writers.
+//! * [`tiling`] and [`merge`]: tile grid, sharding, streaming detection with seam stitching.
+
+pub mod raster;
+
+pub use raster::{ChunkLayout, Crs, GeoTiff, GeoTransform, PixelWindow, RasterInfo, SampleType, Samples, WindowData};
+pub mod vectorize;
+
+pub use vectorize::{rasterize_polygons, vectorize_label_raster, vectorize_mask, LabelPolygon, VectorizeOptions};
+pub mod output;
+
+pub use output::{create_writer, write_features, Feature, FeatureSink, VectorFormat, WriteOptions};

@@ -1,0 +1,592 @@
+//! Raster masks → valid polygons, and polygons → raster masks.
+//!
+//! Contours follow pixel *edges* (the lattice of pixel corners), not pixel centres, so a
+//! one-pixel object becomes a unit square and area is preserved exactly before simplification.
+//! Where two foreground pixels touch only diagonally (a "saddle" corner) a traced ring may visit
+//! the same corner twice; such rings are split there, which makes every output ring simple. The
+//! resulting polygons only ever touch at isolated points, which OGC (and `geo::Validation`)
+//! accepts.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use anyhow::{bail, Result};
+use geo::orient::{Direction, Orient};
+use geo::{Area, Coord, LineString, MultiPolygon, Polygon, Validation};
+
+use crate::raster::GeoTransform;
+
+/// Options for mask → polygon conversion. Lengths and areas are in map units (metres for UTM).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VectorizeOptions {
+    /// Douglas-Peucker tolerance in map units; 0 keeps the exact pixel-edge outline. Half to one
+    /// pixel removes the staircase on diagonal edges.
+    pub simplify_tolerance: f64,
+    /// Snap edges to the polygon's dominant orientation and its perpendicular (for buildings).
+    /// Falls back to the unregularised outline when the result would be invalid or change the
+    /// area by more than 15%.
+    pub regularize_right_angles: bool,
+    /// Parts smaller than this (map units²) are dropped and holes smaller than this are filled.
+    pub min_area: f64,
+}
+
+impl Default for VectorizeOptions {
+    fn default() -> Self {
+        VectorizeOptions { simplify_tolerance: 0.0, regularize_right_angles: false, min_area: 0.0 }
+    }
+}
+
+impl VectorizeOptions {
+    /// Tolerance of `pixels` pixels of the given transform, a convenient way to pick map units.
+    pub fn with_simplify_pixels(mut self, gt: &GeoTransform, pixels: f64) -> Self {
+        self.simplify_tolerance = gt.pixel_size() * pixels;
+        self
+    }
+}
+
+type Pt = (i64, i64);
+
+const LEFT: u8 = 1;
+const DOWN: u8 = 2;
+const RIGHT: u8 = 4;
+const UP: u8 = 8;
+
+fn step(p: Pt, dir: u8) -> Pt {
+    match dir {
+        LEFT => (p.0 - 1, p.1),
+        DOWN => (p.0, p.1 + 1),
+        RIGHT => (p.0 + 1, p.1),
+        _ => (p.0, p.1 - 1),
+    }
+}
+
+/// Trace a binary mask (row-major, nonzero = object) into polygons in pixel-corner coordinates
+/// (x to the right, y down; pixel (c, r) covers [c, c+1] × [r, r+1]). Each 4/8-connected part
+/// becomes one polygon with its holes; no simplification.
+pub fn trace_mask_pixels(mask: &[u8], width: usize, height: usize) -> Result<MultiPolygon<f64>> {
+    if mask.len() != width * height {
+        bail!("mask has {} values but {}x{} = {} were expected", mask.len(), width, height, width * height);
+    }
+    let vw = width + 1;
+    let mut out_edges = vec![0u8; vw * (height + 1)];
+    let inside = |x: i64, y: i64| x >= 0 && y >= 0 && (x as usize) < width && (y as usize) < height && mask[y as usize * width + x as usize] != 0;
+    let mut n_edges = 0usize;
+    for y in 0..height as i64 {
+        for x in 0..width as i64 {
+            if !inside(x, y) {
+                continue;
+            }
+            // Boundary edges oriented so that the object is on the same side of every edge.
+            let mut add = |vx: i64, vy: i64, dir: u8| {
+                out_edges[vy as usize * vw + vx as usize] |= dir;
+                n_edges += 1;
+            };
+            if !inside(x, y - 1) {
+                add(x + 1, y, LEFT);
+            }
+            if !inside(x - 1, y) {
+                add(x, y, DOWN);
+            }
+            if !inside(x, y + 1) {
+                add(x, y + 1, RIGHT);
+            }
+            if !inside(x + 1, y) {
+                add(x + 1, y + 1, UP);
+            }
+        }
+    }
+    let mut rings: Vec<Vec<Pt>> = Vec::new();
+    let mut used = 0usize;
+    for start_idx in 0..out_edges.len() {
+        while out_edges[start_idx] != 0 {
+            let start = ((start_idx % vw) as i64, (start_idx / vw) as i64);
+            let mut ring = vec![start];
+            let mut p = start;
+            let mut dir = lowest_bit(out_edges[start_idx]);
+            loop {
+                out_edges[p.1 as usize * vw + p.0 as usize] &= !dir;
+                used += 1;
+                p = step(p, dir);
+                if p == start {
+                    break;
+                }
+                ring.push(p);
+                let outs = out_edges[p.1 as usize * vw + p.0 as usize];
+                if outs == 0 {
+                    bail!("internal error: contour tracing lost its way at {p:?}");
+                }
+                // At a saddle corner keep turning the same way; either choice is fine because
+                // rings that revisit a corner are split below.
+                dir = if outs.count_ones() == 1 { outs } else { turn_right_first(dir, outs) };
+            }
+            rings.extend(split_at_repeated_vertices(ring));
+        }
+    }
+    debug_assert_eq!(used, n_edges);
+    Ok(assemble_polygons(rings))
+}
+
+fn lowest_bit(b: u8) -> u8 {
+    b & b.wrapping_neg()
+}
+
+fn turn_right_first(incoming: u8, outs: u8) -> u8 {
+    // In y-down coordinates, "right" of LEFT is UP, etc.
+    let right = match incoming {
+        LEFT => UP,
+        UP => RIGHT,
+        RIGHT => DOWN,
+        _ => LEFT,
+    };
+    if outs & right != 0 {
+        right
+    } else {
+        lowest_bit(outs)
+    }
+}
+
+fn split_at_repeated_vertices(ring: Vec<Pt>) -> Vec<Vec<Pt>> {
+    let mut result = Vec::new();
+    let mut path: Vec<Pt> = Vec::with_capacity(ring.len());
+    let mut pos: HashMap<Pt, usize> = HashMap::new();
+    for p in ring {
+        if let Some(&i) = pos.get(&p) {
+            let loop_part: Vec<Pt> = path.drain(i..).collect();
+            for q in &loop_part {
+                pos.remove(q);
+            }
+            result.push(loop_part);
+        }
+        pos.insert(p, path.len());
+        path.push(p);
+    }
+    result.push(path);
+    result.into_iter().map(drop_collinear).filter(|r| r.len() >= 4).collect()
+}
+
+fn drop_collinear(ring: Vec<Pt>) -> Vec<Pt> {
+    let n = ring.len();
+    if n < 4 {
+        return ring;
+    }
+    (0..n)
+        .filter(|&i| {
+            let a = ring[(i + n - 1) % n];
+            let b = ring[i];
+            let c = ring[(i + 1) % n];
+            (b.0 - a.0) * (c.1 - b.1) - (b.1 - a.1) * (c.0 - b.0) != 0
+        })
+        .map(|i| ring[i])
+        .collect()
+}
+
+fn signed_area2(ring: &[Pt]) -> i64 {
+    let n = ring.len();
+    (0..n).map(|i| ring[i].0 * ring[(i + 1) % n].1 - ring[(i + 1) % n].0 * ring[i].1).sum()
+}
+
+/// Even-odd point-in-ring test; the probe is a half-integer point so it never lies on an edge.
+fn ring_contains(ring: &[Pt], px2: i64, py2: i64) -> bool {
+    // Work in doubled coordinates to stay in integers.
+    let n = ring.len();
+    let mut inside = false;
+    for i in 0..n {
+        let (x1, y1) = (ring[i].0 * 2, ring[i].1 * 2);
+        let (x2, y2) = (ring[(i + 1) % n].0 * 2, ring[(i + 1) % n].1 * 2);
+        if (y1 > py2) != (y2 > py2) {
+            // Rings are axis-parallel, so only vertical edges straddle the probe's row.
+            let x_at = x1 + (x2 - x1) * (py2 - y1) / (y2 - y1);
+            if x_at > px2 {
+                inside = !inside;
+            }
+        }
+    }
+    inside
+}
+
+fn assemble_polygons(rings: Vec<Vec<Pt>>) -> MultiPolygon<f64> {
+    // Shells have negative doubled area with this tracing direction (y down), holes positive.
+    let mut shells: Vec<(Vec<Pt>, i64, Vec<Vec<Pt>>)> = Vec::new();
+    let mut holes: Vec<Vec<Pt>> = Vec::new();
+    for r in rings {
+        let a = signed_area2(&r);
+        if a < 0 {
+            shells.push((r, -a, Vec::new()));
+        } else if a > 0 {
+            holes.push(r);
+        }
+    }
+    let bboxes: Vec<(i64, i64, i64, i64)> = shells.iter().map(|(r, _, _)| ring_bbox(r)).collect();
+    for hole in holes {
+        // Probe: the centre of the object pixel beside the hole's first unit edge (doubled
+        // coordinates, so it is (odd, odd) and never on an edge). Every traced edge has the object
+        // on the side (dy, -dx) of its direction (dx, dy), by construction of the edges above.
+        let (a, b) = (hole[0], hole[1]);
+        let (dx, dy) = ((b.0 - a.0).signum(), (b.1 - a.1).signum());
+        let (px2, py2) = (2 * a.0 + dx + dy, 2 * a.1 + dy - dx);
+        let hb = ring_bbox(&hole);
+        let mut best: Option<usize> = None;
+        for (i, (shell, area, _)) in shells.iter().enumerate() {
+            let sb = bboxes[i];
+            if hb.0 < sb.0 || hb.1 < sb.1 || hb.2 > sb.2 || hb.3 > sb.3 {
+                continue;
+            }
+            if ring_contains(shell, px2, py2) && best.is_none_or(|j| *area < shells[j].1) {
+                best = Some(i);
+            }
+        }
+        if let Some(i) = best {
+            shells[i].2.push(hole);
+        }
+    }
+    let to_ls = |r: &Vec<Pt>| {
+        let mut coords: Vec<Coord<f64>> = r.iter().map(|p| Coord { x: p.0 as f64, y: p.1 as f64 }).collect();
+        coords.push(coords[0]);
+        LineString::new(coords)
+    };
+    MultiPolygon::new(
+        shells
+            .iter()
+            .map(|(shell, _, hs)| Polygon::new(to_ls(shell), hs.iter().map(to_ls).collect()))
+            .collect(),
+    )
+}
+
+fn ring_bbox(r: &[Pt]) -> (i64, i64, i64, i64) {
+    let mut b = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
+    for p in r {
+        b = (b.0.min(p.0), b.1.min(p.1), b.2.max(p.0), b.3.max(p.1));
+    }
+    b
+}
+
+/// Apply a geotransform to pixel-corner coordinates and orient rings (exterior counter-clockwise,
+/// holes clockwise, as RFC 7946 and GeoPackage readers expect).
+pub fn pixels_to_map(mp: &MultiPolygon<f64>, gt: &GeoTransform) -> MultiPolygon<f64> {
+    use geo::MapCoords;
+    mp.map_coords(|c| {
+        let (x, y) = gt.pixel_to_map(c.x, c.y);
+        Coord { x, y }
+    })
+    .orient(Direction::Default)
+}
+
+/// Binary mask → valid MultiPolygon in map coordinates. `gt` maps this mask's pixel (0, 0) corner
+/// (use [`GeoTransform::shifted`] for a crop). Empty result when nothing survives `min_area`.
+pub fn vectorize_mask(
+    mask: &[u8],
+    width: usize,
+    height: usize,
+    gt: &GeoTransform,
+    opts: &VectorizeOptions,
+) -> Result<MultiPolygon<f64>> {
+    let pixel_polys = trace_mask_pixels(mask, width, height)?;
+    Ok(postprocess(pixels_to_map(&pixel_polys, gt), opts))
+}
+
+/// Simplify, regularise and filter map-space polygons, keeping them valid.
+pub fn postprocess(mp: MultiPolygon<f64>, opts: &VectorizeOptions) -> MultiPolygon<f64> {
+    let mut parts = Vec::new();
+    let mut exact_parts = Vec::new();
+    for poly in mp.0 {
+        if poly.exterior().0.len() < 4 || poly.unsigned_area() < opts.min_area {
+            continue;
+        }
+        let interiors: Vec<LineString<f64>> = poly
+            .interiors()
+            .iter()
+            .filter(|h| Polygon::new((*h).clone(), vec![]).unsigned_area() >= opts.min_area.max(f64::MIN_POSITIVE))
+            .cloned()
+            .collect();
+        let poly = Polygon::new(poly.exterior().clone(), interiors);
+        exact_parts.push(poly.clone());
+        let mut best = poly.clone();
+        if opts.simplify_tolerance > 0.0 {
+            // Halve the tolerance until the result is valid; the exact outline is always valid.
+            let mut tol = opts.simplify_tolerance;
+            for _ in 0..4 {
+                if let Some(s) = simplify_polygon(&poly, tol) {
+                    if s.is_valid() {
+                        best = s;
+                        break;
+                    }
+                }
+                tol /= 2.0;
+            }
+        }
+        if opts.regularize_right_angles {
+            if let Some(r) = regularize_polygon(&best) {
+                let (a0, a1) = (best.unsigned_area(), r.unsigned_area());
+                if r.is_valid() && (a1 - a0).abs() <= 0.15 * a0 {
+                    best = r;
+                }
+            }
+        }
+        parts.push(best);
+    }
+    // Parts were valid individually; simplification can make neighbouring parts overlap, in which
+    // case the exact pixel outlines (valid by construction) are returned instead.
+    let out = MultiPolygon::new(parts).orient(Direction::Default);
+    if exact_parts.len() == out.0.len() && !out.is_valid() {
+        return MultiPolygon::new(exact_parts).orient(Direction::Default);
+    }
+    out
+}
+
+fn simplify_ring(ring: &LineString<f64>, tol: f64) -> Option<LineString<f64>> {
+    let pts: Vec<Coord<f64>> = ring.0[..ring.0.len().saturating_sub(1)].to_vec();
+    let n = pts.len();
+    if n < 4 {
+        return Some(ring.clone());
+    }
+    // Anchor the closed ring at vertex 0 and the vertex farthest from it.
+    let far = (1..n)
+        .max_by(|&a, &b| dist2(pts[0], pts[a]).total_cmp(&dist2(pts[0], pts[b])))
+        .unwrap();
+    let mut keep = vec![false; n + 1];
+    keep[0] = true;
+    keep[far] = true;
+    keep[n] = true;
+    let mut closed = pts.clone();
+    closed.push(pts[0]);
+    dp(&closed, 0, far, tol, &mut keep);
+    dp(&closed, far, n, tol, &mut keep);
+    let mut out: Vec<Coord<f64>> = (0..n).filter(|&i| keep[i]).map(|i| closed[i]).collect();
+    if out.len() < 3 {
+        return None;
+    }
+    out.push(out[0]);
+    Some(LineString::new(out))
+}
+
+fn dist2(a: Coord<f64>, b: Coord<f64>) -> f64 {
+    (a.x - b.x).powi(2) + (a.y - b.y).powi(2)
+}
+
+fn seg_dist(p: Coord<f64>, a: Coord<f64>, b: Coord<f64>) -> f64 {
+    let l2 = dist2(a, b);
+    if l2 == 0.0 {
+        return dist2(p, a).sqrt();
+    }
+    let t = (((p.x - a.x) * (b.x - a.x) + (p.y - a.y) * (b.y - a.y)) / l2).clamp(0.0, 1.0);
+    dist2(p, Coord { x: a.x + t * (b.x - a.x), y: a.y + t * (b.y - a.y) }).sqrt()
+}
+
+fn dp(pts: &[Coord<f64>], i: usize, j: usize, tol: f64, keep: &mut [bool]) {
+    if j <= i + 1 {
+        return;
+    }
+    let (mut best, mut best_d) = (i, -1.0);
+    for k in i + 1..j {
+        let d = seg_dist(pts[k], pts[i], pts[j]);
+        if d > best_d {
+            best = k;
+            best_d = d;
+        }
+    }
+    if best_d > tol {
+        keep[best] = true;
+        dp(pts, i, best, tol, keep);
+        dp(pts, best, j, tol, keep);
+    }
+}
+
+fn simplify_polygon(p: &Polygon<f64>, tol: f64) -> Option<Polygon<f64>> {
+    let ext = simplify_ring(p.exterior(), tol)?;
+    let holes = p.interiors().iter().filter_map(|h| simplify_ring(h, tol)).collect();
+    Some(Polygon::new(ext, holes))
+}
+
+/// Snap every edge to the dominant direction or its perpendicular, then intersect consecutive
+/// lines. None when some edge is more than 25° away from both directions (not a "building").
+fn regularize_polygon(p: &Polygon<f64>) -> Option<Polygon<f64>> {
+    let (mut sx, mut sy) = (0.0, 0.0);
+    for w in p.exterior().0.windows(2) {
+        let (dx, dy) = (w[1].x - w[0].x, w[1].y - w[0].y);
+        let len = (dx * dx + dy * dy).sqrt();
+        let a = dy.atan2(dx) * 4.0;
+        sx += len * a.cos();
+        sy += len * a.sin();
+    }
+    let theta = sy.atan2(sx) / 4.0;
+    let ext = regularize_ring(p.exterior(), theta)?;
+    let mut holes = Vec::new();
+    for h in p.interiors() {
+        holes.push(regularize_ring(h, theta)?);
+    }
+    Some(Polygon::new(ext, holes))
+}
+
+fn regularize_ring(ring: &LineString<f64>, theta: f64) -> Option<LineString<f64>> {
+    let pts = &ring.0[..ring.0.len() - 1];
+    let n = pts.len();
+    if n < 4 {
+        return None;
+    }
+    let (u, v) = ((theta.cos(), theta.sin()), (-theta.sin(), theta.cos()));
+    // Each edge becomes (axis, offset along the normal, length): axis 0 runs along u, 1 along v.
+    let mut lines: Vec<(u8, f64, f64)> = Vec::new();
+    for i in 0..n {
+        let (a, b) = (pts[i], pts[(i + 1) % n]);
+        let (dx, dy) = (b.x - a.x, b.y - a.y);
+        let len = (dx * dx + dy * dy).sqrt();
+        if len == 0.0 {
+            continue;
+        }
+        let along_u = (dx * u.0 + dy * u.1).abs() / len;
+        let along_v = (dx * v.0 + dy * v.1).abs() / len;
+        let cos25 = 25f64.to_radians().cos();
+        let axis = if along_u >= cos25 {
+            0
+        } else if along_v >= cos25 {
+            1
+        } else {
+            return None;
+        };
+        let (mx, my) = ((a.x + b.x) / 2.0, (a.y + b.y) / 2.0);
+        // The normal of an axis-0 line is v; of an axis-1 line it is u.
+        let offset = if axis == 0 { mx * v.0 + my * v.1 } else { mx * u.0 + my * u.1 };
+        match lines.last_mut() {
+            Some(last) if last.0 == axis => {
+                let w = last.2 + len;
+                last.1 = (last.1 * last.2 + offset * len) / w;
+                last.2 = w;
+            }
+            _ => lines.push((axis, offset, len)),
+        }
+    }
+    while lines.len() > 1 && lines[0].0 == lines[lines.len() - 1].0 {
+        let last = lines.pop().unwrap();
+        let w = lines[0].2 + last.2;
+        lines[0].1 = (lines[0].1 * lines[0].2 + last.1 * last.2) / w;
+        lines[0].2 = w;
+    }
+    if lines.len() < 4 || lines.len() % 2 == 1 {
+        return None;
+    }
+    let m = lines.len();
+    let mut out = Vec::with_capacity(m + 1);
+    for i in 0..m {
+        let (l1, l2) = (lines[i], lines[(i + 1) % m]);
+        // Corner between an axis-0 line (normal offset along v) and an axis-1 line (along u).
+        let (off_v, off_u) = if l1.0 == 0 { (l1.1, l2.1) } else { (l2.1, l1.1) };
+        out.push(Coord { x: off_u * u.0 + off_v * v.0, y: off_u * u.1 + off_v * v.1 });
+    }
+    out.push(out[0]);
+    Some(LineString::new(out))
+}
+
+/// One object of a label raster.
+#[derive(Debug, Clone)]
+pub struct LabelPolygon<T> {
+    /// The pixel value shared by the object's pixels.
+    pub value: T,
+    pub geometry: MultiPolygon<f64>,
+    /// Number of pixels with this value.
+    pub pixel_count: usize,
+}
+
+/// Instance-id raster (row-major, `background` = nothing, every other value one object) →
+/// one feature per value, sorted by value. Work per object is proportional to its bounding box.
+pub fn vectorize_label_raster<T>(
+    labels: &[T],
+    width: usize,
+    height: usize,
+    background: T,
+    gt: &GeoTransform,
+    opts: &VectorizeOptions,
+) -> Result<Vec<LabelPolygon<T>>>
+where
+    T: Copy + Eq + Hash + Ord,
+{
+    if labels.len() != width * height {
+        bail!("label raster has {} values but {}x{} = {} were expected", labels.len(), width, height, width * height);
+    }
+    let mut boxes: HashMap<T, (usize, usize, usize, usize, usize)> = HashMap::new();
+    for y in 0..height {
+        for x in 0..width {
+            let v = labels[y * width + x];
+            if v == background {
+                continue;
+            }
+            let b = boxes.entry(v).or_insert((x, y, x, y, 0));
+            *b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y), b.4 + 1);
+        }
+    }
+    let mut values: Vec<T> = boxes.keys().copied().collect();
+    values.sort();
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let (x0, y0, x1, y1, count) = boxes[&v];
+        let (w, h) = (x1 - x0 + 1, y1 - y0 + 1);
+        let mut crop = vec![0u8; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                crop[y * w + x] = (labels[(y0 + y) * width + x0 + x] == v) as u8;
+            }
+        }
+        let geometry = vectorize_mask(&crop, w, h, &gt.shifted(x0 as f64, y0 as f64), opts)?;
+        if !geometry.0.is_empty() {
+            out.push(LabelPolygon { value: v, geometry, pixel_count: count });
+        }
+    }
+    Ok(out)
+}
+
+/// Burn polygons (map coordinates) into a `width`×`height` grid: a pixel gets `value` when its
+/// centre is inside the polygon (even-odd rule, so holes stay empty). Later polygons overwrite
+/// earlier ones.
+pub fn rasterize_polygons<T: Copy>(
+    polygons: &[(MultiPolygon<f64>, T)],
+    width: usize,
+    height: usize,
+    gt: &GeoTransform,
+    background: T,
+) -> Result<Vec<T>> {
+    let mut out = vec![background; width * height];
+    for (mp, value) in polygons {
+        // Edges in pixel coordinates.
+        let mut edges: Vec<(f64, f64, f64, f64)> = Vec::new();
+        for poly in &mp.0 {
+            for ring in std::iter::once(poly.exterior()).chain(poly.interiors()) {
+                let px: Vec<(f64, f64)> = ring.0.iter().map(|c| gt.map_to_pixel(c.x, c.y)).collect::<Result<_>>()?;
+                for w in px.windows(2) {
+                    edges.push((w[0].0, w[0].1, w[1].0, w[1].1));
+                }
+            }
+        }
+        if edges.is_empty() {
+            continue;
+        }
+        let ymin = edges.iter().map(|e| e.1.min(e.3)).fold(f64::MAX, f64::min);
+        let ymax = edges.iter().map(|e| e.1.max(e.3)).fold(f64::MIN, f64::max);
+        let r0 = (ymin - 0.5).ceil().max(0.0) as usize;
+        let r1 = ((ymax - 0.5).floor().min(height as f64 - 1.0)).max(-1.0);
+        if r1 < 0.0 {
+            continue;
+        }
+        let mut xs: Vec<f64> = Vec::new();
+        for row in r0..=r1 as usize {
+            let yc = row as f64 + 0.5;
+            xs.clear();
+            for &(x1, y1, x2, y2) in &edges {
+                if (y1 > yc) != (y2 > yc) {
+                    xs.push(x1 + (yc - y1) * (x2 - x1) / (y2 - y1));
+                }
+            }
+            xs.sort_by(f64::total_cmp);
+            for pair in xs.chunks(2) {
+                if pair.len() < 2 {
+                    break;
+                }
+                // Columns whose centre c+0.5 lies in [pair0, pair1).
+                let c0 = (pair[0] - 0.5).ceil().max(0.0) as i64;
+                let c1 = ((pair[1] - 0.5).ceil() as i64).min(width as i64);
+                for c in c0..c1 {
+                    out[row * width + c as usize] = *value;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
