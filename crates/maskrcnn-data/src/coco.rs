@@ -327,7 +327,16 @@ impl Dataset for CocoDataset {
 
     fn get(&self, index: usize) -> Result<Sample> {
         let target = self.target(index)?;
+        let image = self.image(index)?;
         let info = &self.images[index].info;
+        Ok(Sample { image, target, image_id: info.id, file_name: info.file_name.clone() })
+    }
+
+    fn image(&self, index: usize) -> Result<crate::ImageTensor> {
+        let entry = self.images.get(index).with_context(|| {
+            format!("index {index} is out of range for a dataset of {} images", self.images.len())
+        })?;
+        let info = &entry.info;
         let path = self.image_dir.join(&info.file_name);
         let mut image = read_image(&path)?;
         ensure!(
@@ -342,7 +351,7 @@ impl Dataset for CocoDataset {
         if self.gray_to_rgb && image.channels == 1 {
             image = image.gray_to_rgb();
         }
-        Ok(Sample { image, target, image_id: info.id, file_name: info.file_name.clone() })
+        Ok(image)
     }
 
     fn class_names(&self) -> &[String] {

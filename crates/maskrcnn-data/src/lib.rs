@@ -154,6 +154,12 @@ pub trait Dataset: Send + Sync {
     fn get(&self, index: usize) -> Result<Sample>;
     fn class_names(&self) -> &[String];
 
+    /// Only the image of sample `index`; readers override it to skip decoding masks
+    /// (used by [`stats::compute_band_stats`]).
+    fn image(&self, index: usize) -> Result<ImageTensor> {
+        Ok(self.get(index)?.image)
+    }
+
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -30,3 +30,22 @@ pub fn shared_data(rel: &str) -> PathBuf {
     );
     p
 }
+
+/// Copies a fixture folder into a fresh temporary directory so a test can break it.
+pub fn copy_fixture(rel: &str) -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dst = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &dst);
+            } else {
+                std::fs::copy(e.path(), dst).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&fixture(rel), dir.path());
+    dir
+}
