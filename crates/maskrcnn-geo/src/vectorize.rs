@@ -315,7 +315,7 @@ pub fn postprocess(mp: MultiPolygon<f64>, opts: &VectorizeOptions) -> MultiPolyg
             }
         }
         if opts.regularize_right_angles {
-            if let Some(r) = regularize_polygon(&best) {
+            if let Some(r) = regularize_polygon(&best, 3.0 * opts.simplify_tolerance) {
                 let (a0, a1) = (best.unsigned_area(), r.unsigned_area());
                 if r.is_valid() && (a1 - a0).abs() <= 0.15 * a0 {
                     best = r;
@@ -398,34 +398,61 @@ fn simplify_polygon(p: &Polygon<f64>, tol: f64) -> Option<Polygon<f64>> {
 }
 
 /// Snap every edge to the dominant direction or its perpendicular, then intersect consecutive
-/// lines. None when some edge is more than 25° away from both directions (not a "building").
-fn regularize_polygon(p: &Polygon<f64>) -> Option<Polygon<f64>> {
+/// lines. Edges shorter than `min_edge` (corner cuts left by simplifying a pixel staircase) are
+/// absorbed by their neighbours. None when more than 15% of the outline is more than 25° away
+/// from both directions (the outline is not rectilinear, e.g. a round tank).
+fn regularize_polygon(p: &Polygon<f64>, min_edge: f64) -> Option<Polygon<f64>> {
     let (mut sx, mut sy) = (0.0, 0.0);
     for w in p.exterior().0.windows(2) {
         let (dx, dy) = (w[1].x - w[0].x, w[1].y - w[0].y);
         let len = (dx * dx + dy * dy).sqrt();
+        // Only long edges vote: short ones are mostly staircase artefacts.
+        let weight = if len >= min_edge { len * len } else { 0.0 };
         let a = dy.atan2(dx) * 4.0;
-        sx += len * a.cos();
-        sy += len * a.sin();
+        sx += weight * a.cos();
+        sy += weight * a.sin();
     }
     let theta = sy.atan2(sx) / 4.0;
-    let ext = regularize_ring(p.exterior(), theta)?;
+    let ext = regularize_ring(p.exterior(), theta, min_edge)?;
     let mut holes = Vec::new();
     for h in p.interiors() {
-        holes.push(regularize_ring(h, theta)?);
+        holes.push(regularize_ring(h, theta, min_edge)?);
     }
     Some(Polygon::new(ext, holes))
 }
 
-fn regularize_ring(ring: &LineString<f64>, theta: f64) -> Option<LineString<f64>> {
+fn merge_same_axis(lines: &mut Vec<(u8, f64, f64)>) {
+    let mut merged: Vec<(u8, f64, f64)> = Vec::with_capacity(lines.len());
+    for &l in lines.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == l.0 => {
+                let w = last.2 + l.2;
+                last.1 = (last.1 * last.2 + l.1 * l.2) / w;
+                last.2 = w;
+            }
+            _ => merged.push(l),
+        }
+    }
+    while merged.len() > 1 && merged[0].0 == merged[merged.len() - 1].0 {
+        let last = merged.pop().unwrap();
+        let w = merged[0].2 + last.2;
+        merged[0].1 = (merged[0].1 * merged[0].2 + last.1 * last.2) / w;
+        merged[0].2 = w;
+    }
+    *lines = merged;
+}
+
+fn regularize_ring(ring: &LineString<f64>, theta: f64, min_edge: f64) -> Option<LineString<f64>> {
     let pts = &ring.0[..ring.0.len() - 1];
     let n = pts.len();
     if n < 4 {
         return None;
     }
     let (u, v) = ((theta.cos(), theta.sin()), (-theta.sin(), theta.cos()));
+    let cos25 = 25f64.to_radians().cos();
     // Each edge becomes (axis, offset along the normal, length): axis 0 runs along u, 1 along v.
     let mut lines: Vec<(u8, f64, f64)> = Vec::new();
+    let (mut total_len, mut oblique_len) = (0.0, 0.0);
     for i in 0..n {
         let (a, b) = (pts[i], pts[(i + 1) % n]);
         let (dx, dy) = (b.x - a.x, b.y - a.y);
@@ -435,31 +462,31 @@ fn regularize_ring(ring: &LineString<f64>, theta: f64) -> Option<LineString<f64>
         }
         let along_u = (dx * u.0 + dy * u.1).abs() / len;
         let along_v = (dx * v.0 + dy * v.1).abs() / len;
-        let cos25 = 25f64.to_radians().cos();
-        let axis = if along_u >= cos25 {
-            0
-        } else if along_v >= cos25 {
-            1
-        } else {
-            return None;
-        };
+        total_len += len;
+        if along_u.max(along_v) < cos25 {
+            oblique_len += len;
+        }
+        let axis = if along_u >= along_v { 0 } else { 1 };
         let (mx, my) = ((a.x + b.x) / 2.0, (a.y + b.y) / 2.0);
         // The normal of an axis-0 line is v; of an axis-1 line it is u.
         let offset = if axis == 0 { mx * v.0 + my * v.1 } else { mx * u.0 + my * u.1 };
-        match lines.last_mut() {
-            Some(last) if last.0 == axis => {
-                let w = last.2 + len;
-                last.1 = (last.1 * last.2 + offset * len) / w;
-                last.2 = w;
-            }
-            _ => lines.push((axis, offset, len)),
-        }
+        lines.push((axis, offset, len));
     }
-    while lines.len() > 1 && lines[0].0 == lines[lines.len() - 1].0 {
-        let last = lines.pop().unwrap();
-        let w = lines[0].2 + last.2;
-        lines[0].1 = (lines[0].1 * lines[0].2 + last.1 * last.2) / w;
-        lines[0].2 = w;
+    if oblique_len > 0.15 * total_len {
+        return None;
+    }
+    merge_same_axis(&mut lines);
+    // Drop the shortest line while it is short: its neighbours (same axis) then merge.
+    loop {
+        if lines.len() <= 4 {
+            break;
+        }
+        let (i, l) = lines.iter().enumerate().min_by(|a, b| a.1 .2.total_cmp(&b.1 .2)).map(|(i, l)| (i, *l))?;
+        if l.2 >= min_edge {
+            break;
+        }
+        lines.remove(i);
+        merge_same_axis(&mut lines);
     }
     if lines.len() < 4 || lines.len() % 2 == 1 {
         return None;
