@@ -45,6 +45,7 @@ pub fn read_json(path: &Path) -> Value {
 /// `{"stats": [...], "per_class": {"<cat id>": {"AP": x|null, ...}}}`.
 pub fn assert_matches_reference(metrics: &CocoMetrics, expected: &Value, label: &str) -> usize {
     let mut compared = 0;
+    let mut largest_difference = 0.0f64;
     let stats = expected["stats"].as_array().expect("stats array");
     for (value, (name, reference)) in metrics
         .stats_in_coco_order()
@@ -52,6 +53,7 @@ pub fn assert_matches_reference(metrics: &CocoMetrics, expected: &Value, label: 
         .zip(maskrcnn_eval::STAT_NAMES.iter().zip(stats))
     {
         let reference = reference.as_f64().unwrap();
+        largest_difference = largest_difference.max((value - reference).abs());
         assert!(
             (value - reference).abs() <= TOLERANCE,
             "{label} {name}: rust {value} vs pycocotools {reference}"
@@ -69,11 +71,14 @@ pub fn assert_matches_reference(metrics: &CocoMetrics, expected: &Value, label: 
         for (name, value) in [("AP", class.ap), ("AP50", class.ap50), ("AP75", class.ap75)] {
             match (value, reference[name].as_f64()) {
                 (None, None) => {}
-                (Some(v), Some(r)) => assert!(
-                    (v - r).abs() <= TOLERANCE,
-                    "{label} class {} {name}: rust {v} vs pycocotools {r}",
-                    class.category_id
-                ),
+                (Some(v), Some(r)) => {
+                    largest_difference = largest_difference.max((v - r).abs());
+                    assert!(
+                        (v - r).abs() <= TOLERANCE,
+                        "{label} class {} {name}: rust {v} vs pycocotools {r}",
+                        class.category_id
+                    )
+                }
                 (v, r) => panic!(
                     "{label} class {} {name}: rust {v:?} vs pycocotools {r:?}",
                     class.category_id
@@ -82,5 +87,8 @@ pub fn assert_matches_reference(metrics: &CocoMetrics, expected: &Value, label: 
             compared += 1;
         }
     }
+    eprintln!(
+        "{label}: {compared} numbers, largest |rust - pycocotools| = {largest_difference:.3e}"
+    );
     compared
 }
