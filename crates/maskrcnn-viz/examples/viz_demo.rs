@@ -55,6 +55,8 @@ fn main() -> Result<()> {
     let grid = results_grid(&rows, &titles, (480, 360));
     save_png(&grid, out.join("grid.png"))?;
 
+    aerial_demo(&out)?;
+
     let metrics_path = coco::repo_root().join("fixtures/viz/metrics.jsonl");
     let losses = loss_curves_from_metrics_jsonl(&metrics_path)?;
     save_png(&losses, out.join("loss_curves.png"))?;
@@ -99,4 +101,79 @@ fn shift_mask(mask: &[u8], w: u32, h: u32, dx: i64, dy: i64) -> Vec<u8> {
         }
     }
     shifted
+}
+
+/// Building footprints on the SpaceNet Atlanta panchromatic tile: instances are the connected
+/// components of the footprint raster. Also draws a 128 px crop, the size of a training chip.
+fn aerial_demo(out: &std::path::Path) -> Result<()> {
+    let dir = coco::repo_root().join("../shared/data/spacenet-atlanta-sample");
+    let raster_path = dir.join("sample_geotiff.tif");
+    let gray = image::open(&raster_path).with_context(|| format!("cannot read {}", raster_path.display()))?.to_luma16();
+    let mut values: Vec<u16> = gray.pixels().map(|p| p.0[0]).collect();
+    values.sort_unstable();
+    let (lo, hi) = (values[values.len() * 2 / 100] as f32, values[values.len() * 98 / 100] as f32);
+    let rgb = image::RgbImage::from_fn(gray.width(), gray.height(), |x, y| {
+        let v = ((gray.get_pixel(x, y).0[0] as f32 - lo) / (hi - lo).max(1.0) * 255.0).clamp(0.0, 255.0) as u8;
+        image::Rgb([v, v, v])
+    });
+    let mask_path = dir.join("sample_fp_mask.tif");
+    let footprints = image::open(&mask_path).with_context(|| format!("cannot read {}", mask_path.display()))?.to_luma8();
+    let (w, h) = footprints.dimensions();
+    let components = connected_components(footprints.as_raw(), w, h);
+    let instances: Vec<DrawInstance> = components
+        .iter()
+        .map(|(mask, bbox)| DrawInstance { bbox: *bbox, mask: Some(MaskRef::new(mask, w, h).unwrap()), label: "building".into(), score: Some(0.9), color: class_color(1) })
+        .collect();
+    let drawn = draw_instances(&rgb, &instances, &DrawOptions { mode: DrawMode::BBoxMask, ..Default::default() });
+    save_png(&drawn, out.join("aerial_buildings.png"))?;
+
+    let crop = image::imageops::crop_imm(&rgb, 380, 380, 128, 128).to_image();
+    let crop_masks: Vec<(Vec<u8>, [f32; 4])> = components
+        .iter()
+        .map(|(mask, bbox)| {
+            let cropped: Vec<u8> = (0..128u32).flat_map(|y| (0..128u32).map(move |x| (x, y))).map(|(x, y)| mask[((y + 380) * w + x + 380) as usize]).collect();
+            (cropped, [bbox[0] - 380.0, bbox[1] - 380.0, bbox[2] - 380.0, bbox[3] - 380.0])
+        })
+        .filter(|(m, _)| m.iter().any(|v| *v != 0))
+        .collect();
+    let chip_instances: Vec<DrawInstance> = crop_masks
+        .iter()
+        .map(|(mask, bbox)| DrawInstance { bbox: *bbox, mask: Some(MaskRef::new(mask, 128, 128).unwrap()), label: "building".into(), score: Some(0.87), color: class_color(1) })
+        .collect();
+    let chip = draw_instances(&crop, &chip_instances, &DrawOptions { mode: DrawMode::BBoxMask, ..Default::default() });
+    save_png(&chip, out.join("aerial_chip_128.png"))?;
+    println!("aerial: {} buildings in the tile, {} in the 128 px chip", components.len(), chip_instances.len());
+    Ok(())
+}
+
+/// 4-connected components of non-zero pixels: one full-size mask and x1,y1,x2,y2 box each.
+fn connected_components(raster: &[u8], w: u32, h: u32) -> Vec<(Vec<u8>, [f32; 4])> {
+    let mut label = vec![0u32; raster.len()];
+    let mut components = Vec::new();
+    for start in 0..raster.len() {
+        if raster[start] == 0 || label[start] != 0 {
+            continue;
+        }
+        let id = components.len() as u32 + 1;
+        let mut mask = vec![0u8; raster.len()];
+        let mut bbox = [f32::MAX, f32::MAX, 0.0f32, 0.0f32];
+        let mut stack = vec![start];
+        label[start] = id;
+        while let Some(i) = stack.pop() {
+            mask[i] = 1;
+            let (x, y) = ((i as u32 % w) as i64, (i as u32 / w) as i64);
+            bbox = [bbox[0].min(x as f32), bbox[1].min(y as f32), bbox[2].max(x as f32 + 1.0), bbox[3].max(y as f32 + 1.0)];
+            for (nx, ny) in [(x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)] {
+                if nx >= 0 && ny >= 0 && nx < w as i64 && ny < h as i64 {
+                    let j = (ny * w as i64 + nx) as usize;
+                    if raster[j] != 0 && label[j] == 0 {
+                        label[j] = id;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        components.push((mask, bbox));
+    }
+    components
 }

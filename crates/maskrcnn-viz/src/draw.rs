@@ -91,6 +91,10 @@ pub struct DrawOptions {
     pub font_scale: Option<u32>,
     pub show_labels: bool,
     pub show_scores: bool,
+    /// When false (the default), a tag that finds no spot free of other tags is left out (the
+    /// object itself is still drawn), so crowded scenes such as aerial tiles with hundreds of
+    /// buildings stay readable. Better-scoring objects get their tags first.
+    pub overlapping_tags: bool,
 }
 
 impl Default for DrawOptions {
@@ -103,6 +107,7 @@ impl Default for DrawOptions {
             font_scale: None,
             show_labels: true,
             show_scores: true,
+            overlapping_tags: false,
         }
     }
 }
@@ -178,8 +183,11 @@ pub fn draw_instances(image: &RgbImage, instances: &[DrawInstance], opts: &DrawO
                 let pad = scale as i64 + 1;
                 let size = (text_w as i64 + 2 * pad, text_h as i64 + 2 * pad);
                 let others: Vec<TagRect> = placed.iter().map(|p| p.0).collect();
-                let rect = place_tag(canvas.width(), canvas.height(), anchor, size, &others);
-                placed.push((rect, text, inst.color));
+                match place_tag(canvas.width(), canvas.height(), anchor, size, &others) {
+                    TagSpot::Free(rect) => placed.push((rect, text, inst.color)),
+                    TagSpot::Crowded(rect) if opts.overlapping_tags => placed.push((rect, text, inst.color)),
+                    TagSpot::Crowded(_) => {}
+                }
             }
         }
         // Drawn in reverse so that, where tags still overlap, the best-scoring one is on top.
@@ -269,10 +277,16 @@ impl TagRect {
     }
 }
 
+enum TagSpot {
+    Free(TagRect),
+    /// Every spot covers another tag; this one covers the least.
+    Crowded(TagRect),
+}
+
 /// Where a tag of `size` goes: just above the box, else inside its top edge, else below it, else
-/// inside its bottom edge, taking the first spot that does not cover a tag already placed (or the
-/// least-covering one). Each spot is shifted to lie inside the image.
-fn place_tag(img_w: u32, img_h: u32, anchor: PixelRect, size: (i64, i64), placed: &[TagRect]) -> TagRect {
+/// inside its bottom edge, taking the first spot that does not cover a tag already placed.
+/// Each spot is shifted to lie inside the image.
+fn place_tag(img_w: u32, img_h: u32, anchor: PixelRect, size: (i64, i64), placed: &[TagRect]) -> TagSpot {
     let (w, h) = size;
     let (img_w, img_h) = (img_w as i64, img_h as i64);
     let x = (anchor.x0 as i64).min(img_w - w).max(0);
@@ -285,7 +299,10 @@ fn place_tag(img_w: u32, img_h: u32, anchor: PixelRect, size: (i64, i64), placed
     candidates.extend([anchor.y0 as i64, anchor.y1 as i64 + 1, anchor.y1 as i64 + 1 - h]);
     let rects: Vec<TagRect> = candidates.into_iter().map(|y| TagRect { x, y: clamp_y(y), w, h }).collect();
     let covered = |r: &TagRect| placed.iter().map(|p| r.overlap(p)).sum::<i64>();
-    rects.iter().find(|r| covered(r) == 0).copied().unwrap_or_else(|| *rects.iter().min_by_key(|r| covered(r)).unwrap_or(&rects[0]))
+    match rects.iter().find(|r| covered(r) == 0) {
+        Some(free) => TagSpot::Free(*free),
+        None => TagSpot::Crowded(*rects.iter().min_by_key(|r| covered(r)).unwrap_or(&rects[0])),
+    }
 }
 
 /// A mask cropped to the bounding box of its set pixels, in image coordinates.
@@ -547,6 +564,27 @@ mod tests {
         assert_eq!(out.get_pixel(31, 50 - 1).0, blue);
         assert_eq!(out.get_pixel(31, 51).0, red);
         assert_eq!(out.get_pixel(31, 50 + tag_h - 1).0, red);
+    }
+
+    #[test]
+    fn tags_with_no_free_spot_are_left_out_unless_overlap_is_allowed() {
+        // Three objects filling a 30 px high image: only two tag rows fit, so one tag must go.
+        let image = gray_image(60, 30);
+        let colors = [[200, 0, 0], [0, 200, 0], [0, 0, 200]];
+        // The lowest-scoring tag is the widest, so it shows past the others when drawn.
+        let labels = ["obj", "obj", "a long label"];
+        let instances: Vec<DrawInstance> = (0..3)
+            .map(|i| DrawInstance { bbox: [0.0, 0.0, 60.0, 30.0], mask: None, label: labels[i].into(), score: Some(0.9 - 0.1 * i as f32), color: colors[i] })
+            .collect();
+        let opts = DrawOptions { mode: DrawMode::BBox, font_scale: Some(1), box_width: 1, show_scores: false, ..Default::default() };
+        // Rows 1..=28 leave out the box outlines; tags are 21 px wide except the long one.
+        let tag_at = |out: &RgbImage, x: u32, color: [u8; 3]| (1..29).any(|y| out.get_pixel(x, y).0 == color);
+        let out = draw_instances(&image, &instances, &opts);
+        assert!(tag_at(&out, 10, colors[0]) && tag_at(&out, 10, colors[1]), "best two tags drawn");
+        assert!(!tag_at(&out, 40, colors[2]), "lowest score loses its tag");
+        let out = draw_instances(&image, &instances, &DrawOptions { overlapping_tags: true, ..opts });
+        assert!(tag_at(&out, 40, colors[2]), "kept when overlap is allowed");
+        assert!(tag_at(&out, 10, colors[0]) && tag_at(&out, 10, colors[1]), "and drawn beneath the better ones");
     }
 
     #[test]
