@@ -1,0 +1,182 @@
+//! Model configuration: one plain struct with torchvision's defaults, serialised with the model.
+//!
+//! Every default below is torchvision's `maskrcnn_resnet50_fpn` default, so a config written as `{}`
+//! describes the COCO model torchvision ships.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MaskRcnnConfig {
+    /// Including background (torchvision's convention): COCO is 91.
+    pub num_classes: usize,
+    /// Names for labels 0..num_classes (index 0 is background). Empty when unknown.
+    pub class_names: Vec<String>,
+    /// Category id written to results for each label 0..num_classes (COCO ids, Esri class
+    /// values). Empty means the label itself.
+    pub category_ids: Vec<u64>,
+    /// Colour per label for drawings, from arcgis.learn `.emd` files when known.
+    pub class_colors: Vec<[u8; 3]>,
+    pub backbone: BackboneConfig,
+    pub transform: TransformConfig,
+    pub rpn: RpnConfig,
+    pub roi_heads: RoiHeadsConfig,
+    /// PointRend mask head instead of the plain 28x28 head.
+    pub pointrend: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackboneConfig {
+    /// ResNet depth: 18, 34, 50, 101 or 152.
+    pub depth: usize,
+    /// ResNet stages (1..=4) whose outputs feed the FPN; torchvision's `returned_layers`.
+    pub returned_layers: Vec<usize>,
+    /// Number of trainable ResNet stages counted from the top (0..=5); torchvision's `trainable_layers`.
+    pub trainable_layers: usize,
+    pub fpn_out_channels: usize,
+    /// Image bands the first convolution expects.
+    pub in_channels: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TransformConfig {
+    pub min_size: usize,
+    pub max_size: usize,
+    /// Per-band mean and std applied to images scaled to 0..1.
+    pub image_mean: Vec<f32>,
+    pub image_std: Vec<f32>,
+    pub size_divisible: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RpnConfig {
+    /// One list of sizes per feature map (FPN levels then 'pool').
+    pub anchor_sizes: Vec<Vec<f32>>,
+    pub aspect_ratios: Vec<f32>,
+    pub pre_nms_top_n_train: usize,
+    pub pre_nms_top_n_test: usize,
+    pub post_nms_top_n_train: usize,
+    pub post_nms_top_n_test: usize,
+    pub nms_thresh: f32,
+    pub fg_iou_thresh: f32,
+    pub bg_iou_thresh: f32,
+    pub batch_size_per_image: usize,
+    pub positive_fraction: f32,
+    pub score_thresh: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoiHeadsConfig {
+    pub box_roi_output_size: usize,
+    pub mask_roi_output_size: usize,
+    pub sampling_ratio: i32,
+    /// Width of TwoMLPHead's two fully connected layers.
+    pub representation_size: usize,
+    pub box_score_thresh: f32,
+    pub box_nms_thresh: f32,
+    pub box_detections_per_img: usize,
+    pub box_fg_iou_thresh: f32,
+    pub box_bg_iou_thresh: f32,
+    pub box_batch_size_per_image: usize,
+    pub box_positive_fraction: f32,
+    pub bbox_reg_weights: [f32; 4],
+    /// Output channels of each 3x3 conv of MaskRCNNHeads.
+    pub mask_layers: Vec<usize>,
+    pub mask_dilation: usize,
+    /// Channels of the mask predictor's transposed convolution.
+    pub mask_predictor_channels: usize,
+}
+
+impl Default for MaskRcnnConfig {
+    fn default() -> Self {
+        Self {
+            num_classes: 91,
+            class_names: Vec::new(),
+            category_ids: Vec::new(),
+            class_colors: Vec::new(),
+            backbone: BackboneConfig::default(),
+            transform: TransformConfig::default(),
+            rpn: RpnConfig::default(),
+            roi_heads: RoiHeadsConfig::default(),
+            pointrend: false,
+        }
+    }
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        Self { depth: 50, returned_layers: vec![1, 2, 3, 4], trainable_layers: 3, fpn_out_channels: 256, in_channels: 3 }
+    }
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        Self {
+            min_size: 800,
+            max_size: 1333,
+            image_mean: vec![0.485, 0.456, 0.406],
+            image_std: vec![0.229, 0.224, 0.225],
+            size_divisible: 32,
+        }
+    }
+}
+
+impl Default for RpnConfig {
+    fn default() -> Self {
+        Self {
+            anchor_sizes: vec![vec![32.0], vec![64.0], vec![128.0], vec![256.0], vec![512.0]],
+            aspect_ratios: vec![0.5, 1.0, 2.0],
+            pre_nms_top_n_train: 2000,
+            pre_nms_top_n_test: 1000,
+            post_nms_top_n_train: 2000,
+            post_nms_top_n_test: 1000,
+            nms_thresh: 0.7,
+            fg_iou_thresh: 0.7,
+            bg_iou_thresh: 0.3,
+            batch_size_per_image: 256,
+            positive_fraction: 0.5,
+            score_thresh: 0.0,
+        }
+    }
+}
+
+impl Default for RoiHeadsConfig {
+    fn default() -> Self {
+        Self {
+            box_roi_output_size: 7,
+            mask_roi_output_size: 14,
+            sampling_ratio: 2,
+            representation_size: 1024,
+            box_score_thresh: 0.05,
+            box_nms_thresh: 0.5,
+            box_detections_per_img: 100,
+            box_fg_iou_thresh: 0.5,
+            box_bg_iou_thresh: 0.5,
+            box_batch_size_per_image: 512,
+            box_positive_fraction: 0.25,
+            bbox_reg_weights: [10.0, 10.0, 5.0, 5.0],
+            mask_layers: vec![256, 256, 256, 256],
+            mask_dilation: 1,
+            mask_predictor_channels: 256,
+        }
+    }
+}
+
+impl MaskRcnnConfig {
+    pub fn category_id(&self, label: usize) -> u64 {
+        self.category_ids.get(label).copied().unwrap_or(label as u64)
+    }
+
+    pub fn class_name(&self, label: usize) -> String {
+        self.class_names.get(label).cloned().unwrap_or_else(|| format!("class {label}"))
+    }
+
+    /// Feature maps the box and mask poolers read: the FPN levels, not 'pool'.
+    pub fn fpn_level_names(&self) -> Vec<String> {
+        (0..self.backbone.returned_layers.len()).map(|i| i.to_string()).collect()
+    }
+}

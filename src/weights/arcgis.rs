@@ -1,0 +1,152 @@
+//! arcgis.learn model packages: the `.emd` JSON that describes a model, and `.dlpk` zips of the
+//! model folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::config::MaskRcnnConfig;
+
+/// What an `.emd` says about the model, resolved against the `.emd`'s folder.
+#[derive(Debug, Clone)]
+pub struct EmdPackage {
+    pub model_file: PathBuf,
+    pub backbone: Option<String>,
+    pub pointrend: bool,
+    /// `(value, name, colour)` per class, in file order (labels 1..=K).
+    pub classes: Vec<(u64, String, [u8; 3])>,
+    pub chip_size: Option<usize>,
+    pub kwargs: serde_json::Map<String, Value>,
+}
+
+pub fn find_emd(dir: &Path) -> Result<Option<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("emd")))
+        .collect();
+    found.sort();
+    Ok(found.into_iter().next())
+}
+
+pub fn read_emd(path: &Path) -> Result<EmdPackage> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let emd: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let model_name = emd
+        .get("ModelFile")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{}: no \"ModelFile\" entry", path.display()))?;
+    let model_file = path.parent().unwrap_or(Path::new(".")).join(model_name);
+    if !model_file.is_file() {
+        bail!("{}: names model file {}, which does not exist", path.display(), model_file.display());
+    }
+    let params = emd.get("ModelParameters");
+    let backbone = params.and_then(|p| p.get("backbone")).and_then(Value::as_str).map(str::to_string);
+    let pointrend = params.and_then(|p| p.get("pointrend")).and_then(Value::as_bool).unwrap_or(false);
+    let mut classes = Vec::new();
+    for c in emd.get("Classes").and_then(Value::as_array).into_iter().flatten() {
+        let value = c.get("Value").and_then(Value::as_u64).ok_or_else(|| anyhow!("{}: a class without a numeric \"Value\"", path.display()))?;
+        let name = c.get("Name").and_then(Value::as_str).unwrap_or("").to_string();
+        let color = c
+            .get("Color")
+            .and_then(Value::as_array)
+            .map(|a| {
+                let ch = |i: usize| a.get(i).and_then(Value::as_u64).unwrap_or(0).min(255) as u8;
+                [ch(0), ch(1), ch(2)]
+            })
+            .unwrap_or([255, 0, 0]);
+        classes.push((value, name, color));
+    }
+    let chip_size = emd.get("ImageHeight").and_then(Value::as_u64).map(|v| v as usize);
+    let kwargs = emd.get("MaskRCNNkwargs").and_then(Value::as_object).cloned().unwrap_or_default();
+    Ok(EmdPackage { model_file, backbone, pointrend, classes, chip_size, kwargs })
+}
+
+impl EmdPackage {
+    /// Applies the package's classes, input size and torchvision kwargs on top of a configuration
+    /// inferred from the weights, checking that both agree.
+    pub fn apply_to(&self, config: &mut MaskRcnnConfig) -> Result<()> {
+        if self.pointrend {
+            bail!("{}: a PointRend model (ModelParameters.pointrend); the PointRend head is not available in this build", self.model_file.display());
+        }
+        if let Some(b) = &self.backbone {
+            let depth = b.trim_start_matches("resnet").parse::<usize>().ok();
+            if depth.is_some_and(|d| d != config.backbone.depth) {
+                bail!("the .emd names backbone {b} but the weights are a ResNet-{}", config.backbone.depth);
+            }
+        }
+        if !self.classes.is_empty() {
+            if self.classes.len() + 1 != config.num_classes {
+                bail!(
+                    "the .emd lists {} classes but the weights predict {} (including background)",
+                    self.classes.len(),
+                    config.num_classes
+                );
+            }
+            config.class_names = std::iter::once("background".to_string()).chain(self.classes.iter().map(|c| c.1.clone())).collect();
+            config.category_ids = std::iter::once(0).chain(self.classes.iter().map(|c| c.0)).collect();
+            config.class_colors = std::iter::once([0, 0, 0]).chain(self.classes.iter().map(|c| c.2)).collect();
+        }
+        if let Some(chip) = self.chip_size {
+            // arcgis.learn builds the model with min_size = 1.5 chip and max_size = 2 chip.
+            config.transform.min_size = chip * 3 / 2;
+            config.transform.max_size = chip * 2;
+        }
+        for (key, value) in &self.kwargs {
+            apply_kwarg(config, key, value).with_context(|| format!("MaskRCNNkwargs.{key}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn apply_kwarg(config: &mut MaskRcnnConfig, key: &str, value: &Value) -> Result<()> {
+    let as_usize = || value.as_u64().map(|v| v as usize).ok_or_else(|| anyhow!("expected an integer"));
+    let as_f32 = || value.as_f64().map(|v| v as f32).ok_or_else(|| anyhow!("expected a number"));
+    let (rpn, rh) = (&mut config.rpn, &mut config.roi_heads);
+    match key {
+        "min_size" => config.transform.min_size = as_usize()?,
+        "max_size" => config.transform.max_size = as_usize()?,
+        "rpn_pre_nms_top_n_train" => rpn.pre_nms_top_n_train = as_usize()?,
+        "rpn_pre_nms_top_n_test" => rpn.pre_nms_top_n_test = as_usize()?,
+        "rpn_post_nms_top_n_train" => rpn.post_nms_top_n_train = as_usize()?,
+        "rpn_post_nms_top_n_test" => rpn.post_nms_top_n_test = as_usize()?,
+        "rpn_nms_thresh" => rpn.nms_thresh = as_f32()?,
+        "rpn_fg_iou_thresh" => rpn.fg_iou_thresh = as_f32()?,
+        "rpn_bg_iou_thresh" => rpn.bg_iou_thresh = as_f32()?,
+        "rpn_batch_size_per_image" => rpn.batch_size_per_image = as_usize()?,
+        "rpn_positive_fraction" => rpn.positive_fraction = as_f32()?,
+        "rpn_score_thresh" => rpn.score_thresh = as_f32()?,
+        "box_score_thresh" => rh.box_score_thresh = as_f32()?,
+        "box_nms_thresh" => rh.box_nms_thresh = as_f32()?,
+        "box_detections_per_img" => rh.box_detections_per_img = as_usize()?,
+        "box_fg_iou_thresh" => rh.box_fg_iou_thresh = as_f32()?,
+        "box_bg_iou_thresh" => rh.box_bg_iou_thresh = as_f32()?,
+        "box_batch_size_per_image" => rh.box_batch_size_per_image = as_usize()?,
+        "box_positive_fraction" => rh.box_positive_fraction = as_f32()?,
+        other => bail!("unsupported torchvision MaskRCNN argument `{other}`"),
+    }
+    Ok(())
+}
+
+/// Unpacks a `.dlpk` (a plain zip of the model folder) into a temporary folder.
+pub fn extract_dlpk(path: &Path) -> Result<tempfile::TempDir> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| anyhow!("{}: not a valid .dlpk (zip) file: {e}", path.display()))?;
+    let dir = tempfile::tempdir().context("creating a temporary folder")?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| anyhow!("{}: corrupt entry {i}: {e}", path.display()))?;
+        let Some(relative) = entry.enclosed_name() else { continue };
+        let target = dir.path().join(&relative);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = std::fs::File::create(&target)?;
+        std::io::copy(&mut entry, &mut out).with_context(|| format!("{}: extracting {}", path.display(), relative.display()))?;
+    }
+    Ok(dir)
+}

@@ -1,0 +1,52 @@
+//! Shared helpers for integration tests: fixture lookup and tolerant comparisons.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo_root().join("fixtures").join(rel)
+}
+
+/// `../shared/data` beside the repository (as CI lays it out), or a loud failure.
+pub fn shared_data(rel: &str) -> PathBuf {
+    let p = repo_root().join("..").join("shared").join("data").join(rel);
+    assert!(p.exists(), "shared data {} is absent: this test needs ../shared/data next to the repository", p.display());
+    p
+}
+
+/// Every float tensor of a safetensors file, as `(shape, values)`.
+pub fn read_safetensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data: Vec<f32> = match view.dtype() {
+                safetensors::Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                safetensors::Dtype::I64 => view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+                safetensors::Dtype::F64 => view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            };
+            (name, (view.shape().to_vec(), data))
+        })
+        .collect()
+}
+
+/// Max |a - b| relative to the largest reference magnitude.
+pub fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(actual.len(), expected.len(), "length mismatch");
+    let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let diff = actual.iter().zip(expected).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    diff / scale
+}
+
+pub fn assert_close(name: &str, actual: &[f32], expected: &[f32], tolerance: f32) {
+    assert_eq!(actual.len(), expected.len(), "{name}: {} values vs {} expected", actual.len(), expected.len());
+    let err = relative_error(actual, expected);
+    assert!(err <= tolerance, "{name}: relative error {err:.3e} > {tolerance:.0e}");
+}
