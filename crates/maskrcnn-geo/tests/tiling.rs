@@ -265,10 +265,10 @@ fn nodata_tiles_are_skipped_and_bad_masks_rejected() {
     let (_, s) = detect_raster(&mut r, |_: &TileImage| Ok(vec![]), &keep, |_| {}).unwrap();
     assert_eq!(s.tiles_processed, 2);
 
-    let err = detect_raster(&mut r, |_: &TileImage| Ok(vec![TileInstance { class_id: 0, score: 1.0, mask: vec![1; 10] }]), &opts, |_| {})
+    let err = detect_raster(&mut r, |_: &TileImage| Ok(vec![TileInstance { class_id: 0, score: 1.0, mask: vec![1; 10] }]), &keep, |_| {})
         .err()
         .unwrap();
     assert!(format!("{err:#}").contains("mask of 10 values"), "{err:#}");
-    let err = detect_raster(&mut r, |_: &TileImage| anyhow::bail!("model exploded"), &opts, |_| {}).err().unwrap();
+    let err = detect_raster(&mut r, |_: &TileImage| anyhow::bail!("model exploded"), &keep, |_| {}).err().unwrap();
     assert!(format!("{err:#}").contains("detector failed on tile r0c0"), "{err:#}");
 }
