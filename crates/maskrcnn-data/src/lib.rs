@@ -184,7 +184,7 @@ pub fn mask_to_box(mask: &[u8], height: usize, width: usize) -> Option<[f32; 4]>
         y1 = y1.min(row);
         y2 = row + 1;
     }
-    any.then(|| [x1 as f32, y1 as f32, x2 as f32, y2 as f32])
+    any.then_some([x1 as f32, y1 as f32, x2 as f32, y2 as f32])
 }
 
 /// Splits an instance-id raster (0 = background, each other value one instance) into binary
@@ -207,7 +207,7 @@ mod tests {
     fn tight_box_uses_exclusive_max() {
         let (h, w) = (5, 6);
         let mut m = vec![0u8; h * w];
-        m[1 * w + 2] = 1;
+        m[w + 2] = 1;
         m[3 * w + 4] = 1;
         assert_eq!(mask_to_box(&m, h, w), Some([2.0, 1.0, 5.0, 4.0]));
         assert_eq!(mask_to_box(&vec![0; h * w], h, w), None);

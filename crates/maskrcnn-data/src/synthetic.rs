@@ -312,7 +312,7 @@ mod tests {
         let mut per_class = [0usize; 3];
         for item in &ds.images {
             let t = &item.sample.target;
-            assert!(t.len() >= 1 && t.len() <= config.max_objects);
+            assert!(!t.is_empty() && t.len() <= config.max_objects);
             for (k, b) in t.boxes.iter().enumerate() {
                 let extent = (b[2] - b[0]).max(b[3] - b[1]) as f64;
                 assert!(extent >= config.min_object_size * 0.7 - 1.0 && extent <= config.max_object_size * 1.27 + 2.0, "extent {extent}");

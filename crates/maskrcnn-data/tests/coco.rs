@@ -168,3 +168,22 @@ fn coco128_permissive_official_annotations() {
     assert_eq!(object_pixels, 3_506_949);
     println!("coco128-permissive: {r:?}, crowd pixels {crowd_pixels}");
 }
+
+/// Aerial COCO data (research licence: read in place, never copied into the repo).
+#[test]
+fn nwpu_vhr10_polygons_match_pycocotools_total() {
+    let root = shared_data("nwpu-vhr10-train");
+    let ds = CocoDataset::open(&root.join("instances.json"), &root.join("images")).unwrap();
+    assert_eq!(ds.len(), 520);
+    assert_eq!(ds.class_names()[2], "storage_tank");
+    assert_eq!(ds.report().annotations, 2989);
+    let mut pixels = 0u64;
+    for i in 0..ds.len() {
+        let t = ds.target(i).unwrap();
+        pixels += t.masks.iter().flatten().map(|&v| v as u64).sum::<u64>();
+    }
+    // Sum of pycocotools' COCO.annToMask over every annotation, computed once with the dev venv.
+    assert_eq!(pixels, 13_214_514);
+    let s = ds.get(0).unwrap();
+    assert_eq!(s.image.channels, 3);
+}
