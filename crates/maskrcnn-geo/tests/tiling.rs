@@ -1,7 +1,7 @@
 mod common;
 
 use common::*;
-use geo::{Area, Validation};
+use geo::Validation;
 use maskrcnn_geo::*;
 
 /// Ground-truth instance-id raster plus a fake detector that returns each object's true mask

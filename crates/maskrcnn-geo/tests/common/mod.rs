@@ -132,7 +132,7 @@ fn chunk_bytes(s: &TiffSpec, plane: Option<usize>, x0: u32, y0: u32, pw: u32, ph
     match s.compression {
         Comp::None => out = rows,
         Comp::Lzw => {
-            Lzw::default().write_to(&mut out, &rows).unwrap();
+            Lzw.write_to(&mut out, &rows).unwrap();
         }
         Comp::Deflate => {
             Deflate::default().write_to(&mut out, &rows).unwrap();
