@@ -24,6 +24,71 @@ struct Cli {
 enum Command {
     /// Detect objects in images and write COCO results JSON.
     Predict(PredictArgs),
+    /// COCO metrics (bbox, segm, boundary) of results, or of a model on a dataset.
+    Evaluate(EvaluateArgs),
+    /// Draw ground truth beside predictions for the first images of a dataset.
+    ShowResults(ShowResultsArgs),
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// COCO results JSON (as `maskrcnn predict` writes).
+    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+    predictions: Option<PathBuf>,
+    /// Ground-truth COCO instances JSON (with --predictions).
+    #[arg(long, requires = "predictions")]
+    annotations: Option<PathBuf>,
+    /// A model to run on --data first.
+    #[arg(long, requires = "data")]
+    model: Option<PathBuf>,
+    /// A COCO dataset: instances JSON, or a folder with instances.json and images/.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Folder the dataset's file names are relative to.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "all")]
+    iou_type: IouTypeArg,
+    /// Detections per image counted for AP/AR100 (COCO's 100; dense building tiles need more).
+    #[arg(long, default_value_t = 100)]
+    max_dets: usize,
+    /// Metrics JSON to write.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Also write a one-page HTML report with the numbers (and a sample grid when --model is given).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// IoU threshold of the arcgis.learn-style per-class average precision.
+    #[arg(long, default_value_t = 0.5)]
+    arcgis_iou: f64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IouTypeArg {
+    Segm,
+    Bbox,
+    Boundary,
+    All,
+}
+
+#[derive(Args)]
+struct ShowResultsArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    images: Option<PathBuf>,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    rows: usize,
+    /// mask, bbox or bbox_mask.
+    #[arg(long, default_value = "mask")]
+    mode: String,
+    /// Hide predictions scoring below this (arcgis.learn's box_threshold).
+    #[arg(long, default_value_t = 0.5)]
+    score_threshold: f32,
 }
 
 #[derive(Args)]
@@ -59,6 +124,8 @@ pub fn run() -> Result<()> {
     }
     match cli.command {
         Command::Predict(args) => predict(args),
+        Command::Evaluate(args) => evaluate(args),
+        Command::ShowResults(args) => show_results(args),
     }
 }
 
@@ -113,5 +180,89 @@ fn predict(args: PredictArgs) -> Result<()> {
     let json = serde_json::to_vec(&results)?;
     crate::io_util::write_atomic(&args.output, &json)?;
     eprintln!("{} detections in {} images -> {}", total, images.len(), args.output.display());
+    Ok(())
+}
+
+fn evaluate(args: EvaluateArgs) -> Result<()> {
+    use maskrcnn_eval::IouType;
+    if args.max_dets == 0 {
+        bail!("--max-dets must be at least 1");
+    }
+    let iou_types: Vec<IouType> = match args.iou_type {
+        IouTypeArg::Segm => vec![IouType::Segm],
+        IouTypeArg::Bbox => vec![IouType::Bbox],
+        IouTypeArg::Boundary => vec![IouType::Boundary],
+        IouTypeArg::All => vec![IouType::Bbox, IouType::Segm, IouType::Boundary],
+    };
+    let mut grid = None;
+    let (ground_truth, results) = if let Some(model_path) = &args.model {
+        let data = args.data.as_deref().expect("clap requires --data with --model");
+        let dataset = crate::evaluate::CocoDataset::open(data, args.images.as_deref())?;
+        let device = burn::tensor::Device::default();
+        let mut model = load_model(model_path, &device)?.model;
+        // The model must keep at least as many detections as are scored.
+        let keep = &mut model.config.roi_heads.box_detections_per_img;
+        *keep = (*keep).max(args.max_dets);
+        let bar = progress(dataset.ground_truth.images.len(), "predict");
+        let ours = crate::evaluate::predict_dataset(&model, &dataset, None, |done, _| bar.set_position(done as u64))?;
+        bar.finish_and_clear();
+        if args.report.is_some() {
+            grid = Some(crate::evaluate::show_results(&model, &dataset, 4, maskrcnn_viz::DrawMode::Mask, 0.5)?);
+        }
+        (dataset.ground_truth, crate::evaluate::as_detection_results(&ours)?)
+    } else {
+        let predictions = args.predictions.as_deref().expect("clap requires --predictions");
+        let annotations = args.annotations.as_deref().context("--annotations is required with --predictions")?;
+        let gt = maskrcnn_eval::load_ground_truth(annotations).with_context(|| format!("{}", annotations.display()))?;
+        let results = maskrcnn_eval::load_results(predictions).with_context(|| format!("{}", predictions.display()))?;
+        (gt, results)
+    };
+    let max_dets = [1, 10.min(args.max_dets), args.max_dets];
+    let report = maskrcnn_eval::evaluate_all(&ground_truth, &results, &iou_types, max_dets)?;
+    let arcgis = maskrcnn_eval::average_precision_score(&ground_truth, &results, args.arcgis_iou, 0.0)?;
+    println!("{}", maskrcnn_eval::format_report(&report));
+    if args.max_dets > 100 {
+        println!("note: AP and AR{} count up to {} detections per image (COCO uses 100)", args.max_dets, args.max_dets);
+    }
+    println!("arcgis.learn-style average precision at IoU {} (mask): {}", args.arcgis_iou, format_arcgis(&arcgis));
+    let mut json: serde_json::Value = serde_json::from_str(&report.to_json())?;
+    json["arcgis_average_precision"] = serde_json::json!({"iou": args.arcgis_iou, "per_class": arcgis.per_class, "mean": arcgis.mean});
+    json["max_dets"] = serde_json::json!(max_dets);
+    if let Some(out) = &args.output {
+        crate::io_util::write_atomic(out, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        eprintln!("metrics -> {}", out.display());
+    }
+    if let Some(path) = &args.report {
+        let figures: Vec<(&str, &image::RgbImage)> = grid.iter().map(|g| ("Ground truth and predictions", g)).collect();
+        let html = maskrcnn_viz::html_report("Mask R-CNN evaluation", &json, &figures);
+        crate::io_util::write_atomic(path, html.as_bytes())?;
+        eprintln!("report -> {}", path.display());
+    }
+    Ok(())
+}
+
+fn format_arcgis(scores: &maskrcnn_eval::ArcgisApScores) -> String {
+    let mut parts: Vec<String> = scores
+        .per_class
+        .iter()
+        .map(|(name, ap)| format!("{name} {}", ap.map_or("n/a".to_string(), |v| format!("{v:.3}"))))
+        .collect();
+    parts.push(format!("mean {}", scores.mean.map_or("n/a".to_string(), |v| format!("{v:.3}"))));
+    parts.join(", ")
+}
+
+fn show_results(args: ShowResultsArgs) -> Result<()> {
+    let mode: maskrcnn_viz::DrawMode = args.mode.parse()?;
+    if args.rows == 0 {
+        bail!("--rows must be at least 1");
+    }
+    let dataset = crate::evaluate::CocoDataset::open(&args.data, args.images.as_deref())?;
+    let device = burn::tensor::Device::default();
+    let model = load_model(&args.model, &device)?.model;
+    let grid = crate::evaluate::show_results(&model, &dataset, args.rows, mode, args.score_threshold)?;
+    let tmp = crate::io_util::temp_path_for(&args.output);
+    grid.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", args.output.display()))?;
+    std::fs::rename(&tmp, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!("{} rows -> {}", args.rows.min(dataset.ground_truth.images.len()), args.output.display());
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod io_util;
 pub mod layers;
 pub mod cli;
+pub mod evaluate;
 pub mod model;
 pub mod overlay;
 pub mod ops;
