@@ -843,6 +843,9 @@ def main():
     # projection shortcut) so the weights stay ~1 MB; one FPN level means MultiScaleRoIAlign's single-level path.
     if args.only in (None, "r50_small"):
         cfg = tiny_config(50, 64, [1], [[32.0], [64.0]])
+        # Smaller box head and fewer proposals than r18_tiny: 64-channel RoI features are what make this folder big.
+        cfg["rpn"]["post_nms_top_n_test"] = 50
+        cfg["roi_heads"]["representation_size"] = 32
         make_small("r50_small", cfg, 200, steps=300, seed=50, coco=coco)
     if args.only in (None, "loader"):
         make_loader()
