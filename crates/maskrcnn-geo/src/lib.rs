@@ -14,6 +14,9 @@ pub use vectorize::{rasterize_polygons, vectorize_label_raster, vectorize_mask, 
 pub mod output;
 
 pub use output::{create_writer, write_features, Feature, FeatureSink, VectorFormat, WriteOptions};
+pub mod chips;
+
+pub use chips::{export_chips, read_label_polygons, ChipClass, ChipFormat, ChipImageFormat, ExportChipsOptions, ExportSummary};
 pub mod merge;
 pub mod tiling;
 
