@@ -28,6 +28,92 @@ enum Command {
     Evaluate(EvaluateArgs),
     /// Draw ground truth beside predictions for the first images of a dataset.
     ShowResults(ShowResultsArgs),
+    /// Detect objects over a large GeoTIFF and write polygons in map coordinates.
+    Detect(DetectArgs),
+    /// Join the shard outputs of `detect --shard K/N` into one vector file.
+    Merge(MergeArgs),
+    /// Turn an instance-id raster (0 = background) into one polygon feature per value.
+    Vectorize(VectorizeArgs),
+}
+
+#[derive(Args)]
+struct DetectArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// GeoTIFF (striped or tiled, BigTIFF, 8/16-bit or float, any band count).
+    #[arg(long)]
+    raster: PathBuf,
+    /// .geojson, .fgb or .gpkg (or, with --shard, a shard file for `maskrcnn merge`).
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 512)]
+    tile_size: u32,
+    /// Pixels shared by neighbouring tiles.
+    #[arg(long, default_value_t = 64)]
+    overlap: u32,
+    /// Kept for arcgis.learn users; tiles are processed one at a time.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// Minimum detection score.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Keep only these class names (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// 1-based raster bands to feed the model, e.g. 3,2,1.
+    #[arg(long, value_delimiter = ',')]
+    bands: Vec<usize>,
+    /// Average predictions over flipped tiles.
+    #[arg(long)]
+    tta: bool,
+    /// Douglas-Peucker tolerance in map units.
+    #[arg(long, default_value_t = 0.0)]
+    simplify: f64,
+    /// Square building corners.
+    #[arg(long)]
+    regularize: bool,
+    /// Drop polygons smaller than this (map units²).
+    #[arg(long, default_value_t = 0.0)]
+    min_area: f64,
+    /// K/N: process shard K of N (0-based); also read from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Number of shards when the index comes from the environment.
+    #[arg(long)]
+    shards: Option<usize>,
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Shard files written by `detect --shard`.
+    #[arg(long, num_args = 1.., required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct VectorizeArgs {
+    /// Instance-id GeoTIFF: 0 is background, each other value one object.
+    #[arg(long)]
+    labels: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    /// Band holding the ids.
+    #[arg(long, default_value_t = 1)]
+    band: usize,
+    #[arg(long, default_value_t = 0.0)]
+    simplify: f64,
+    #[arg(long)]
+    regularize: bool,
+    #[arg(long, default_value_t = 0.0)]
+    min_area: f64,
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -126,6 +212,9 @@ pub fn run() -> Result<()> {
         Command::Predict(args) => predict(args),
         Command::Evaluate(args) => evaluate(args),
         Command::ShowResults(args) => show_results(args),
+        Command::Detect(args) => detect(args),
+        Command::Merge(args) => merge(args),
+        Command::Vectorize(args) => vectorize(args),
     }
 }
 
@@ -264,5 +353,117 @@ fn show_results(args: ShowResultsArgs) -> Result<()> {
     grid.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", args.output.display()))?;
     std::fs::rename(&tmp, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!("{} rows -> {}", args.rows.min(dataset.ground_truth.images.len()), args.output.display());
+    Ok(())
+}
+
+fn vectorize_options(simplify: f64, regularize: bool, min_area: f64) -> Result<maskrcnn_geo::VectorizeOptions> {
+    if simplify < 0.0 || min_area < 0.0 {
+        bail!("--simplify and --min-area must not be negative");
+    }
+    Ok(maskrcnn_geo::VectorizeOptions { simplify_tolerance: simplify, regularize_right_angles: regularize, min_area })
+}
+
+fn refuse_existing(path: &std::path::Path, overwrite: bool) -> Result<()> {
+    if path.exists() && !overwrite {
+        bail!("{} already exists; pass --overwrite to replace it", path.display());
+    }
+    Ok(())
+}
+
+fn detect(args: DetectArgs) -> Result<()> {
+    use maskrcnn_geo::{DetectOptions, Shard};
+    refuse_existing(&args.output, args.overwrite)?;
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let shard = match &args.shard {
+        Some(spec) => Shard::parse(spec)?,
+        None => Shard::from_env(args.shards)?.unwrap_or(Shard::WHOLE),
+    };
+    let device = burn::tensor::Device::default();
+    let model = load_model(&args.model, &device)?.model;
+    let options = DetectOptions {
+        tile_size: args.tile_size,
+        overlap: args.overlap,
+        bands: args.bands.clone(),
+        min_score: args.threshold,
+        vectorize: vectorize_options(args.simplify, args.regularize, args.min_area)?,
+        shard,
+        ..DetectOptions::default()
+    };
+    let job = crate::detect::DetectJob {
+        raster: args.raster.clone(),
+        output: args.output.clone(),
+        overwrite: args.overwrite,
+        options,
+        classes: args.classes.clone(),
+        test_time_augmentation: args.tta,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} detect {bar:30} {pos}/{len} tiles {per_sec} [{elapsed_precise}<{eta_precise}] {msg}")
+            .expect("valid template"),
+    );
+    let summary = crate::detect::run_detect(&model, &job, |p| {
+        bar.set_length(p.tiles_total as u64);
+        bar.set_position(p.tiles_done as u64);
+        bar.set_message(format!("{} objects", p.features_emitted));
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{} tiles ({} skipped as nodata), {} objects -> {}{}",
+        summary.tiles_processed,
+        summary.tiles_skipped_nodata,
+        summary.features_emitted,
+        args.output.display(),
+        if shard.count > 1 { format!(" (shard {}/{}; join with `maskrcnn merge`)", shard.index, shard.count) } else { String::new() }
+    );
+    Ok(())
+}
+
+fn merge(args: MergeArgs) -> Result<()> {
+    refuse_existing(&args.output, args.overwrite)?;
+    let n = crate::detect::merge_shards(&args.inputs, &args.output, args.overwrite)?;
+    eprintln!("{n} objects from {} shards -> {}", args.inputs.len(), args.output.display());
+    Ok(())
+}
+
+fn vectorize(args: VectorizeArgs) -> Result<()> {
+    use maskrcnn_geo::{Feature, GeoTiff, PixelWindow, Samples, WriteOptions};
+    refuse_existing(&args.output, args.overwrite)?;
+    let mut raster = GeoTiff::open(&args.labels)?;
+    let info = raster.info().clone();
+    if args.band == 0 || args.band > info.bands {
+        bail!("{}: --band {} but the raster has {} band(s)", args.labels.display(), args.band, info.bands);
+    }
+    if info.geotransform.is_none() {
+        eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", args.labels.display());
+    }
+    let window = PixelWindow { x: 0, y: 0, width: info.width, height: info.height };
+    let read = raster.read_window_typed(window, &[args.band])?;
+    let labels: Vec<i64> = match read.data {
+        Samples::U8(v) => v.into_iter().map(i64::from).collect(),
+        Samples::U16(v) => v.into_iter().map(i64::from).collect(),
+        Samples::U32(v) => v.into_iter().map(i64::from).collect(),
+        Samples::I8(v) => v.into_iter().map(i64::from).collect(),
+        Samples::I16(v) => v.into_iter().map(i64::from).collect(),
+        Samples::I32(v) => v.into_iter().map(i64::from).collect(),
+        _ => bail!("{}: instance ids must be integers", args.labels.display()),
+    };
+    let gt = info.geotransform_or_identity();
+    let options = vectorize_options(args.simplify, args.regularize, args.min_area)?;
+    let polygons = maskrcnn_geo::vectorize_label_raster(&labels, info.width as usize, info.height as usize, 0i64, &gt, &options)?;
+    let features: Vec<Feature> = polygons
+        .into_iter()
+        .filter(|p| !p.geometry.0.is_empty())
+        .map(|p| {
+            use geo::Area;
+            let area = p.geometry.unsigned_area();
+            Feature { geometry: p.geometry, class: p.value.to_string(), class_id: p.value, score: 1.0, area, tile: String::new() }
+        })
+        .collect();
+    let write = WriteOptions { overwrite: args.overwrite, ..WriteOptions::default() };
+    maskrcnn_geo::write_features(&args.output, &features, info.crs.as_ref(), &write)?;
+    eprintln!("{} objects -> {}", features.len(), args.output.display());
     Ok(())
 }

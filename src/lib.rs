@@ -5,6 +5,8 @@ pub mod backbone;
 pub mod image_io;
 pub mod predict;
 pub mod config;
+pub mod detect;
+pub mod tta;
 pub mod io_util;
 pub mod layers;
 pub mod cli;
