@@ -34,6 +34,19 @@ enum Command {
     Merge(MergeArgs),
     /// Turn an instance-id raster (0 = background) into one polygon feature per value.
     Vectorize(VectorizeArgs),
+    /// Write a model as an arcgis.learn package: .pth (torchvision keys), .emd and .dlpk.
+    Package(PackageArgs),
+}
+
+#[derive(Args)]
+struct PackageArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Folder to write <name>.pth, <name>.emd and <name>.dlpk into.
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value = "model")]
+    name: String,
 }
 
 #[derive(Args)]
@@ -215,6 +228,7 @@ pub fn run() -> Result<()> {
         Command::Detect(args) => detect(args),
         Command::Merge(args) => merge(args),
         Command::Vectorize(args) => vectorize(args),
+        Command::Package(args) => package(args),
     }
 }
 
@@ -465,5 +479,19 @@ fn vectorize(args: VectorizeArgs) -> Result<()> {
     let write = WriteOptions { overwrite: args.overwrite, ..WriteOptions::default() };
     maskrcnn_geo::write_features(&args.output, &features, info.crs.as_ref(), &write)?;
     eprintln!("{} objects -> {}", features.len(), args.output.display());
+    Ok(())
+}
+
+fn package(args: PackageArgs) -> Result<()> {
+    let device = burn::tensor::Device::default();
+    let mut model = load_model(&args.model, &device)?.model;
+    if !matches!(model.config.backbone.depth, 50 | 101 | 152) {
+        eprintln!(
+            "note: arcgis.learn builds resnet{} models without an FPN, so ArcGIS cannot load this package; maskrcnn reads it",
+            model.config.backbone.depth
+        );
+    }
+    let dlpk = crate::weights::arcgis::save_package(&mut model, &args.output, &args.name)?;
+    eprintln!("package -> {}", dlpk.display());
     Ok(())
 }

@@ -146,3 +146,26 @@ fn arcgis_emd_and_dlpk_load_with_their_classes() {
     let err = format!("{:#}", load_model(&dir.path().join("broken.emd"), &device).err().expect("must fail"));
     assert!(err.contains("gone.pth") && err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn arcgis_package_round_trips() {
+    let device = Device::default();
+    let mut model = load_model(&fixture("parity/r18_tiny"), &device).unwrap().model;
+    model.config.class_names = vec!["background".into(), "person".into(), "tie".into(), "scissors".into()];
+    model.config.category_ids = vec![0, 1, 32, 87];
+    let dir = tempfile::tempdir().unwrap();
+    let dlpk = maskrcnn::weights::arcgis::save_package(&mut model, dir.path(), "people").unwrap();
+    let emd: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("people.emd")).unwrap()).unwrap();
+    assert_eq!(emd["ModelFile"], "people.pth");
+    assert_eq!(emd["ModelParameters"]["backbone"], "resnet18");
+    assert_eq!(emd["Classes"][1]["Value"], 32);
+    assert_eq!(emd["Classes"][1]["Name"], "tie");
+    let original = StateDict::read(&fixture("parity/r18_tiny/model.safetensors")).unwrap();
+    for path in [dir.path().join("people.emd"), dlpk] {
+        let mut loaded = load_model(&path, &device).unwrap();
+        let sd = StateDict::from_module(&mut loaded.model.net, "");
+        assert_eq!(sd.tensors, original.tensors, "{}", path.display());
+        assert_eq!(loaded.model.config.category_id(2), 32);
+        assert_eq!(loaded.model.config.class_name(3), "scissors");
+    }
+}
