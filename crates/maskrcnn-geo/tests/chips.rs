@@ -590,3 +590,41 @@ fn bad_inputs_give_clear_errors() {
     export_chips(&o).unwrap();
     assert!(!out.join("images/stale.tif").exists() && out.join("notes.txt").exists());
 }
+
+fn gdalinfo_json(path: &Path) -> Option<Value> {
+    match std::process::Command::new("gdalinfo").arg("-json").arg(path).output() {
+        Ok(o) if o.status.success() => Some(serde_json::from_slice(&o.stdout).unwrap()),
+        Ok(o) => panic!("gdalinfo failed on {}: {}", path.display(), String::from_utf8_lossy(&o.stderr)),
+        Err(_) => {
+            eprintln!("\n\n!!!!!!!! gdalinfo NOT FOUND: skipping the GDAL cross-check of chip georeferencing. !!!!!!!!\n");
+            None
+        }
+    }
+}
+
+#[test]
+fn gdal_places_tiff_and_png_chips() {
+    let (raster, labels, fp) = spacenet();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tif");
+    export_chips(&opts(&raster, &labels, &out, ChipFormat::RcnnMasks, 256, 256)).unwrap();
+    for rel in ["images/000000005.tif", "labels/object/000000005.tif"] {
+        let Some(info) = gdalinfo_json(&out.join(rel)) else { return };
+        let chip_gt = GeoTiff::open(out.join(rel)).unwrap().info().geotransform.unwrap();
+        let (x0, y0) = chip_offset(&chip_gt, &fp.gt);
+        let (mx, my) = fp.gt.pixel_to_map(x0 as f64, y0 as f64);
+        assert_eq!(info["geoTransform"], json!([mx, 0.5, 0.0, my, 0.0, -0.5]), "{rel}");
+        assert_eq!(info["stac"]["proj:epsg"], 32616, "{rel}");
+    }
+
+    let raster = tmp.path().join("rgb.tif");
+    let gt = synthetic_rgb(&raster, 300, 200);
+    let labels = tmp.path().join("labels.geojson");
+    write_geojson(&labels, &[square(&gt, 130.0, 10.0, 20.0, 20.0)], Some("EPSG:32633"));
+    let out = tmp.path().join("png");
+    export_chips(&opts(&raster, &labels, &out, ChipFormat::Coco, 128, 128)).unwrap();
+    let Some(info) = gdalinfo_json(&out.join("images/000000000.png")) else { return };
+    assert_eq!(info["driverShortName"], "PNG");
+    assert_eq!(info["geoTransform"], json!([501280.0, 10.0, 0.0, 4000000.0, 0.0, -10.0]), "the chip at column 128, placed by its .pgw");
+    assert_eq!(info["stac"]["proj:epsg"], 32633, "CRS from the .aux.xml");
+}
