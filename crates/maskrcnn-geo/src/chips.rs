@@ -768,6 +768,7 @@ pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
     let mut object_areas: Vec<f64> = Vec::new();
     let mut class_pixels = vec![0u64; classes.len()];
 
+    let index = PolygonIndex::new(&polygons, info.width, info.height, tile);
     for window in chip_windows(info.width, info.height, tile, opts.stride) {
         let data = raster.read_window_typed(window, &bands)?;
         if let Some(nd) = info.nodata {
@@ -780,7 +781,7 @@ pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
                 continue;
             }
         }
-        let objects = chip_objects(&polygons, window, tile)?;
+        let objects = chip_objects(&polygons, &index.candidates(window), window, tile)?;
         if objects.is_empty() && !opts.keep_empty {
             summary.chips_empty_skipped += 1;
             continue;
@@ -899,12 +900,64 @@ fn to_pixels(mp: &MultiPolygon<f64>, gt: &GeoTransform) -> Result<MultiPolygon<f
         .map(MultiPolygon::new)
 }
 
+/// Polygons bucketed by raster cells of one chip size, so each chip only looks at the polygons
+/// near it (large label sets over large rasters would otherwise cost chips × polygons).
+struct PolygonIndex {
+    cell: f64,
+    cols: usize,
+    rows: usize,
+    cells: Vec<Vec<u32>>,
+}
+
+impl PolygonIndex {
+    fn new(polygons: &[PixelPolygon], width: u32, height: u32, cell: u32) -> PolygonIndex {
+        let cell = cell.max(1) as f64;
+        let cols = (width as f64 / cell).ceil().max(1.0) as usize;
+        let rows = (height as f64 / cell).ceil().max(1.0) as usize;
+        let mut cells = vec![Vec::new(); cols * rows];
+        for (i, p) in polygons.iter().enumerate() {
+            let (x0, y0, x1, y1) = p.bbox;
+            if x1 <= 0.0 || y1 <= 0.0 || x0 >= width as f64 || y0 >= height as f64 {
+                continue;
+            }
+            let c0 = (x0.max(0.0) / cell) as usize;
+            let r0 = (y0.max(0.0) / cell) as usize;
+            let c1 = ((x1 / cell) as usize).min(cols - 1);
+            let r1 = ((y1 / cell) as usize).min(rows - 1);
+            for r in r0..=r1 {
+                for c in c0..=c1 {
+                    cells[r * cols + c].push(i as u32);
+                }
+            }
+        }
+        PolygonIndex { cell, cols, rows, cells }
+    }
+
+    /// Indices of polygons whose box may meet `window`, ascending (file order).
+    fn candidates(&self, window: PixelWindow) -> Vec<usize> {
+        let c0 = (window.x as f64 / self.cell) as usize;
+        let r0 = (window.y as f64 / self.cell) as usize;
+        let c1 = ((window.right() as f64 / self.cell) as usize).min(self.cols - 1);
+        let r1 = ((window.bottom() as f64 / self.cell) as usize).min(self.rows - 1);
+        let mut out: Vec<usize> = Vec::new();
+        for r in r0..=r1 {
+            for c in c0..=c1 {
+                out.extend(self.cells[r * self.cols + c].iter().map(|&i| i as usize));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 /// Objects with at least one pixel centre inside `window`, each rasterised on its own.
-fn chip_objects(polygons: &[PixelPolygon], window: PixelWindow, tile: u32) -> Result<Vec<ChipObject>> {
+fn chip_objects(polygons: &[PixelPolygon], candidates: &[usize], window: PixelWindow, tile: u32) -> Result<Vec<ChipObject>> {
     let (wx0, wy0) = (window.x as f64, window.y as f64);
     let (wx1, wy1) = (wx0 + window.width as f64, wy0 + window.height as f64);
     let mut out = Vec::new();
-    for (i, p) in polygons.iter().enumerate() {
+    for &i in candidates {
+        let p = &polygons[i];
         let (x0, y0, x1, y1) = p.bbox;
         if x1 <= wx0 || x0 >= wx1 || y1 <= wy0 || y0 >= wy1 {
             continue;

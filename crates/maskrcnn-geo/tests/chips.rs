@@ -20,6 +20,9 @@ use common::{spacenet_dir, write_tiff, Dtype, TiffSpec};
 
 const FULL: usize = 900;
 
+/// (footprint index, footprint mask cropped to a chip) for the footprints touching one chip.
+type Pieces = Vec<(usize, Vec<u8>)>;
+
 struct Footprints {
     gt: GeoTransform,
     /// Map-coordinate polygons, in file order.
@@ -65,7 +68,7 @@ fn iou(a: &[u8], b: &[u8]) -> f64 {
 }
 
 /// Footprints with at least one pixel in the chip at (x0, y0): (index, cropped mask).
-fn pieces(fp: &Footprints, x0: usize, y0: usize, tile: usize) -> Vec<(usize, Vec<u8>)> {
+fn pieces(fp: &Footprints, x0: usize, y0: usize, tile: usize) -> Pieces {
     fp.full_masks
         .iter()
         .enumerate()
@@ -115,7 +118,7 @@ fn check_rcnn_export(tile: usize, stride: usize) {
     let out = tmp.path().join("chips");
     let summary = export_chips(&opts(&raster, &labels, &out, ChipFormat::RcnnMasks, tile as u32, stride as u32)).unwrap();
 
-    let expected: Vec<((usize, usize), Vec<(usize, Vec<u8>)>)> =
+    let expected: Vec<((usize, usize), Pieces)> =
         windows(tile, stride).into_iter().map(|(x, y)| ((x, y), pieces(&fp, x, y, tile))).collect();
     let expected_objects: usize = expected.iter().map(|e| e.1.len()).sum();
     let expected_chips = expected.iter().filter(|e| !e.1.is_empty()).count();
@@ -132,7 +135,7 @@ fn check_rcnn_export(tile: usize, stride: usize) {
     assert_eq!((summary.classes[0].value, summary.classes[0].name.as_str()), (1, "object"));
     assert_eq!(summary.classes[0].objects, expected_objects);
 
-    let by_window: HashMap<(usize, usize), &Vec<(usize, Vec<u8>)>> = expected.iter().map(|(w, p)| (*w, p)).collect();
+    let by_window: HashMap<(usize, usize), &Pieces> = expected.iter().map(|(w, p)| (*w, p)).collect();
     let mut full = GeoTiff::open(&raster).unwrap();
     let stems = chip_stems(&out.join("images"), "tif");
     assert_eq!(stems.len(), expected_chips);
