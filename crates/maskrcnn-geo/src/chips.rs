@@ -856,6 +856,15 @@ pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
         summary.chips_written += 1;
     }
 
+    if summary.chips_written == 0 {
+        bail!(
+            "no chips written to {}: {} chips have no label polygon{} and {} are entirely nodata",
+            out.display(),
+            summary.chips_empty_skipped,
+            if opts.keep_empty { "" } else { " (they are kept only when empty chips are asked for)" },
+            summary.chips_nodata_skipped
+        );
+    }
     match opts.format {
         ChipFormat::RcnnMasks => {
             write_text(&out.join("map.txt"), &map_lines)?;

@@ -524,6 +524,21 @@ fn raster_smaller_than_a_chip_is_padded() {
     assert_eq!(ids.iter().filter(|&&v| v != 0).count(), 100, "only the part over real pixels is labelled");
 }
 
+#[test]
+fn nodata_chips_are_never_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raster = tmp.path().join("blank.tif");
+    let mut spec = TiffSpec::new(256, 128, 1, Dtype::U16);
+    (spec.geo, spec.nodata, spec.constant) = (Some((500000.0, 4000000.0, 10.0, 32633)), Some("0"), Some(0.0));
+    write_tiff(&raster, &spec);
+    let gt = GeoTransform([500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0]);
+    let labels = tmp.path().join("labels.geojson");
+    write_geojson(&labels, &[square(&gt, 10.0, 10.0, 20.0, 20.0)], Some("EPSG:32633"));
+    let o = ExportChipsOptions { keep_empty: true, ..opts(&raster, &labels, &tmp.path().join("out"), ChipFormat::RcnnMasks, 128, 128) };
+    let e = error_of(&o);
+    assert!(e.contains("no chips written") && e.contains("2 are entirely nodata"), "{e}");
+}
+
 fn error_of(o: &ExportChipsOptions) -> String {
     format!("{:#}", export_chips(o).expect_err("export should fail"))
 }
