@@ -56,7 +56,7 @@ pub fn predict_with_flips(model: &MaskRcnn, image: &ImageChw) -> Vec<Detection> 
         .map(|k| {
             let members: Vec<&Detection> = all
                 .iter()
-                .filter(|d| d.label == all[k].label && crate::ops::boxes::box_iou(&d.bbox, &all[k].bbox) > threshold)
+                .filter(|d| d.label == all[k].label && crate::ops::boxes::box_iou(&d.bbox, &all[k].bbox) as f64 > threshold)
                 .collect();
             fuse(&all[k], &members, h, w)
         })

@@ -103,6 +103,7 @@ impl EmdPackage {
 fn apply_kwarg(config: &mut MaskRcnnConfig, key: &str, value: &Value) -> Result<()> {
     let as_usize = || value.as_u64().map(|v| v as usize).ok_or_else(|| anyhow!("expected an integer"));
     let as_f32 = || value.as_f64().map(|v| v as f32).ok_or_else(|| anyhow!("expected a number"));
+    let as_f64 = || value.as_f64().ok_or_else(|| anyhow!("expected a number"));
     let (rpn, rh) = (&mut config.rpn, &mut config.roi_heads);
     match key {
         "min_size" => config.transform.min_size = as_usize()?,
@@ -111,14 +112,14 @@ fn apply_kwarg(config: &mut MaskRcnnConfig, key: &str, value: &Value) -> Result<
         "rpn_pre_nms_top_n_test" => rpn.pre_nms_top_n_test = as_usize()?,
         "rpn_post_nms_top_n_train" => rpn.post_nms_top_n_train = as_usize()?,
         "rpn_post_nms_top_n_test" => rpn.post_nms_top_n_test = as_usize()?,
-        "rpn_nms_thresh" => rpn.nms_thresh = as_f32()?,
+        "rpn_nms_thresh" => rpn.nms_thresh = as_f64()?,
         "rpn_fg_iou_thresh" => rpn.fg_iou_thresh = as_f32()?,
         "rpn_bg_iou_thresh" => rpn.bg_iou_thresh = as_f32()?,
         "rpn_batch_size_per_image" => rpn.batch_size_per_image = as_usize()?,
         "rpn_positive_fraction" => rpn.positive_fraction = as_f32()?,
         "rpn_score_thresh" => rpn.score_thresh = as_f32()?,
         "box_score_thresh" => rh.box_score_thresh = as_f32()?,
-        "box_nms_thresh" => rh.box_nms_thresh = as_f32()?,
+        "box_nms_thresh" => rh.box_nms_thresh = as_f64()?,
         "box_detections_per_img" => rh.box_detections_per_img = as_usize()?,
         "box_fg_iou_thresh" => rh.box_fg_iou_thresh = as_f32()?,
         "box_bg_iou_thresh" => rh.box_bg_iou_thresh = as_f32()?,
