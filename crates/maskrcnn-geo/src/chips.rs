@@ -120,7 +120,12 @@ pub struct ExportChipsOptions {
 
 impl ExportChipsOptions {
     /// 256-pixel chips, stride 256, all bands, no overwrite, no empty chips.
-    pub fn new(raster: impl Into<PathBuf>, labels: impl Into<PathBuf>, output: impl Into<PathBuf>, format: ChipFormat) -> Self {
+    pub fn new(
+        raster: impl Into<PathBuf>,
+        labels: impl Into<PathBuf>,
+        output: impl Into<PathBuf>,
+        format: ChipFormat,
+    ) -> Self {
         ExportChipsOptions {
             raster: raster.into(),
             labels: labels.into(),
@@ -237,11 +242,7 @@ pub fn read_label_polygons(path: &Path, class_field: Option<&str>) -> Result<Lab
         "gpkg" => read_gpkg_labels(path, class_field),
         _ => bail!("{}: unsupported label format {ext:?}; use .geojson or .gpkg", path.display()),
     }?;
-    ensure!(
-        !layer.features.is_empty(),
-        "{}: the label file has no features; nothing to train on",
-        path.display()
-    );
+    ensure!(!layer.features.is_empty(), "{}: the label file has no features; nothing to train on", path.display());
     Ok(layer)
 }
 
@@ -395,7 +396,8 @@ fn read_gpkg_labels(path: &Path, class_field: Option<&str>) -> Result<LabelLayer
             ValueRef::Null => bail!("{}: feature {i} of {table} has no geometry", path.display()),
             _ => bail!("{}: feature {i} of {table}: geometry is not a blob", path.display()),
         };
-        let geometry = parse_gpkg_geometry(blob).with_context(|| format!("{}: feature {i} of {table}", path.display()))?;
+        let geometry =
+            parse_gpkg_geometry(blob).with_context(|| format!("{}: feature {i} of {table}", path.display()))?;
         let class = match class_field {
             None => None,
             Some(field) => Some(match row.get_ref(1).map_err(gp)? {
@@ -570,7 +572,9 @@ fn safe_folder_name(name: &str) -> bool {
 
 /// Classes from the label values: positive integers keep their value; otherwise values are
 /// sorted (integers numerically, then text) and numbered 1..K.
-fn build_classes(features: &[(MultiPolygon<f64>, Option<ClassKey>)]) -> (Vec<ChipClass>, HashMap<Option<ClassKey>, usize>) {
+fn build_classes(
+    features: &[(MultiPolygon<f64>, Option<ClassKey>)],
+) -> (Vec<ChipClass>, HashMap<Option<ClassKey>, usize>) {
     let mut keys: Vec<Option<ClassKey>> = features.iter().map(|f| f.1.clone()).collect();
     keys.sort();
     keys.dedup();
@@ -693,7 +697,10 @@ fn prepare_output(opts: &ExportChipsOptions) -> Result<()> {
 pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
     ensure!(opts.tile_size > 0, "tile size must be positive");
     ensure!(opts.stride > 0, "stride must be positive");
-    if opts.output.exists() && !opts.overwrite && fs::read_dir(&opts.output).map(|mut d| d.next().is_some()).unwrap_or(false) {
+    if opts.output.exists()
+        && !opts.overwrite
+        && fs::read_dir(&opts.output).map(|mut d| d.next().is_some()).unwrap_or(false)
+    {
         bail!(
             "output folder {} already exists and is not empty; choose another folder or allow overwriting",
             opts.output.display()
@@ -874,10 +881,8 @@ pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
             write_text(&out.join("esri_accumulated_stats.json"), &serde_json::to_string_pretty(&acc)?)?;
         }
         ChipFormat::Coco => {
-            let categories: Vec<Value> = classes
-                .iter()
-                .map(|c| json!({"id": c.value, "name": c.name, "supercategory": c.name}))
-                .collect();
+            let categories: Vec<Value> =
+                classes.iter().map(|c| json!({"id": c.value, "name": c.name, "supercategory": c.name})).collect();
             let doc = json!({
                 "info": {
                     "description": format!("chips of {} labelled from {}", opts.raster.display(), opts.labels.display()),
@@ -961,7 +966,12 @@ impl PolygonIndex {
 }
 
 /// Objects with at least one pixel centre inside `window`, each rasterised on its own.
-fn chip_objects(polygons: &[PixelPolygon], candidates: &[usize], window: PixelWindow, tile: u32) -> Result<Vec<ChipObject>> {
+fn chip_objects(
+    polygons: &[PixelPolygon],
+    candidates: &[usize],
+    window: PixelWindow,
+    tile: u32,
+) -> Result<Vec<ChipObject>> {
     let (wx0, wy0) = (window.x as f64, window.y as f64);
     let (wx1, wy1) = (wx0 + window.width as f64, wy0 + window.height as f64);
     let mut out = Vec::new();
@@ -1001,7 +1011,9 @@ fn chip_objects(polygons: &[PixelPolygon], candidates: &[usize], window: PixelWi
 /// consecutive.
 fn burn_instances(objects: &[&ChipObject], polygons: &[PixelPolygon], tile: u32) -> Vec<u32> {
     let mut order: Vec<usize> = (0..objects.len()).collect();
-    order.sort_by(|&a, &b| polygons[objects[b].polygon].area.total_cmp(&polygons[objects[a].polygon].area).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        polygons[objects[b].polygon].area.total_cmp(&polygons[objects[a].polygon].area).then(a.cmp(&b))
+    });
     let mut slot = vec![0u32; (tile * tile) as usize];
     for &k in &order {
         for &(x, y) in &objects[k].own_pixels {
@@ -1025,7 +1037,12 @@ fn burn_instances(objects: &[&ChipObject], polygons: &[PixelPolygon], tile: u32)
 
 /// COCO segmentation of one object: the polygon clipped to the chip, in chip pixels; an
 /// uncompressed RLE of its own mask when the clipped shape has holes.
-fn coco_segmentation(geometry: &MultiPolygon<f64>, window: PixelWindow, tile: u32, object: &ChipObject) -> Result<Value> {
+fn coco_segmentation(
+    geometry: &MultiPolygon<f64>,
+    window: PixelWindow,
+    tile: u32,
+    object: &ChipObject,
+) -> Result<Value> {
     let (x0, y0) = (window.x as f64, window.y as f64);
     let rect = Polygon::new(
         LineString::from(vec![
@@ -1208,7 +1225,14 @@ fn write_chip(
 }
 
 /// Label chip: 8-bit when ids fit, else 16-bit (PNG) or 32-bit (TIFF).
-fn write_label_chip(path: &Path, format: ChipImageFormat, tile: u32, ids: &[u32], gt: &GeoTransform, crs: Option<&Crs>) -> Result<()> {
+fn write_label_chip(
+    path: &Path,
+    format: ChipImageFormat,
+    tile: u32,
+    ids: &[u32],
+    gt: &GeoTransform,
+    crs: Option<&Crs>,
+) -> Result<()> {
     let max = ids.iter().copied().max().unwrap_or(0);
     match format {
         ChipImageFormat::Png => {
@@ -1519,7 +1543,8 @@ mod tests {
         let f = |k: ClassKey| (mp.clone(), Some(k));
         let (c, _) = build_classes(&[f(ClassKey::Int(5)), f(ClassKey::Int(2)), f(ClassKey::Int(5))]);
         assert_eq!(c.iter().map(|c| (c.value, c.name.as_str())).collect::<Vec<_>>(), vec![(2, "2"), (5, "5")]);
-        let (c, _) = build_classes(&[f(ClassKey::Text("tank".into())), f(ClassKey::Text("ship".into())), f(ClassKey::Int(0))]);
+        let (c, _) =
+            build_classes(&[f(ClassKey::Text("tank".into())), f(ClassKey::Text("ship".into())), f(ClassKey::Int(0))]);
         assert_eq!(
             c.iter().map(|c| (c.value, c.name.as_str())).collect::<Vec<_>>(),
             vec![(1, "0"), (2, "ship"), (3, "tank")]

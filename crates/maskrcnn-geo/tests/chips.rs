@@ -11,8 +11,8 @@ use geo::{Coord, LineString, MultiPolygon, Polygon};
 use maskrcnn_data::Dataset;
 use maskrcnn_geo::output::geometry_from_geojson;
 use maskrcnn_geo::{
-    export_chips, rasterize_polygons, write_features, ChipFormat, ChipImageFormat, Crs, ExportChipsOptions, Feature, GeoTiff,
-    GeoTransform, PixelWindow, Samples, WriteOptions,
+    export_chips, rasterize_polygons, write_features, ChipFormat, ChipImageFormat, Crs, ExportChipsOptions, Feature,
+    GeoTiff, GeoTransform, PixelWindow, Samples, WriteOptions,
 };
 use serde_json::{json, Value};
 
@@ -40,7 +40,8 @@ fn spacenet() -> (PathBuf, PathBuf, Footprints) {
     let polygons: Vec<MultiPolygon<f64>> =
         doc["features"].as_array().unwrap().iter().map(|f| geometry_from_geojson(&f["geometry"]).unwrap()).collect();
     assert_eq!(polygons.len(), 43, "the SpaceNet sample has 43 footprints");
-    let full_masks = polygons.iter().map(|p| rasterize_polygons(&[(p.clone(), 1u8)], FULL, FULL, &gt, 0).unwrap()).collect();
+    let full_masks =
+        polygons.iter().map(|p| rasterize_polygons(&[(p.clone(), 1u8)], FULL, FULL, &gt, 0).unwrap()).collect();
     (raster, labels, Footprints { gt, polygons, full_masks })
 }
 
@@ -116,7 +117,8 @@ fn check_rcnn_export(tile: usize, stride: usize) {
     let (raster, labels, fp) = spacenet();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("chips");
-    let summary = export_chips(&opts(&raster, &labels, &out, ChipFormat::RcnnMasks, tile as u32, stride as u32)).unwrap();
+    let summary =
+        export_chips(&opts(&raster, &labels, &out, ChipFormat::RcnnMasks, tile as u32, stride as u32)).unwrap();
 
     let expected: Vec<((usize, usize), Pieces)> =
         windows(tile, stride).into_iter().map(|(x, y)| ((x, y), pieces(&fp, x, y, tile))).collect();
@@ -151,7 +153,10 @@ fn check_rcnn_export(tile: usize, stride: usize) {
         let (x0, y0) = chip_offset(&chip_gt, &fp.gt);
         let world = read_world_file(&image_path.with_extension("tfw"));
         let (cx, cy) = fp.gt.pixel_to_map(x0 as f64 + 0.5, y0 as f64 + 0.5);
-        assert!((world[4] - cx).abs() < 1e-6 && (world[5] - cy).abs() < 1e-6 && world[0] == 0.5 && world[3] == -0.5, "{stem}: world file {world:?}");
+        assert!(
+            (world[4] - cx).abs() < 1e-6 && (world[5] - cy).abs() < 1e-6 && world[0] == 0.5 && world[3] == -0.5,
+            "{stem}: world file {world:?}"
+        );
         let aux = std::fs::read_to_string(image_path.with_extension("tif.aux.xml")).unwrap();
         assert!(aux.contains("UTM zone 16N") && aux.contains("32616"), "{stem}: aux.xml {aux}");
         // Pixels are the raster's own, in its own type.
@@ -173,8 +178,12 @@ fn check_rcnn_export(tile: usize, stride: usize) {
         for id in 1..=n as u8 {
             let mask: Vec<u8> = ids.iter().map(|&v| (v == id) as u8).collect();
             assert!(mask.iter().any(|&v| v != 0), "{stem}: ids are consecutive, {id} is missing");
-            let (best, score) =
-                want.iter().enumerate().map(|(k, (_, m))| (k, iou(&mask, m))).max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+            let (best, score) = want
+                .iter()
+                .enumerate()
+                .map(|(k, (_, m))| (k, iou(&mask, m)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
             assert!(!matched[best], "{stem}: two instances match footprint {}", want[best].0);
             matched[best] = true;
             worst_iou = worst_iou.min(score);
@@ -190,7 +199,8 @@ fn check_rcnn_export(tile: usize, stride: usize) {
     assert_eq!(lines[0], format!("images\\{}.tif labels\\object\\{}.tif", stems[0], stems[0]));
 
     // .emd: the fields arcgis.learn reads (doc §2).
-    let emd: Value = serde_json::from_str(&std::fs::read_to_string(out.join("esri_model_definition.emd")).unwrap()).unwrap();
+    let emd: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("esri_model_definition.emd")).unwrap()).unwrap();
     assert_eq!(emd["Classes"], json!([{"Value": 1, "Name": "object", "Color": [255, 0, 0]}]));
     assert_eq!(emd["ImageSpaceUsed"], "MAP_SPACE");
     assert_eq!(emd["IsMultidimensional"], false);
@@ -291,7 +301,8 @@ fn spacenet_coco_polygons_line_up_with_footprints() {
                     Polygon::new(LineString::new(v.chunks(2).map(|p| Coord { x: p[0], y: p[1] }).collect()), vec![])
                 })
                 .collect();
-            let mask = rasterize_polygons(&[(MultiPolygon::new(polys), 1u8)], tile, tile, &GeoTransform::IDENTITY, 0).unwrap();
+            let mask =
+                rasterize_polygons(&[(MultiPolygon::new(polys), 1u8)], tile, tile, &GeoTransform::IDENTITY, 0).unwrap();
             let best = want.iter().map(|(_, m)| iou(&mask, m)).fold(0.0, f64::max);
             worst_exact = worst_exact.min(best);
             let b = a["bbox"].as_array().unwrap();
@@ -348,13 +359,18 @@ fn class_field_text_and_integer_values() {
     let labels = tmp.path().join("classed.geojson");
     write_classed_geojson(&labels, &fp, |i| if i % 3 == 0 { json!("shed") } else { json!("house") });
     let out = tmp.path().join("text");
-    let o = ExportChipsOptions { class_field: Some("kind".into()), ..opts(&raster, &labels, &out, ChipFormat::RcnnMasks, 256, 256) };
+    let o = ExportChipsOptions {
+        class_field: Some("kind".into()),
+        ..opts(&raster, &labels, &out, ChipFormat::RcnnMasks, 256, 256)
+    };
     let summary = export_chips(&o).unwrap();
-    let names: Vec<(i64, &str, &str)> = summary.classes.iter().map(|c| (c.value, c.name.as_str(), c.folder.as_str())).collect();
+    let names: Vec<(i64, &str, &str)> =
+        summary.classes.iter().map(|c| (c.value, c.name.as_str(), c.folder.as_str())).collect();
     assert_eq!(names, vec![(1, "house", "house"), (2, "shed", "shed")], "sorted names, values 1..K");
     assert_eq!(summary.classes.iter().map(|c| c.objects).sum::<usize>(), summary.objects);
     assert!(summary.classes.iter().all(|c| c.objects > 0));
-    let emd: Value = serde_json::from_str(&std::fs::read_to_string(out.join("esri_model_definition.emd")).unwrap()).unwrap();
+    let emd: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("esri_model_definition.emd")).unwrap()).unwrap();
     assert_eq!(emd["Classes"][1]["Name"], "shed");
     assert!(out.join("labels/house").is_dir() && out.join("labels/shed").is_dir());
 
@@ -381,9 +397,15 @@ fn class_field_text_and_integer_values() {
     let labels = tmp.path().join("coded.geojson");
     write_classed_geojson(&labels, &fp, |i| if i % 2 == 0 { json!(7) } else { json!(3) });
     let out = tmp.path().join("ints");
-    let o = ExportChipsOptions { class_field: Some("kind".into()), ..opts(&raster, &labels, &out, ChipFormat::Coco, 256, 256) };
+    let o = ExportChipsOptions {
+        class_field: Some("kind".into()),
+        ..opts(&raster, &labels, &out, ChipFormat::Coco, 256, 256)
+    };
     let summary = export_chips(&o).unwrap();
-    assert_eq!(summary.classes.iter().map(|c| (c.value, c.name.as_str())).collect::<Vec<_>>(), vec![(3, "3"), (7, "7")]);
+    assert_eq!(
+        summary.classes.iter().map(|c| (c.value, c.name.as_str())).collect::<Vec<_>>(),
+        vec![(3, "3"), (7, "7")]
+    );
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(out.join("annotations.json")).unwrap()).unwrap();
     assert_eq!(doc["categories"][1], json!({"id": 7, "name": "7", "supercategory": "7"}));
     let ds = maskrcnn_data::coco::CocoDataset::open(&out.join("annotations.json"), &out.join("images")).unwrap();
@@ -397,7 +419,8 @@ fn geopackage_labels_give_the_same_chips_as_geojson() {
     let gpkg = tmp.path().join("labels.gpkg");
     let features: Vec<Feature> = fp.polygons.iter().map(|p| Feature::new(p.clone(), "building", 1, 1.0, "")).collect();
     write_features(&gpkg, &features, Some(&Crs::from_epsg(32616)), &WriteOptions::default()).unwrap();
-    let from_json = export_chips(&opts(&raster, &labels, &tmp.path().join("a"), ChipFormat::RcnnMasks, 256, 256)).unwrap();
+    let from_json =
+        export_chips(&opts(&raster, &labels, &tmp.path().join("a"), ChipFormat::RcnnMasks, 256, 256)).unwrap();
     let o = ExportChipsOptions {
         class_field: Some("class".into()),
         ..opts(&raster, &gpkg, &tmp.path().join("b"), ChipFormat::RcnnMasks, 256, 256)
@@ -453,8 +476,12 @@ fn rgb_8bit_chips_are_png_with_world_files_and_exact_labels() {
     // and one with a hole (COCO must fall back to RLE).
     let mut holed = square(&gt, 20.0, 70.0, 40.0, 40.0);
     holed.0[0].interiors_push(square(&gt, 30.0, 80.0, 20.0, 20.0).0[0].exterior().clone());
-    let polys =
-        vec![square(&gt, 10.0, 10.0, 20.0, 20.0), square(&gt, 30.0, 10.0, 20.0, 20.0), square(&gt, 118.0, 50.0, 20.0, 10.0), holed];
+    let polys = vec![
+        square(&gt, 10.0, 10.0, 20.0, 20.0),
+        square(&gt, 30.0, 10.0, 20.0, 20.0),
+        square(&gt, 118.0, 50.0, 20.0, 10.0),
+        holed,
+    ];
     write_geojson(&labels, &polys, Some("EPSG:32633"));
 
     let out = tmp.path().join("rcnn");
@@ -534,7 +561,10 @@ fn nodata_chips_are_never_written() {
     let gt = GeoTransform([500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0]);
     let labels = tmp.path().join("labels.geojson");
     write_geojson(&labels, &[square(&gt, 10.0, 10.0, 20.0, 20.0)], Some("EPSG:32633"));
-    let o = ExportChipsOptions { keep_empty: true, ..opts(&raster, &labels, &tmp.path().join("out"), ChipFormat::RcnnMasks, 128, 128) };
+    let o = ExportChipsOptions {
+        keep_empty: true,
+        ..opts(&raster, &labels, &tmp.path().join("out"), ChipFormat::RcnnMasks, 128, 128)
+    };
     let e = error_of(&o);
     assert!(e.contains("no chips written") && e.contains("2 are entirely nodata"), "{e}");
 }
@@ -562,13 +592,20 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("RFC 7946") && e.contains("EPSG:32616") && e.contains("ogr2ogr"), "{e}");
 
     // Class field that does not exist.
-    let o = ExportChipsOptions { class_field: Some("ClassValue".into()), ..opts(&raster, &labels, &out, ChipFormat::Coco, 256, 256) };
+    let o = ExportChipsOptions {
+        class_field: Some("ClassValue".into()),
+        ..opts(&raster, &labels, &out, ChipFormat::Coco, 256, 256)
+    };
     let e = error_of(&o);
     assert!(e.contains("\"ClassValue\"") && e.contains("not found") && e.contains("building"), "{e}");
 
     // Empty collection.
     let empty = tmp.path().join("empty.geojson");
-    std::fs::write(&empty, r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:32616"}},"features":[]}"#).unwrap();
+    std::fs::write(
+        &empty,
+        r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:32616"}},"features":[]}"#,
+    )
+    .unwrap();
     let e = error_of(&opts(&raster, &empty, &out, ChipFormat::RcnnMasks, 256, 256));
     assert!(e.contains("empty.geojson") && e.contains("no features"), "{e}");
 
@@ -580,11 +617,8 @@ fn bad_inputs_give_clear_errors() {
 
     // Right CRS declared, wrong place: nothing overlaps.
     let far = tmp.path().join("far.geojson");
-    let moved: Vec<MultiPolygon<f64>> = fp
-        .polygons
-        .iter()
-        .map(|p| geo::MapCoords::map_coords(p, |c| Coord { x: c.x + 100_000.0, y: c.y }))
-        .collect();
+    let moved: Vec<MultiPolygon<f64>> =
+        fp.polygons.iter().map(|p| geo::MapCoords::map_coords(p, |c| Coord { x: c.x + 100_000.0, y: c.y })).collect();
     write_geojson(&far, &moved, Some("EPSG:32616"));
     let e = error_of(&opts(&raster, &far, &out, ChipFormat::RcnnMasks, 256, 256));
     assert!(e.contains("none of the 43 label polygons") && e.contains("overlaps"), "{e}");
@@ -614,7 +648,9 @@ fn gdalinfo_json(path: &Path) -> Option<Value> {
         Ok(o) if o.status.success() => Some(serde_json::from_slice(&o.stdout).unwrap()),
         Ok(o) => panic!("gdalinfo failed on {}: {}", path.display(), String::from_utf8_lossy(&o.stderr)),
         Err(_) => {
-            eprintln!("\n\n!!!!!!!! gdalinfo NOT FOUND: skipping the GDAL cross-check of chip georeferencing. !!!!!!!!\n");
+            eprintln!(
+                "\n\n!!!!!!!! gdalinfo NOT FOUND: skipping the GDAL cross-check of chip georeferencing. !!!!!!!!\n"
+            );
             None
         }
     }
@@ -643,6 +679,10 @@ fn gdal_places_tiff_and_png_chips() {
     export_chips(&opts(&raster, &labels, &out, ChipFormat::Coco, 128, 128)).unwrap();
     let Some(info) = gdalinfo_json(&out.join("images/000000000.png")) else { return };
     assert_eq!(info["driverShortName"], "PNG");
-    assert_eq!(info["geoTransform"], json!([501280.0, 10.0, 0.0, 4000000.0, 0.0, -10.0]), "the chip at column 128, placed by its .pgw");
+    assert_eq!(
+        info["geoTransform"],
+        json!([501280.0, 10.0, 0.0, 4000000.0, 0.0, -10.0]),
+        "the chip at column 128, placed by its .pgw"
+    );
     assert_eq!(info["stac"]["proj:epsg"], 32633, "CRS from the .aux.xml");
 }
