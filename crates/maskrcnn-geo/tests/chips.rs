@@ -435,6 +435,45 @@ fn geopackage_labels_give_the_same_chips_as_geojson() {
     }
 }
 
+#[test]
+fn gdal_written_geopackage_with_text_classes() {
+    let (raster, labels, _) = spacenet();
+    let gpkg =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/chips/spacenet_footprints_multipolygon.gpkg");
+    let layer = maskrcnn_geo::read_label_polygons(&gpkg, Some("kind")).unwrap();
+    assert_eq!(layer.crs, maskrcnn_geo::chips::LabelCrs::Epsg(32616));
+    assert_eq!(layer.features.len(), 43);
+    // Same polygons, in the same order, as the GeoJSON GDAL converted.
+    let from_json = maskrcnn_geo::read_label_polygons(&labels, Some("osm_id")).unwrap();
+    for ((a, kind), (b, osm_id)) in layer.features.iter().zip(&from_json.features) {
+        assert_eq!(a, b);
+        let Some(maskrcnn_geo::chips::ClassKey::Int(id)) = osm_id else { panic!("osm_id is an integer") };
+        let parity = if id % 2 == 0 { "even" } else { "odd" };
+        assert_eq!(kind, &Some(maskrcnn_geo::chips::ClassKey::Text(parity.into())));
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let reference =
+        export_chips(&opts(&raster, &labels, &tmp.path().join("json"), ChipFormat::Coco, 256, 256)).unwrap();
+    let o = ExportChipsOptions {
+        class_field: Some("kind".into()),
+        ..opts(&raster, &gpkg, &tmp.path().join("gpkg"), ChipFormat::Coco, 256, 256)
+    };
+    let summary = export_chips(&o).unwrap();
+    assert_eq!((summary.objects, summary.chips_written), (reference.objects, reference.chips_written));
+    let names: Vec<&str> = summary.classes.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["even", "odd"]);
+    assert!(summary.classes.iter().all(|c| c.objects > 0));
+    let read = |dir: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join(dir).join("annotations.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (read("json"), read("gpkg"));
+    let segs = |d: &Value| -> Vec<Value> {
+        d["annotations"].as_array().unwrap().iter().map(|x| x["segmentation"].clone()).collect()
+    };
+    assert_eq!(segs(&a), segs(&b), "identical polygons from GeoJSON and GeoPackage");
+}
+
 /// An 8-bit RGB GeoTIFF (test pattern pixels), 10 m pixels at (500000, 4000000) in EPSG:32633.
 fn synthetic_rgb(path: &Path, width: u32, height: u32) -> GeoTransform {
     let mut spec = TiffSpec::new(width, height, 3, Dtype::U8);
