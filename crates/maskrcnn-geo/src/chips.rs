@@ -240,7 +240,11 @@ pub fn read_label_polygons(path: &Path, class_field: Option<&str>) -> Result<Lab
     let layer = match ext.as_str() {
         "geojson" | "json" => read_geojson_labels(path, class_field),
         "gpkg" => read_gpkg_labels(path, class_field),
-        _ => bail!("{}: unsupported label format {ext:?}; use .geojson or .gpkg", path.display()),
+        _ => bail!(
+            "{}: unsupported label format {ext:?}; use .geojson or .gpkg (convert with `ogr2ogr labels.gpkg {}`)",
+            path.display(),
+            path.display()
+        ),
     }?;
     ensure!(!layer.features.is_empty(), "{}: the label file has no features; nothing to train on", path.display());
     Ok(layer)
@@ -289,7 +293,16 @@ fn read_geojson_labels(path: &Path, class_field: Option<&str>) -> Result<LabelLa
     for (i, f) in features.iter().enumerate() {
         let geometry = match f.get("geometry") {
             None | Some(Value::Null) => bail!("{}: feature {i} has no geometry", path.display()),
-            Some(g) => geometry_from_geojson(g).with_context(|| format!("{}: feature {i}", path.display()))?,
+            Some(g) => match g.get("type").and_then(Value::as_str) {
+                Some("Polygon" | "MultiPolygon") => {
+                    geometry_from_geojson(g).with_context(|| format!("{}: feature {i}", path.display()))?
+                }
+                other => bail!(
+                    "{}: feature {i} is a {}; training chips need Polygon or MultiPolygon labels",
+                    path.display(),
+                    other.unwrap_or("geometry without a type")
+                ),
+            },
         };
         let class = match class_field {
             None => None,
@@ -527,7 +540,9 @@ fn check_crs(labels: &LabelLayer, raster_crs: Option<&Crs>, raster_path: &Path) 
     let raster_desc = raster_crs.map(Crs::describe).unwrap_or_else(|| "no CRS".into());
     let hint = |epsg: Option<u32>| match epsg {
         Some(code) => format!(
-            "reproject the labels first, e.g. `ogr2ogr -t_srs EPSG:{code} labels_{code}.geojson {}`",
+            "reproject the labels first, e.g. `ogr2ogr -t_srs EPSG:{code} labels_{code}.geojson {}`; if the \
+             coordinates already are EPSG:{code} and only the declared CRS is missing or wrong, assign it with \
+             `ogr2ogr -a_srs EPSG:{code} ...` instead",
             labels.path.display()
         ),
         None => "reproject the labels to the raster's CRS first (ogr2ogr -t_srs)".into(),
@@ -695,7 +710,8 @@ fn prepare_output(opts: &ExportChipsOptions) -> Result<()> {
 
 /// Cut `opts.raster` into chips with instance labels from `opts.labels`. See the module docs.
 pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
-    ensure!(opts.tile_size > 0, "tile size must be positive");
+    // Chips are held in memory as whole planes; 16384² is far beyond any training chip.
+    ensure!((1..=16384).contains(&opts.tile_size), "tile size {} must be between 1 and 16384", opts.tile_size);
     ensure!(opts.stride > 0, "stride must be positive");
     if opts.output.exists()
         && !opts.overwrite

@@ -609,7 +609,9 @@ fn nodata_chips_are_never_written() {
 }
 
 fn error_of(o: &ExportChipsOptions) -> String {
-    format!("{:#}", export_chips(o).expect_err("export should fail"))
+    let e = format!("{:#}", export_chips(o).expect_err("export should fail"));
+    println!("error: {e}");
+    e
 }
 
 #[test]
