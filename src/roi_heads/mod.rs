@@ -2,6 +2,7 @@
 
 pub mod box_head;
 pub mod mask_head;
+pub mod pointrend;
 pub mod poolers;
 
 use crate::config::RoiHeadsConfig;

@@ -17,6 +17,7 @@ pub use state_dict::{HostTensor, StateDict};
 pub enum TensorSlot<'a> {
     Param1(&'a mut Param<Tensor<1>>),
     Param2(&'a mut Param<Tensor<2>>),
+    Param3(&'a mut Param<Tensor<3>>),
     Param4(&'a mut Param<Tensor<4>>),
     Const1(&'a mut Tensor<1>),
 }

@@ -160,6 +160,7 @@ fn slot_shape(slot: &TensorSlot<'_>) -> Vec<usize> {
     match slot {
         TensorSlot::Param1(p) => p.dims().to_vec(),
         TensorSlot::Param2(p) => p.dims().to_vec(),
+        TensorSlot::Param3(p) => p.dims().to_vec(),
         TensorSlot::Param4(p) => p.dims().to_vec(),
         TensorSlot::Const1(t) => t.dims().to_vec(),
     }
@@ -170,6 +171,7 @@ fn set_slot(slot: TensorSlot<'_>, t: &HostTensor, device: &Device) {
     match slot {
         TensorSlot::Param1(p) => *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0]], device)),
         TensorSlot::Param2(p) => *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0], t.shape[1]], device)),
+        TensorSlot::Param3(p) => *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0], t.shape[1], t.shape[2]], device)),
         TensorSlot::Param4(p) => {
             *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0], t.shape[1], t.shape[2], t.shape[3]], device))
         }
@@ -184,6 +186,7 @@ fn read_slot(slot: TensorSlot<'_>) -> HostTensor {
     match slot {
         TensorSlot::Param1(p) => host(p.val()),
         TensorSlot::Param2(p) => host(p.val()),
+        TensorSlot::Param3(p) => host(p.val()),
         TensorSlot::Param4(p) => host(p.val()),
         TensorSlot::Const1(c) => host(c.clone()),
     }
