@@ -1344,7 +1344,7 @@ impl TiffChip<'_> {
             Samples::F32(v) => interleave!(v),
             Samples::F64(v) => interleave!(v),
         }
-        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(&raw)?;
         let strip = enc.finish()?;
 

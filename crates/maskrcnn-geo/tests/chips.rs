@@ -117,8 +117,10 @@ fn check_rcnn_export(tile: usize, stride: usize) {
     let (raster, labels, fp) = spacenet();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("chips");
+    let started = std::time::Instant::now();
     let summary =
         export_chips(&opts(&raster, &labels, &out, ChipFormat::RcnnMasks, tile as u32, stride as u32)).unwrap();
+    println!("export took {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
 
     let expected: Vec<((usize, usize), Pieces)> =
         windows(tile, stride).into_iter().map(|(x, y)| ((x, y), pieces(&fp, x, y, tile))).collect();
