@@ -36,6 +36,37 @@ enum Command {
     Vectorize(VectorizeArgs),
     /// Write a model as an arcgis.learn package: .pth (torchvision keys), .emd and .dlpk.
     Package(PackageArgs),
+    /// Cut a raster and label polygons into training chips (Esri RCNN_Masks or COCO).
+    ExportChips(ExportChipsArgs),
+}
+
+#[derive(Args)]
+struct ExportChipsArgs {
+    #[arg(long)]
+    raster: PathBuf,
+    /// Label polygons (.geojson or .gpkg) in the raster's CRS.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Attribute holding each polygon's class (one class "object" without it).
+    #[arg(long)]
+    class_field: Option<String>,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 256)]
+    tile_size: u32,
+    #[arg(long)]
+    stride: Option<u32>,
+    /// rcnn-masks (Esri RCNN_Masks) or coco.
+    #[arg(long, default_value = "rcnn-masks")]
+    format: String,
+    /// 1-based raster bands to export (default: all).
+    #[arg(long, value_delimiter = ',')]
+    bands: Vec<usize>,
+    /// Also write chips without objects (as negatives).
+    #[arg(long)]
+    keep_empty: bool,
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -229,6 +260,7 @@ pub fn run() -> Result<()> {
         Command::Merge(args) => merge(args),
         Command::Vectorize(args) => vectorize(args),
         Command::Package(args) => package(args),
+        Command::ExportChips(args) => export_chips(args),
     }
 }
 
@@ -493,5 +525,29 @@ fn package(args: PackageArgs) -> Result<()> {
     }
     let dlpk = crate::weights::arcgis::save_package(&mut model, &args.output, &args.name)?;
     eprintln!("package -> {}", dlpk.display());
+    Ok(())
+}
+
+fn export_chips(args: ExportChipsArgs) -> Result<()> {
+    use maskrcnn_geo::{ChipFormat, ExportChipsOptions};
+    let format: ChipFormat = args.format.replace('-', "_").parse()?;
+    let mut options = ExportChipsOptions::new(args.raster.clone(), args.labels.clone(), args.output.clone(), format);
+    options.class_field = args.class_field.clone();
+    options.tile_size = args.tile_size;
+    options.stride = args.stride.unwrap_or(args.tile_size);
+    options.bands = args.bands.clone();
+    options.keep_empty = args.keep_empty;
+    options.overwrite = args.overwrite;
+    let summary = maskrcnn_geo::export_chips(&options)?;
+    let classes: Vec<String> = summary.classes.iter().map(|c| format!("{} ({} objects)", c.name, c.objects)).collect();
+    eprintln!(
+        "{} chips ({} empty and {} nodata skipped), {} objects of {} -> {}",
+        summary.chips_written,
+        summary.chips_empty_skipped,
+        summary.chips_nodata_skipped,
+        summary.objects,
+        classes.join(", "),
+        args.output.display()
+    );
     Ok(())
 }

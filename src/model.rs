@@ -11,7 +11,8 @@ use crate::ops::paste_masks::{paste_mask, PastedMask};
 use crate::proposal::rpn::{anchors_for, filter_proposals, sigmoid, RpnHead};
 use crate::roi_heads::box_head::{FastRcnnPredictor, TwoMlpHead};
 use crate::roi_heads::mask_head::{MaskHead, MaskPredictor};
-use crate::roi_heads::poolers::multiscale_roi_align;
+use crate::roi_heads::pointrend::{CoarseMaskHead, PointHead, PointRendInference};
+use crate::roi_heads::poolers::{infer_scale, multiscale_roi_align};
 use crate::roi_heads::{postprocess_detections, RawDetections};
 use crate::tensor_util::tensor_to_vec;
 use crate::transform::{batch_images, ImageBatch, ImageChw};
@@ -24,8 +25,17 @@ pub struct MaskRcnnNet {
     pub rpn_head: RpnHead,
     pub box_head: TwoMlpHead,
     pub box_predictor: FastRcnnPredictor,
-    pub mask_head: MaskHead,
-    pub mask_predictor: MaskPredictor,
+    /// The plain 28x28 mask branch (absent in PointRend models).
+    pub mask_head: Option<MaskHead>,
+    pub mask_predictor: Option<MaskPredictor>,
+    /// The PointRend mask branch (absent in plain models).
+    pub pointrend: Option<PointRendHeads>,
+}
+
+#[derive(Module, Debug)]
+pub struct PointRendHeads {
+    pub coarse_head: CoarseMaskHead,
+    pub point_head: PointHead,
 }
 
 impl NamedTensors for MaskRcnnNet {
@@ -35,8 +45,16 @@ impl NamedTensors for MaskRcnnNet {
         self.rpn_head.visit_named(&p("rpn.head"), visit);
         self.box_head.visit_named(&p("roi_heads.box_head"), visit);
         self.box_predictor.visit_named(&p("roi_heads.box_predictor"), visit);
-        self.mask_head.visit_named(&p("roi_heads.mask_head"), visit);
-        self.mask_predictor.visit_named(&p("roi_heads.mask_predictor"), visit);
+        if let Some(head) = self.mask_head.as_mut() {
+            head.visit_named(&p("roi_heads.mask_head"), visit);
+        }
+        if let Some(predictor) = self.mask_predictor.as_mut() {
+            predictor.visit_named(&p("roi_heads.mask_predictor"), visit);
+        }
+        if let Some(pr) = self.pointrend.as_mut() {
+            pr.coarse_head.visit_named(&p("roi_heads.mask_head"), visit);
+            pr.point_head.visit_named(&p("roi_heads.mask_predictor.mask_point_head"), visit);
+        }
     }
 }
 
@@ -90,13 +108,14 @@ impl MaskRcnn {
             rpn_head: RpnHead::new(c, config.rpn.aspect_ratios.len() * config.rpn.anchor_sizes[0].len(), device),
             box_head: TwoMlpHead::new(c * rh.box_roi_output_size * rh.box_roi_output_size, rh.representation_size, device),
             box_predictor: FastRcnnPredictor::new(rh.representation_size, config.num_classes, device),
-            mask_head: MaskHead::new(c, &rh.mask_layers, rh.mask_dilation, device),
-            mask_predictor: MaskPredictor::new(
-                *rh.mask_layers.last().unwrap_or(&c),
-                rh.mask_predictor_channels,
-                config.num_classes,
-                device,
-            ),
+            mask_head: (!config.pointrend).then(|| MaskHead::new(c, &rh.mask_layers, rh.mask_dilation, device)),
+            mask_predictor: (!config.pointrend).then(|| {
+                MaskPredictor::new(*rh.mask_layers.last().unwrap_or(&c), rh.mask_predictor_channels, config.num_classes, device)
+            }),
+            pointrend: config.pointrend.then(|| PointRendHeads {
+                coarse_head: CoarseMaskHead::new(c, config.num_classes, device),
+                point_head: PointHead::new(c, config.num_classes, device),
+            }),
         };
         Ok(Self { config, net, device: device.clone() })
     }
@@ -174,9 +193,24 @@ impl MaskRcnn {
         let mut mask_probs: Vec<Vec<Vec<f32>>> = detections.iter().map(|_| Vec::new()).collect();
         let mut mask_side = 0;
         let mut mask_trace = None;
-        if !mask_rois.is_empty() {
+        if let (Some(pr), false) = (&self.net.pointrend, mask_rois.is_empty()) {
+            let labels: Vec<usize> = detections.iter().flat_map(|d| d.labels.iter().copied()).collect();
+            let max_image_h = batch.image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
+            let inference = PointRendInference {
+                coarse_head: &pr.coarse_head,
+                point_head: &pr.point_head,
+                fine_features: &features[0],
+                fine_scale: infer_scale(features[0].dims()[2], max_image_h),
+            };
+            let (probs, side) = inference.masks(&mask_rois, &labels);
+            mask_side = side;
+            let mut it = probs.into_iter();
+            for (i, d) in detections.iter().enumerate() {
+                mask_probs[i].extend(it.by_ref().take(d.labels.len()));
+            }
+        } else if let (Some(head), Some(predictor), false) = (&self.net.mask_head, &self.net.mask_predictor, mask_rois.is_empty()) {
             let mask_pooled = multiscale_roi_align(&features[..fpn_levels], &mask_rois, &batch.image_sizes, rh.mask_roi_output_size, rh.sampling_ratio);
-            let mask_logits = self.net.mask_predictor.forward(self.net.mask_head.forward(mask_pooled.clone()));
+            let mask_logits = predictor.forward(head.forward(mask_pooled.clone()));
             let [r, c, m, _] = mask_logits.dims();
             mask_side = m;
             let host = tensor_to_vec(mask_logits.clone());

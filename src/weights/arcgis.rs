@@ -67,8 +67,12 @@ impl EmdPackage {
     /// Applies the package's classes, input size and torchvision kwargs on top of a configuration
     /// inferred from the weights, checking that both agree.
     pub fn apply_to(&self, config: &mut MaskRcnnConfig) -> Result<()> {
-        if self.pointrend {
-            bail!("{}: a PointRend model (ModelParameters.pointrend); the PointRend head is not available in this build", self.model_file.display());
+        if self.pointrend != config.pointrend {
+            bail!(
+                "the .emd says pointrend={} but the weights {} (roi_heads.mask_head.reduce_spatial_dim_conv)",
+                self.pointrend,
+                if config.pointrend { "hold the PointRend head" } else { "lack the PointRend head" }
+            );
         }
         if let Some(b) = &self.backbone {
             let depth = b.trim_start_matches("resnet").parse::<usize>().ok();

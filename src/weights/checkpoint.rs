@@ -95,9 +95,6 @@ pub fn save_model_dir(model: &mut MaskRcnn, dir: &Path) -> Result<()> {
 /// stages and widths, head sizes.
 pub fn infer_config(sd: &StateDict) -> Result<MaskRcnnConfig> {
     let need = |key: &str| sd.shape(key).ok_or_else(|| anyhow!("checkpoint is missing `{key}`; is it a torchvision Mask R-CNN?"));
-    if sd.get("roi_heads.mask_head.reduce_spatial_dim_conv.weight").is_some() {
-        bail!("this is a PointRend checkpoint (roi_heads.mask_head.reduce_spatial_dim_conv); the PointRend head is not available in this build");
-    }
     if sd.get("backbone.body.conv1.weight").is_none() && sd.get("backbone.0.weight").is_some() {
         bail!("this checkpoint uses arcgis.learn's ResNet without FPN (keys backbone.0.*), which is not supported; retrain with an FPN backbone");
     }
@@ -139,6 +136,10 @@ pub fn infer_config(sd: &StateDict) -> Result<MaskRcnnConfig> {
         bail!("the RPN predicts {anchors_per_cell} anchors per location; only the default 3 aspect ratios can be inferred (give a config.json)");
     }
     config.roi_heads.representation_size = need("roi_heads.box_head.fc6.weight")?[0];
+    if sd.get("roi_heads.mask_head.reduce_spatial_dim_conv.weight").is_some() {
+        config.pointrend = true;
+        return Ok(config);
+    }
     let mask_layers: Vec<usize> = (0..)
         .map_while(|i| sd.shape(&format!("roi_heads.mask_head.{i}.0.weight")).map(|s| s[0]))
         .collect();
