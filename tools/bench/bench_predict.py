@@ -40,6 +40,12 @@ SEED = 7
 # A stage name in both breakdowns means the same span of work (torchvision's GeneralizedRCNN.forward split the way
 # src/model.rs's predict_traced splits ours).
 STAGES = ["transform", "backbone+fpn", "rpn", "box head", "mask head", "paste masks"]
+# The per-layer split (process CPU time, one thread) both sides report, in network order.
+COMPONENTS = ["resnet stem conv 7x7", "resnet stem bn+relu+maxpool"] + [
+    f"resnet layer{i} {kind}" for i in range(1, 5) for kind in ("convs", "bn+relu+add")] + [
+    "fpn", "rpn head convs", "rpn anchors+proposals (top-k, decode, NMS)", "box roi_align", "box MLP (fc6+fc7)",
+    "box predictor", "box postprocess (softmax, decode, NMS)", "mask roi_align", "mask head 3x3 convs",
+    "mask deconv 2x2", "mask logits 1x1", "mask sigmoid+paste"]
 
 # (key, source photo, output height, output width, min_size, max_size): sizes chosen so that
 # scale = min(min_size / short, max_size / long) is exactly 1 and both sides are multiples of 32 (no padding).
@@ -185,7 +191,84 @@ def reset_peak_rss():
         return False
 
 
-def torch_worker(model_dir, image_file, runs, min_size, max_size, threads):
+class ComponentClock:
+    """Process CPU (all threads) and wall time per named piece, summed over passes."""
+
+    def __init__(self):
+        self.totals = {}
+
+    def time(self, name, fn):
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        out = fn()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        c, w = self.totals.get(name, (0.0, 0.0))
+        self.totals[name] = (c + cpu, w + wall)
+        return out
+
+
+def time_torch_components(model, images, original_sizes, proposals, boxes, labels, clock):
+    """torchvision's modules called piece by piece, split exactly as examples/bench_predict.rs splits ours."""
+    from collections import OrderedDict
+
+    import torch.nn.functional as F
+    from torchvision.models.detection.roi_heads import maskrcnn_inference
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+    body = model.backbone.body
+    x = clock.time("resnet stem conv 7x7", lambda: body.conv1(images.tensors))
+    x = clock.time("resnet stem bn+relu+maxpool", lambda: body.maxpool(body.relu(body.bn1(x))))
+    stages = OrderedDict()
+    for i in range(1, 5):
+        conv_name, elementwise_name = f"resnet layer{i} convs", f"resnet layer{i} bn+relu+add"
+        for block in getattr(body, f"layer{i}"):
+            inp = x
+            identity = inp
+            if block.downsample is not None:
+                y = clock.time(conv_name, lambda: block.downsample[0](inp))
+                identity = clock.time(elementwise_name, lambda: block.downsample[1](y))
+            y = clock.time(conv_name, lambda: block.conv1(inp))
+            y = clock.time(elementwise_name, lambda: F.relu(block.bn1(y)))
+            y = clock.time(conv_name, lambda: block.conv2(y))
+            y = clock.time(elementwise_name, lambda: F.relu(block.bn2(y)))
+            y = clock.time(conv_name, lambda: block.conv3(y))
+            y = clock.time(elementwise_name, lambda: block.bn3(y))
+            x = clock.time(elementwise_name, lambda: F.relu(y + identity))
+        stages[str(i - 1)] = x
+    features = clock.time("fpn", lambda: model.backbone.fpn(stages))
+    feature_list = list(features.values())
+    objectness, deltas = clock.time("rpn head convs", lambda: model.rpn.head(feature_list))
+
+    def proposals_from_head():
+        # RegionProposalNetwork.forward after its head, eval mode.
+        rpn = model.rpn
+        anchors = rpn.anchor_generator(images, feature_list)
+        per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
+        obj, dl = concat_box_prediction_layers(objectness, deltas)
+        decoded = rpn.box_coder.decode(dl.detach(), anchors).view(len(anchors), -1, 4)
+        return rpn.filter_proposals(decoded, obj, images.image_sizes, per_level)
+
+    clock.time("rpn anchors+proposals (top-k, decode, NMS)", proposals_from_head)
+    rh = model.roi_heads
+    pooled = clock.time("box roi_align", lambda: rh.box_roi_pool(features, proposals, images.image_sizes))
+    hidden = clock.time("box MLP (fc6+fc7)", lambda: rh.box_head(pooled))
+    class_logits, box_regression = clock.time("box predictor", lambda: rh.box_predictor(hidden))
+    clock.time("box postprocess (softmax, decode, NMS)",
+               lambda: rh.postprocess_detections(class_logits, box_regression, proposals, images.image_sizes))
+    m = clock.time("mask roi_align", lambda: rh.mask_roi_pool(features, boxes, images.image_sizes))
+    for layer in rh.mask_head:
+        m = clock.time("mask head 3x3 convs", lambda: layer(m))
+    m = clock.time("mask deconv 2x2", lambda: F.relu(rh.mask_predictor.conv5_mask(m)))
+    mask_logits = clock.time("mask logits 1x1", lambda: rh.mask_predictor.mask_fcn_logits(m))
+
+    def sigmoid_and_paste():
+        masks = maskrcnn_inference(mask_logits, labels)
+        result = [{"boxes": boxes[0], "labels": labels[0], "masks": masks[0]}]
+        return model.transform.postprocess(result, images.image_sizes, original_sizes)
+
+    clock.time("mask sigmoid+paste", sigmoid_and_paste)
+
+
+def torch_worker(model_dir, image_file, runs, min_size, max_size, threads, component_runs):
     import torch
     from safetensors.torch import load_file
 
@@ -244,14 +327,28 @@ def torch_worker(model_dir, image_file, runs, min_size, max_size, threads):
             records.append({"wall_s": wall, "cpu_s": cpu, "detections": int(out[0]["boxes"].shape[0])})
             del out
         # The stage split runs after the timed runs so the timed runs are the plain model(images) call.
-        for r in records:
+        for r in records[:3]:
             out, laps = staged(image)
             r["stages"] = laps
             r["staged_detections"] = int(out[0]["boxes"].shape[0])
             del out
+        peak_rss_inference_kb = status_kb("VmHWM")
+        components = {}
+        if component_runs > 0:
+            images, _ = model.transform([image])
+            features = model.backbone(images.tensors)
+            proposals, _ = model.rpn(images, features)
+            rh = model.roi_heads
+            x = rh.box_predictor(rh.box_head(rh.box_roi_pool(features, proposals, images.image_sizes)))
+            boxes, _, labels = rh.postprocess_detections(*x, proposals, images.image_sizes)
+            clock = ComponentClock()
+            for _ in range(component_runs):
+                time_torch_components(model, images, [tuple(image.shape[-2:])], proposals, boxes, labels, clock)
+            components = {k: {"cpu_s": c / component_runs, "wall_s": w / component_runs}
+                          for k, (c, w) in clock.totals.items()}
     report = {"threads": torch.get_num_threads(), "load_s": load_s, "rss_after_load_kb": rss_after_load_kb,
-              "peak_rss_load_kb": peak_rss_load_kb, "peak_rss_inference_kb": status_kb("VmHWM"),
-              "peak_reset": peak_reset, "runs": records}
+              "peak_rss_load_kb": peak_rss_load_kb, "peak_rss_inference_kb": peak_rss_inference_kb,
+              "peak_reset": peak_reset, "runs": records, "components": components}
     print(json.dumps(report))
 
 
@@ -303,7 +400,8 @@ def thread_env(threads):
 
 def summarise(impl, key, threads, report, peak_kb, load_before, load_after):
     runs = report["runs"]
-    stages = {s: statistics.median(r["stages"][s] for r in runs) for s in STAGES if s in runs[0]["stages"]}
+    staged = [r for r in runs if "stages" in r]
+    stages = {s: statistics.median(r["stages"][s] for r in staged) for s in STAGES if s in staged[0]["stages"]}
     return {
         "impl": impl, "image": key, "threads": threads, "threads_reported": report["threads"],
         "runs": len(runs),
@@ -312,6 +410,7 @@ def summarise(impl, key, threads, report, peak_kb, load_before, load_after):
         "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
         "detections": sorted({r["detections"] for r in runs}),
         "stages_median_s": stages,
+        "components_cpu_s": {k: v["cpu_s"] for k, v in report.get("components", {}).items()},
         "load_s": report["load_s"],
         "rss_after_load_mb": (report["rss_after_load_kb"] or 0) / 1024,
         "peak_rss_inference_mb": (report["peak_rss_inference_kb"] or 0) / 1024 if report["peak_reset"] else None,
@@ -346,9 +445,16 @@ def git_commit():
     def git(*a):
         return subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
 
-    dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", "examples/bench_predict.rs")
+    import hashlib
+
+    measured = ["src", "Cargo.toml", "Cargo.lock", "examples/bench_predict.rs"]
+    dirty = git("status", "--porcelain", "--", *measured)
+    diff = subprocess.run(["git", "diff", "HEAD", "--", *measured], cwd=REPO_ROOT, capture_output=True).stdout
     return {"commit": git("rev-parse", "HEAD"), "subject": git("log", "-1", "--format=%s"),
-            "uncommitted_changes_in_measured_code": bool(dirty)}
+            "uncommitted_changes_in_measured_code": bool(dirty),
+            # Identifies the exact working tree measured when it differs from the commit.
+            "uncommitted_diff_sha1": hashlib.sha1(diff).hexdigest() if dirty else None,
+            "uncommitted_files": dirty.splitlines()}
 
 
 def fmt_mb(v):
@@ -391,7 +497,9 @@ def write_report(results, meta, info):
     L.append("# Mask R-CNN inference: ours (Rust, burn-flex CPU) vs torchvision (CPU)\n")
     L.append(f"Generated by `tools/bench/bench_predict.py` on {info['date']} (raw numbers: `bench/predict.json`).\n")
     L.append(f"- Commit: `{info['git']['commit'][:12]}` ({info['git']['subject']})"
-             + (" — with uncommitted changes in the measured code" if info['git']['uncommitted_changes_in_measured_code'] else ""))
+             + (f" plus uncommitted changes in {len(info['git']['uncommitted_files'])} measured files (diff sha1 "
+                f"`{info['git']['uncommitted_diff_sha1'][:12]}`, list in predict.json)"
+                if info['git']['uncommitted_changes_in_measured_code'] else ""))
     L.append(f"- torch {info['versions']['torch']}, torchvision {info['versions']['torchvision']}, "
              f"Python {info['versions']['python']}")
     L.append("- Model: `maskrcnn_resnet50_fpn` architecture, 91 classes, seeded random weights calibrated so every "
@@ -449,6 +557,30 @@ def write_report(results, meta, info):
                  + " | ".join(fmt_ratio(ratio(o["stages_median_s"].get(s), t["stages_median_s"].get(s)))
                               for s in STAGES) + " | |")
     L.append("")
+    comp_rows = [c for c in comparisons if by[("ours", c["image"], c["threads"])]["components_cpu_s"]
+                 and by[("torchvision", c["image"], c["threads"])]["components_cpu_s"]]
+    if comp_rows:
+        L.append("## Per layer, in CPU time (one thread)\n")
+        L.append("Each piece of the network run on its own on the inputs it sees inside a prediction, timed in process "
+                 "CPU time, which the other agents' load barely moves (wall time does). Ours: `--components` of "
+                 "examples/bench_predict.rs; torchvision: the same modules called one by one. Mean of "
+                 f"{info['component_runs']} passes.\n")
+        L.append("| piece | " + " | ".join(f"tv {c['image']} | ours {c['image']} | ratio" for c in comp_rows) + " |")
+        L.append("|---|" + "---|---|---|" * len(comp_rows))
+        totals = [[0.0, 0.0] for _ in comp_rows]
+        for name in COMPONENTS:
+            cells = []
+            for j, c in enumerate(comp_rows):
+                t = by[("torchvision", c["image"], c["threads"])]["components_cpu_s"].get(name)
+                o = by[("ours", c["image"], c["threads"])]["components_cpu_s"].get(name)
+                totals[j][0] += t or 0.0
+                totals[j][1] += o or 0.0
+                cells.append(f"{t:.3f} | {o:.3f} | {fmt_ratio(ratio(o, t))}" if t is not None and o is not None
+                             else "n/a | n/a | n/a")
+            L.append(f"| {name} | " + " | ".join(cells) + " |")
+        L.append("| **sum** | " + " | ".join(f"**{t:.3f}** | **{o:.3f}** | **{fmt_ratio(ratio(o, t))}**"
+                                           for t, o in totals) + " |")
+        L.append("")
     if info.get("findings"):
         L.append("## Findings\n")
         L.append(info["findings"].strip() + "\n")
@@ -481,12 +613,15 @@ def main():
     parser.add_argument("--max-wait", type=int, default=600, help="seconds to wait for a quiet machine")
     parser.add_argument("--regenerate", action="store_true", help="rebuild fixtures/generated/bench")
     parser.add_argument("--findings", help="markdown file whose text goes into the report's Findings section")
-    parser.add_argument("--torch-worker", nargs=6, metavar=("MODEL", "IMAGE", "RUNS", "MIN", "MAX", "THREADS"),
+    parser.add_argument("--component-runs", type=int, default=2,
+                        help="passes of the per-layer CPU-time split (1-thread rows only; 0 to skip)")
+    parser.add_argument("--torch-worker", nargs=7,
+                        metavar=("MODEL", "IMAGE", "RUNS", "MIN", "MAX", "THREADS", "COMPONENT_RUNS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:
-        m, i, runs, mn, mx, th = args.torch_worker
-        torch_worker(m, i, int(runs), int(mn), int(mx), int(th))
+        m, i, runs, mn, mx, th, cr = args.torch_worker
+        torch_worker(m, i, int(runs), int(mn), int(mx), int(th), int(cr))
         return
     if args.runs < 1:
         sys.exit("--runs must be at least 1")
@@ -507,7 +642,7 @@ def main():
         "machine": machine_description(),
         "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                      "python": platform.python_version()},
-        "git": git_commit(), "runs": args.runs, "threads": threads, "quiet_threshold": args.quiet_load,
+        "git": git_commit(), "runs": args.runs, "threads": threads, "component_runs": args.component_runs, "quiet_threshold": args.quiet_load,
     }
     if args.findings:
         info["findings"] = open(args.findings).read()
@@ -523,11 +658,15 @@ def main():
         for th in threads:
             # Ours then torchvision back to back, so both see about the same background load.
             for impl in ["ours", "torchvision"]:
+                # The per-layer split is measured in CPU time at one thread only: with more threads the CPU time
+                # also counts idle spinning of the thread pools, which says nothing about the layer.
+                component_runs = args.component_runs if th == 1 else 0
                 if impl == "ours":
-                    cmd = [OURS_BIN, BENCH_DIR, img, str(args.runs), str(mn), str(mx)]
+                    cmd = [OURS_BIN, BENCH_DIR, img, str(args.runs), str(mn), str(mx), "--components",
+                           str(component_runs)]
                 else:
                     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", BENCH_DIR, img,
-                           str(args.runs), str(mn), str(mx), str(th)]
+                           str(args.runs), str(mn), str(mx), str(th), str(component_runs)]
                 before = loadavg()
                 report, peak_kb = run_measured(cmd, thread_env(th), timeout)
                 after = loadavg()
