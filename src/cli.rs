@@ -24,6 +24,170 @@ struct Cli {
 enum Command {
     /// Detect objects in images and write COCO results JSON.
     Predict(PredictArgs),
+    /// COCO metrics (bbox, segm, boundary) of results, or of a model on a dataset.
+    Evaluate(EvaluateArgs),
+    /// Draw ground truth beside predictions for the first images of a dataset.
+    ShowResults(ShowResultsArgs),
+    /// Detect objects over a large GeoTIFF and write polygons in map coordinates.
+    Detect(DetectArgs),
+    /// Join the shard outputs of `detect --shard K/N` into one vector file.
+    Merge(MergeArgs),
+    /// Turn an instance-id raster (0 = background) into one polygon feature per value.
+    Vectorize(VectorizeArgs),
+    /// Write a model as an arcgis.learn package: .pth (torchvision keys), .emd and .dlpk.
+    Package(PackageArgs),
+}
+
+#[derive(Args)]
+struct PackageArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Folder to write <name>.pth, <name>.emd and <name>.dlpk into.
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value = "model")]
+    name: String,
+}
+
+#[derive(Args)]
+struct DetectArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// GeoTIFF (striped or tiled, BigTIFF, 8/16-bit or float, any band count).
+    #[arg(long)]
+    raster: PathBuf,
+    /// .geojson, .fgb or .gpkg (or, with --shard, a shard file for `maskrcnn merge`).
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 512)]
+    tile_size: u32,
+    /// Pixels shared by neighbouring tiles.
+    #[arg(long, default_value_t = 64)]
+    overlap: u32,
+    /// Kept for arcgis.learn users; tiles are processed one at a time.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// Minimum detection score.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Keep only these class names (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// 1-based raster bands to feed the model, e.g. 3,2,1.
+    #[arg(long, value_delimiter = ',')]
+    bands: Vec<usize>,
+    /// Average predictions over flipped tiles.
+    #[arg(long)]
+    tta: bool,
+    /// Douglas-Peucker tolerance in map units.
+    #[arg(long, default_value_t = 0.0)]
+    simplify: f64,
+    /// Square building corners.
+    #[arg(long)]
+    regularize: bool,
+    /// Drop polygons smaller than this (map units²).
+    #[arg(long, default_value_t = 0.0)]
+    min_area: f64,
+    /// K/N: process shard K of N (0-based); also read from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Number of shards when the index comes from the environment.
+    #[arg(long)]
+    shards: Option<usize>,
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Shard files written by `detect --shard`.
+    #[arg(long, num_args = 1.., required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct VectorizeArgs {
+    /// Instance-id GeoTIFF: 0 is background, each other value one object.
+    #[arg(long)]
+    labels: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    /// Band holding the ids.
+    #[arg(long, default_value_t = 1)]
+    band: usize,
+    #[arg(long, default_value_t = 0.0)]
+    simplify: f64,
+    #[arg(long)]
+    regularize: bool,
+    #[arg(long, default_value_t = 0.0)]
+    min_area: f64,
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// COCO results JSON (as `maskrcnn predict` writes).
+    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+    predictions: Option<PathBuf>,
+    /// Ground-truth COCO instances JSON (with --predictions).
+    #[arg(long, requires = "predictions")]
+    annotations: Option<PathBuf>,
+    /// A model to run on --data first.
+    #[arg(long, requires = "data")]
+    model: Option<PathBuf>,
+    /// A COCO dataset: instances JSON, or a folder with instances.json and images/.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Folder the dataset's file names are relative to.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "all")]
+    iou_type: IouTypeArg,
+    /// Detections per image counted for AP/AR100 (COCO's 100; dense building tiles need more).
+    #[arg(long, default_value_t = 100)]
+    max_dets: usize,
+    /// Metrics JSON to write.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Also write a one-page HTML report with the numbers (and a sample grid when --model is given).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// IoU threshold of the arcgis.learn-style per-class average precision.
+    #[arg(long, default_value_t = 0.5)]
+    arcgis_iou: f64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IouTypeArg {
+    Segm,
+    Bbox,
+    Boundary,
+    All,
+}
+
+#[derive(Args)]
+struct ShowResultsArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    images: Option<PathBuf>,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    rows: usize,
+    /// mask, bbox or bbox_mask.
+    #[arg(long, default_value = "mask")]
+    mode: String,
+    /// Hide predictions scoring below this (arcgis.learn's box_threshold).
+    #[arg(long, default_value_t = 0.5)]
+    score_threshold: f32,
 }
 
 #[derive(Args)]
@@ -59,6 +223,12 @@ pub fn run() -> Result<()> {
     }
     match cli.command {
         Command::Predict(args) => predict(args),
+        Command::Evaluate(args) => evaluate(args),
+        Command::ShowResults(args) => show_results(args),
+        Command::Detect(args) => detect(args),
+        Command::Merge(args) => merge(args),
+        Command::Vectorize(args) => vectorize(args),
+        Command::Package(args) => package(args),
     }
 }
 
@@ -113,5 +283,215 @@ fn predict(args: PredictArgs) -> Result<()> {
     let json = serde_json::to_vec(&results)?;
     crate::io_util::write_atomic(&args.output, &json)?;
     eprintln!("{} detections in {} images -> {}", total, images.len(), args.output.display());
+    Ok(())
+}
+
+fn evaluate(args: EvaluateArgs) -> Result<()> {
+    use maskrcnn_eval::IouType;
+    if args.max_dets == 0 {
+        bail!("--max-dets must be at least 1");
+    }
+    let iou_types: Vec<IouType> = match args.iou_type {
+        IouTypeArg::Segm => vec![IouType::Segm],
+        IouTypeArg::Bbox => vec![IouType::Bbox],
+        IouTypeArg::Boundary => vec![IouType::Boundary],
+        IouTypeArg::All => vec![IouType::Bbox, IouType::Segm, IouType::Boundary],
+    };
+    let mut grid = None;
+    let (ground_truth, results) = if let Some(model_path) = &args.model {
+        let data = args.data.as_deref().expect("clap requires --data with --model");
+        let dataset = crate::evaluate::CocoDataset::open(data, args.images.as_deref())?;
+        let device = burn::tensor::Device::default();
+        let mut model = load_model(model_path, &device)?.model;
+        // The model must keep at least as many detections as are scored.
+        let keep = &mut model.config.roi_heads.box_detections_per_img;
+        *keep = (*keep).max(args.max_dets);
+        let bar = progress(dataset.ground_truth.images.len(), "predict");
+        let ours = crate::evaluate::predict_dataset(&model, &dataset, None, |done, _| bar.set_position(done as u64))?;
+        bar.finish_and_clear();
+        if args.report.is_some() {
+            grid = Some(crate::evaluate::show_results(&model, &dataset, 4, maskrcnn_viz::DrawMode::Mask, 0.5)?);
+        }
+        (dataset.ground_truth, crate::evaluate::as_detection_results(&ours)?)
+    } else {
+        let predictions = args.predictions.as_deref().expect("clap requires --predictions");
+        let annotations = args.annotations.as_deref().context("--annotations is required with --predictions")?;
+        let gt = maskrcnn_eval::load_ground_truth(annotations).with_context(|| format!("{}", annotations.display()))?;
+        let results = maskrcnn_eval::load_results(predictions).with_context(|| format!("{}", predictions.display()))?;
+        (gt, results)
+    };
+    let max_dets = [1, 10.min(args.max_dets), args.max_dets];
+    let report = maskrcnn_eval::evaluate_all(&ground_truth, &results, &iou_types, max_dets)?;
+    let arcgis = maskrcnn_eval::average_precision_score(&ground_truth, &results, args.arcgis_iou, 0.0)?;
+    println!("{}", maskrcnn_eval::format_report(&report));
+    if args.max_dets > 100 {
+        println!("note: AP and AR{} count up to {} detections per image (COCO uses 100)", args.max_dets, args.max_dets);
+    }
+    println!("arcgis.learn-style average precision at IoU {} (mask): {}", args.arcgis_iou, format_arcgis(&arcgis));
+    let mut json: serde_json::Value = serde_json::from_str(&report.to_json())?;
+    json["arcgis_average_precision"] = serde_json::json!({"iou": args.arcgis_iou, "per_class": arcgis.per_class, "mean": arcgis.mean});
+    json["max_dets"] = serde_json::json!(max_dets);
+    if let Some(out) = &args.output {
+        crate::io_util::write_atomic(out, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        eprintln!("metrics -> {}", out.display());
+    }
+    if let Some(path) = &args.report {
+        let figures: Vec<(&str, &image::RgbImage)> = grid.iter().map(|g| ("Ground truth and predictions", g)).collect();
+        let html = maskrcnn_viz::html_report("Mask R-CNN evaluation", &json, &figures);
+        crate::io_util::write_atomic(path, html.as_bytes())?;
+        eprintln!("report -> {}", path.display());
+    }
+    Ok(())
+}
+
+fn format_arcgis(scores: &maskrcnn_eval::ArcgisApScores) -> String {
+    let mut parts: Vec<String> = scores
+        .per_class
+        .iter()
+        .map(|(name, ap)| format!("{name} {}", ap.map_or("n/a".to_string(), |v| format!("{v:.3}"))))
+        .collect();
+    parts.push(format!("mean {}", scores.mean.map_or("n/a".to_string(), |v| format!("{v:.3}"))));
+    parts.join(", ")
+}
+
+fn show_results(args: ShowResultsArgs) -> Result<()> {
+    let mode: maskrcnn_viz::DrawMode = args.mode.parse()?;
+    if args.rows == 0 {
+        bail!("--rows must be at least 1");
+    }
+    let dataset = crate::evaluate::CocoDataset::open(&args.data, args.images.as_deref())?;
+    let device = burn::tensor::Device::default();
+    let model = load_model(&args.model, &device)?.model;
+    let grid = crate::evaluate::show_results(&model, &dataset, args.rows, mode, args.score_threshold)?;
+    let tmp = crate::io_util::temp_path_for(&args.output);
+    grid.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", args.output.display()))?;
+    std::fs::rename(&tmp, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!("{} rows -> {}", args.rows.min(dataset.ground_truth.images.len()), args.output.display());
+    Ok(())
+}
+
+fn vectorize_options(simplify: f64, regularize: bool, min_area: f64) -> Result<maskrcnn_geo::VectorizeOptions> {
+    if simplify < 0.0 || min_area < 0.0 {
+        bail!("--simplify and --min-area must not be negative");
+    }
+    Ok(maskrcnn_geo::VectorizeOptions { simplify_tolerance: simplify, regularize_right_angles: regularize, min_area })
+}
+
+fn refuse_existing(path: &std::path::Path, overwrite: bool) -> Result<()> {
+    if path.exists() && !overwrite {
+        bail!("{} already exists; pass --overwrite to replace it", path.display());
+    }
+    Ok(())
+}
+
+fn detect(args: DetectArgs) -> Result<()> {
+    use maskrcnn_geo::{DetectOptions, Shard};
+    refuse_existing(&args.output, args.overwrite)?;
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let shard = match &args.shard {
+        Some(spec) => Shard::parse(spec)?,
+        None => Shard::from_env(args.shards)?.unwrap_or(Shard::WHOLE),
+    };
+    let device = burn::tensor::Device::default();
+    let model = load_model(&args.model, &device)?.model;
+    let options = DetectOptions {
+        tile_size: args.tile_size,
+        overlap: args.overlap,
+        bands: args.bands.clone(),
+        min_score: args.threshold,
+        vectorize: vectorize_options(args.simplify, args.regularize, args.min_area)?,
+        shard,
+        ..DetectOptions::default()
+    };
+    let job = crate::detect::DetectJob {
+        raster: args.raster.clone(),
+        output: args.output.clone(),
+        overwrite: args.overwrite,
+        options,
+        classes: args.classes.clone(),
+        test_time_augmentation: args.tta,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} detect {bar:30} {pos}/{len} tiles {per_sec} [{elapsed_precise}<{eta_precise}] {msg}")
+            .expect("valid template"),
+    );
+    let summary = crate::detect::run_detect(&model, &job, |p| {
+        bar.set_length(p.tiles_total as u64);
+        bar.set_position(p.tiles_done as u64);
+        bar.set_message(format!("{} objects", p.features_emitted));
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{} tiles ({} skipped as nodata), {} objects -> {}{}",
+        summary.tiles_processed,
+        summary.tiles_skipped_nodata,
+        summary.features_emitted,
+        args.output.display(),
+        if shard.count > 1 { format!(" (shard {}/{}; join with `maskrcnn merge`)", shard.index, shard.count) } else { String::new() }
+    );
+    Ok(())
+}
+
+fn merge(args: MergeArgs) -> Result<()> {
+    refuse_existing(&args.output, args.overwrite)?;
+    let n = crate::detect::merge_shards(&args.inputs, &args.output, args.overwrite)?;
+    eprintln!("{n} objects from {} shards -> {}", args.inputs.len(), args.output.display());
+    Ok(())
+}
+
+fn vectorize(args: VectorizeArgs) -> Result<()> {
+    use maskrcnn_geo::{Feature, GeoTiff, PixelWindow, Samples, WriteOptions};
+    refuse_existing(&args.output, args.overwrite)?;
+    let mut raster = GeoTiff::open(&args.labels)?;
+    let info = raster.info().clone();
+    if args.band == 0 || args.band > info.bands {
+        bail!("{}: --band {} but the raster has {} band(s)", args.labels.display(), args.band, info.bands);
+    }
+    if info.geotransform.is_none() {
+        eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", args.labels.display());
+    }
+    let window = PixelWindow { x: 0, y: 0, width: info.width, height: info.height };
+    let read = raster.read_window_typed(window, &[args.band])?;
+    let labels: Vec<i64> = match read.data {
+        Samples::U8(v) => v.into_iter().map(i64::from).collect(),
+        Samples::U16(v) => v.into_iter().map(i64::from).collect(),
+        Samples::U32(v) => v.into_iter().map(i64::from).collect(),
+        Samples::I8(v) => v.into_iter().map(i64::from).collect(),
+        Samples::I16(v) => v.into_iter().map(i64::from).collect(),
+        Samples::I32(v) => v.into_iter().map(i64::from).collect(),
+        _ => bail!("{}: instance ids must be integers", args.labels.display()),
+    };
+    let gt = info.geotransform_or_identity();
+    let options = vectorize_options(args.simplify, args.regularize, args.min_area)?;
+    let polygons = maskrcnn_geo::vectorize_label_raster(&labels, info.width as usize, info.height as usize, 0i64, &gt, &options)?;
+    let features: Vec<Feature> = polygons
+        .into_iter()
+        .filter(|p| !p.geometry.0.is_empty())
+        .map(|p| {
+            use geo::Area;
+            let area = p.geometry.unsigned_area();
+            Feature { geometry: p.geometry, class: p.value.to_string(), class_id: p.value, score: 1.0, area, tile: String::new() }
+        })
+        .collect();
+    let write = WriteOptions { overwrite: args.overwrite, ..WriteOptions::default() };
+    maskrcnn_geo::write_features(&args.output, &features, info.crs.as_ref(), &write)?;
+    eprintln!("{} objects -> {}", features.len(), args.output.display());
+    Ok(())
+}
+
+fn package(args: PackageArgs) -> Result<()> {
+    let device = burn::tensor::Device::default();
+    let mut model = load_model(&args.model, &device)?.model;
+    if !matches!(model.config.backbone.depth, 50 | 101 | 152) {
+        eprintln!(
+            "note: arcgis.learn builds resnet{} models without an FPN, so ArcGIS cannot load this package; maskrcnn reads it",
+            model.config.backbone.depth
+        );
+    }
+    let dlpk = crate::weights::arcgis::save_package(&mut model, &args.output, &args.name)?;
+    eprintln!("package -> {}", dlpk.display());
     Ok(())
 }

@@ -60,7 +60,7 @@ pub struct RpnConfig {
     pub pre_nms_top_n_test: usize,
     pub post_nms_top_n_train: usize,
     pub post_nms_top_n_test: usize,
-    pub nms_thresh: f32,
+    pub nms_thresh: f64,
     pub fg_iou_thresh: f32,
     pub bg_iou_thresh: f32,
     pub batch_size_per_image: usize,
@@ -77,7 +77,7 @@ pub struct RoiHeadsConfig {
     /// Width of TwoMLPHead's two fully connected layers.
     pub representation_size: usize,
     pub box_score_thresh: f32,
-    pub box_nms_thresh: f32,
+    pub box_nms_thresh: f64,
     pub box_detections_per_img: usize,
     pub box_fg_iou_thresh: f32,
     pub box_bg_iou_thresh: f32,

@@ -20,6 +20,18 @@ pub fn to_rgb(image: &ImageChw) -> image::RgbImage {
 }
 
 pub fn draw_detections(image: &ImageChw, dets: &[Detection], config: &MaskRcnnConfig) -> image::RgbImage {
+    draw_detections_with(image, dets, config, DrawMode::BBoxMask, |label| class_color(config.category_id(label) as usize))
+}
+
+/// Draws detections with `mode`; colours come from the model's class colours when it has them,
+/// else from `fallback_color(label)`.
+pub fn draw_detections_with(
+    image: &ImageChw,
+    dets: &[Detection],
+    config: &MaskRcnnConfig,
+    mode: DrawMode,
+    fallback_color: impl Fn(usize) -> [u8; 3],
+) -> image::RgbImage {
     let (h, w) = (image.height, image.width);
     let masks: Vec<Vec<u8>> = dets.iter().map(|d| binary_full_mask(d, h, w)).collect();
     let instances: Vec<DrawInstance> = dets
@@ -30,10 +42,10 @@ pub fn draw_detections(image: &ImageChw, dets: &[Detection], config: &MaskRcnnCo
             mask: Some(MaskRef::new(m, w as u32, h as u32).expect("mask sized to the image")),
             label: config.class_name(d.label),
             score: Some(d.score),
-            color: config.class_colors.get(d.label).copied().unwrap_or_else(|| class_color(d.label)),
+            color: config.class_colors.get(d.label).copied().unwrap_or_else(|| fallback_color(d.label)),
         })
         .collect();
-    draw_instances(&to_rgb(image), &instances, &DrawOptions { mode: DrawMode::BBoxMask, ..DrawOptions::default() })
+    draw_instances(&to_rgb(image), &instances, &DrawOptions { mode, ..DrawOptions::default() })
 }
 
 fn binary_full_mask(d: &Detection, height: usize, width: usize) -> Vec<u8> {

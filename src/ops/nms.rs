@@ -4,7 +4,9 @@ use super::boxes::{box_area, Box};
 
 /// Indices of kept boxes, by decreasing score. A box is suppressed by a kept one when their IoU
 /// is strictly greater than `iou_threshold`.
-pub fn nms(boxes: &[Box], scores: &[f32], iou_threshold: f32) -> Vec<usize> {
+/// The threshold is a double, as torchvision's kernel takes it, and the f32 IoU is widened to
+/// compare: IoUs equal to an f32-rounded threshold then behave as in PyTorch.
+pub fn nms(boxes: &[Box], scores: &[f32], iou_threshold: f64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..boxes.len()).collect();
     // Stable, so equal scores keep input order; NaN scores sort last instead of panicking.
     order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal));
@@ -26,7 +28,7 @@ pub fn nms(boxes: &[Box], scores: &[f32], iou_threshold: f32) -> Vec<usize> {
             let h = (bi[3].min(bj[3]) - bi[1].max(bj[1])).max(0.0);
             let inter = w * h;
             let iou = inter / (areas[i] + areas[j] - inter);
-            if iou > iou_threshold {
+            if iou as f64 > iou_threshold {
                 suppressed[j] = true;
             }
         }
@@ -37,7 +39,7 @@ pub fn nms(boxes: &[Box], scores: &[f32], iou_threshold: f32) -> Vec<usize> {
 /// NMS within each group (class or pyramid level) independently. Mirrors torchvision's
 /// `batched_nms`, including its switch between the coordinate-offset trick (small inputs) and
 /// per-group NMS (large inputs), since the offset trick rounds coordinates differently.
-pub fn batched_nms(boxes: &[Box], scores: &[f32], groups: &[usize], iou_threshold: f32) -> Vec<usize> {
+pub fn batched_nms(boxes: &[Box], scores: &[f32], groups: &[usize], iou_threshold: f64) -> Vec<usize> {
     if boxes.is_empty() {
         return Vec::new();
     }
@@ -81,9 +83,11 @@ mod tests {
         // IoU(0,1) = 90/110 = 0.818; IoU(3,0) = 50/150 = 0.333; IoU(3,1) = 60/140 = 0.43
         assert_eq!(nms(&boxes, &scores, 0.5), vec![3, 0, 2]);
         assert_eq!(nms(&boxes, &scores, 0.9), vec![3, 0, 1, 2]);
-        // Exactly at the threshold is kept (strict comparison).
+        // Exactly at the threshold is kept (strict comparison) ...
         let b2 = [[0.0, 0.0, 2.0, 1.0], [1.0, 0.0, 3.0, 1.0]];
-        assert_eq!(nms(&b2, &[0.5, 0.4], 1.0 / 3.0), vec![0, 1]);
+        assert_eq!(nms(&b2, &[0.5, 0.4], (1.0f32 / 3.0) as f64), vec![0, 1]);
+        // ... but the f32 IoU 1/3 rounds up, so it exceeds the double 1/3, as in torchvision.
+        assert_eq!(nms(&b2, &[0.5, 0.4], 1.0 / 3.0), vec![0]);
     }
 
     #[test]

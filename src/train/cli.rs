@@ -118,10 +118,10 @@ pub fn open_dataset(data: &Path, images: Option<&Path>, format: Option<DataForma
     }
     let format = match format {
         Some(f) => f,
-        None if data.is_file() && data.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) => DataFormat::Coco,
+        // Detection (and the class name "object" for mask folders) is maskrcnn-data's.
+        None if class_name == "object" => return Ok(maskrcnn_data::open_dataset(data, images)?.1),
         None if data.is_dir() && data.join("images").is_dir() && data.join("masks").is_dir() => DataFormat::MaskPng,
-        None if data.is_dir() && data.join("images").is_dir() && data.join("labels").is_dir() => DataFormat::RcnnMasks,
-        None => bail!("{}: cannot tell the data format; pass --format coco|rcnn-masks|mask-png", data.display()),
+        None => return Ok(maskrcnn_data::open_dataset(data, images)?.1),
     };
     Ok(match format {
         DataFormat::Coco => {

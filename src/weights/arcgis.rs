@@ -103,6 +103,7 @@ impl EmdPackage {
 fn apply_kwarg(config: &mut MaskRcnnConfig, key: &str, value: &Value) -> Result<()> {
     let as_usize = || value.as_u64().map(|v| v as usize).ok_or_else(|| anyhow!("expected an integer"));
     let as_f32 = || value.as_f64().map(|v| v as f32).ok_or_else(|| anyhow!("expected a number"));
+    let as_f64 = || value.as_f64().ok_or_else(|| anyhow!("expected a number"));
     let (rpn, rh) = (&mut config.rpn, &mut config.roi_heads);
     match key {
         "min_size" => config.transform.min_size = as_usize()?,
@@ -111,14 +112,14 @@ fn apply_kwarg(config: &mut MaskRcnnConfig, key: &str, value: &Value) -> Result<
         "rpn_pre_nms_top_n_test" => rpn.pre_nms_top_n_test = as_usize()?,
         "rpn_post_nms_top_n_train" => rpn.post_nms_top_n_train = as_usize()?,
         "rpn_post_nms_top_n_test" => rpn.post_nms_top_n_test = as_usize()?,
-        "rpn_nms_thresh" => rpn.nms_thresh = as_f32()?,
+        "rpn_nms_thresh" => rpn.nms_thresh = as_f64()?,
         "rpn_fg_iou_thresh" => rpn.fg_iou_thresh = as_f32()?,
         "rpn_bg_iou_thresh" => rpn.bg_iou_thresh = as_f32()?,
         "rpn_batch_size_per_image" => rpn.batch_size_per_image = as_usize()?,
         "rpn_positive_fraction" => rpn.positive_fraction = as_f32()?,
         "rpn_score_thresh" => rpn.score_thresh = as_f32()?,
         "box_score_thresh" => rh.box_score_thresh = as_f32()?,
-        "box_nms_thresh" => rh.box_nms_thresh = as_f32()?,
+        "box_nms_thresh" => rh.box_nms_thresh = as_f64()?,
         "box_detections_per_img" => rh.box_detections_per_img = as_usize()?,
         "box_fg_iou_thresh" => rh.box_fg_iou_thresh = as_f32()?,
         "box_bg_iou_thresh" => rh.box_bg_iou_thresh = as_f32()?,
@@ -149,4 +150,84 @@ pub fn extract_dlpk(path: &Path) -> Result<tempfile::TempDir> {
         std::io::copy(&mut entry, &mut out).with_context(|| format!("{}: extracting {}", path.display(), relative.display()))?;
     }
     Ok(dir)
+}
+
+/// Writes `<dir>/<name>.pth` (torchvision key names, torch.save format), `<dir>/<name>.emd` and
+/// `<dir>/<name>.dlpk` (a zip of the two at the archive root), as arcgis.learn's `save()` lays a
+/// model folder out. Returns the `.dlpk` path.
+pub fn save_package(model: &mut crate::model::MaskRcnn, dir: &Path, name: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sd = super::StateDict::from_module(&mut model.net, "");
+    let pth = dir.join(format!("{name}.pth"));
+    super::pth_writer::write_pth(&sd, &pth)?;
+    let emd = dir.join(format!("{name}.emd"));
+    crate::io_util::write_atomic(&emd, serde_json::to_string_pretty(&emd_json(&model.config, name))?.as_bytes())?;
+    let dlpk = dir.join(format!("{name}.dlpk"));
+    let mut bytes = Vec::new();
+    {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(&mut bytes));
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for file in [&pth, &emd] {
+            let entry = file.file_name().expect("named file").to_string_lossy();
+            zip.start_file(entry.as_ref(), options)?;
+            zip.write_all(&std::fs::read(file)?)?;
+        }
+        zip.finish().context("finishing the .dlpk")?;
+    }
+    crate::io_util::write_atomic(&dlpk, &bytes)?;
+    Ok(dlpk)
+}
+
+/// The `.emd` arcgis.learn writes for a MaskRCNN model (fields of its `save()`).
+pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
+    let defaults = MaskRcnnConfig::default();
+    let classes: Vec<Value> = (1..config.num_classes)
+        .map(|label| {
+            let color = config.class_colors.get(label).copied().unwrap_or_else(|| default_color(label));
+            serde_json::json!({"Value": config.category_id(label), "Name": config.class_name(label), "Color": color})
+        })
+        .collect();
+    // arcgis.learn builds min_size = 1.5 x chip; keep that relation so its tiling matches ours.
+    let chip = config.transform.min_size * 2 / 3;
+    let mut kwargs = serde_json::Map::new();
+    let (rh, d) = (&config.roi_heads, &defaults.roi_heads);
+    let mut put = |k: &str, v: Value, differs: bool| {
+        if differs {
+            kwargs.insert(k.to_string(), v);
+        }
+    };
+    put("box_score_thresh", rh.box_score_thresh.into(), rh.box_score_thresh != d.box_score_thresh);
+    put("box_nms_thresh", rh.box_nms_thresh.into(), rh.box_nms_thresh != d.box_nms_thresh);
+    put("box_detections_per_img", rh.box_detections_per_img.into(), rh.box_detections_per_img != d.box_detections_per_img);
+    put("rpn_pre_nms_top_n_test", config.rpn.pre_nms_top_n_test.into(), config.rpn.pre_nms_top_n_test != defaults.rpn.pre_nms_top_n_test);
+    put("rpn_post_nms_top_n_test", config.rpn.post_nms_top_n_test.into(), config.rpn.post_nms_top_n_test != defaults.rpn.post_nms_top_n_test);
+    serde_json::json!({
+        "ModelParameters": {"pointrend": config.pointrend, "backbone": format!("resnet{}", config.backbone.depth), "backend": "pytorch"},
+        "Framework": "arcgis.learn.models._inferencing",
+        "ModelConfiguration": "_maskrcnn_inferencing",
+        "InferenceFunction": "[Functions]System\\DeepLearning\\ArcGISLearn\\ArcGISInstanceDetector.py",
+        "ModelType": "InstanceDetection",
+        "MaskRCNNkwargs": kwargs,
+        "ExtractBands": (0..config.backbone.in_channels).collect::<Vec<_>>(),
+        "SupportsVariableTileSize": true,
+        "Classes": classes,
+        "ModelFormat": "NCHW",
+        "ModelFile": format!("{name}.pth"),
+        "ImageHeight": chip,
+        "ImageWidth": chip,
+        "ImageSpaceUsed": "MAP_SPACE",
+        "ModelName": "MaskRCNN",
+        "backend": "pytorch",
+        "resize_to": Value::Null,
+        "IsMultispectral": config.backbone.in_channels != 3,
+        "IsImageNetNormalization": config.transform.image_mean == defaults.transform.image_mean,
+        "ArcGISLearnVersion": "2.4.4",
+        "CreatedBy": "maskrcnn (Rust)",
+    })
+}
+
+fn default_color(label: usize) -> [u8; 3] {
+    const PALETTE: [[u8; 3]; 8] = [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]];
+    PALETTE[(label - 1) % PALETTE.len()]
 }

@@ -3,6 +3,7 @@
 
 pub mod arcgis;
 pub mod checkpoint;
+pub mod pth_writer;
 pub mod state_dict;
 
 use burn::module::Param;

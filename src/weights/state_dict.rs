@@ -45,6 +45,13 @@ impl StateDict {
         Ok(sd)
     }
 
+    /// Reads every tensor under its stored name, without unwrapping or renaming.
+    pub fn read_raw(path: &Path) -> Result<Self> {
+        let is_safetensors = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+        let tensors = if is_safetensors { read_safetensors(path)? } else { read_pytorch(path)? };
+        Ok(StateDict { tensors })
+    }
+
     /// Strips wrappers such as `{"model": state_dict, "opt": ...}`, `{"state_dict": ...}` and
     /// DataParallel's `module.` prefix, keeping only the model's own tensors.
     fn unwrap_model(&mut self) {

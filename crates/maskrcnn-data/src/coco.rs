@@ -120,18 +120,28 @@ impl CocoDataset {
         let raw_categories = raw
             .categories
             .context("the JSON has no \"categories\" list (needed to name the classes)")?;
-        ensure!(!raw_categories.is_empty(), "the \"categories\" list is empty");
+        ensure!(
+            !raw_categories.is_empty(),
+            "the \"categories\" list is empty"
+        );
         let raw_annotations = raw.annotations.unwrap_or_default();
 
         let mut categories: Vec<RawCategory> = raw_categories;
         categories.sort_by_key(|c| c.id);
         for pair in categories.windows(2) {
-            ensure!(pair[0].id != pair[1].id, "category id {} appears twice", pair[0].id);
+            ensure!(
+                pair[0].id != pair[1].id,
+                "category id {} appears twice",
+                pair[0].id
+            );
         }
         let category_ids: Vec<u64> = categories.iter().map(|c| c.id).collect();
         let class_names: Vec<String> = categories.into_iter().map(|c| c.name).collect();
-        let label_of: HashMap<u64, i64> =
-            category_ids.iter().enumerate().map(|(i, &id)| (id, i as i64 + 1)).collect();
+        let label_of: HashMap<u64, i64> = category_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i as i64 + 1))
+            .collect();
 
         let mut images: Vec<ImageEntry> = Vec::with_capacity(raw_images.len());
         let mut index_of: HashMap<u64, usize> = HashMap::new();
@@ -148,12 +158,20 @@ impl CocoDataset {
                 bail!("image id {} appears twice in \"images\"", img.id);
             }
             images.push(ImageEntry {
-                info: CocoImageInfo { id: img.id, file_name: img.file_name, height: img.height, width: img.width },
+                info: CocoImageInfo {
+                    id: img.id,
+                    file_name: img.file_name,
+                    height: img.height,
+                    width: img.width,
+                },
                 annotations: Vec::new(),
             });
         }
 
-        let mut report = CocoLoadReport { images: images.len(), ..Default::default() };
+        let mut report = CocoLoadReport {
+            images: images.len(),
+            ..Default::default()
+        };
         let mut seen_annotation_ids = HashSet::new();
         for (position, ann) in raw_annotations.into_iter().enumerate() {
             let name = match ann.id {
@@ -163,9 +181,12 @@ impl CocoDataset {
             if let Some(id) = ann.id {
                 ensure!(seen_annotation_ids.insert(id), "{name} appears twice");
             }
-            let &image_index = index_of
-                .get(&ann.image_id)
-                .with_context(|| format!("{name} refers to image id {} which is not in \"images\"", ann.image_id))?;
+            let &image_index = index_of.get(&ann.image_id).with_context(|| {
+                format!(
+                    "{name} refers to image id {} which is not in \"images\"",
+                    ann.image_id
+                )
+            })?;
             let &label = label_of.get(&ann.category_id).with_context(|| {
                 format!(
                     "{name} has category id {} which is not in \"categories\" (known ids: {:?})",
@@ -179,11 +200,19 @@ impl CocoDataset {
                 Some(other) => bail!("{name} has iscrowd = {other}, expected 0 or 1"),
             };
             let info = &images[image_index].info;
-            let segmentation = parse_segmentation(ann.segmentation).with_context(|| name.clone())?;
+            let segmentation =
+                parse_segmentation(ann.segmentation).with_context(|| name.clone())?;
             let xywh: [f64; 4] = match ann.bbox {
                 Some(b) => {
-                    ensure!(b.len() == 4, "{name} has a bbox with {} numbers, expected [x, y, w, h]", b.len());
-                    ensure!(b.iter().all(|v| v.is_finite()), "{name} has a non-finite bbox {b:?}");
+                    ensure!(
+                        b.len() == 4,
+                        "{name} has a bbox with {} numbers, expected [x, y, w, h]",
+                        b.len()
+                    );
+                    ensure!(
+                        b.iter().all(|v| v.is_finite()),
+                        "{name} has a non-finite bbox {b:?}"
+                    );
                     [b[0], b[1], b[2], b[3]]
                 }
                 None => match &segmentation {
@@ -212,7 +241,8 @@ impl CocoDataset {
                 iscrowd,
             });
         }
-        report.images_without_annotations = images.iter().filter(|i| i.annotations.is_empty()).count();
+        report.images_without_annotations =
+            images.iter().filter(|i| i.annotations.is_empty()).count();
         Ok(CocoDataset {
             image_dir: image_dir.to_path_buf(),
             images,
@@ -240,11 +270,16 @@ impl CocoDataset {
 
     /// COCO category id of a contiguous label (`1..=C`).
     pub fn label_to_category_id(&self, label: i64) -> Option<u64> {
-        usize::try_from(label - 1).ok().and_then(|i| self.category_ids.get(i).copied())
+        usize::try_from(label - 1)
+            .ok()
+            .and_then(|i| self.category_ids.get(i).copied())
     }
 
     pub fn category_id_to_label(&self, category_id: u64) -> Option<i64> {
-        self.category_ids.binary_search(&category_id).ok().map(|i| i as i64 + 1)
+        self.category_ids
+            .binary_search(&category_id)
+            .ok()
+            .map(|i| i as i64 + 1)
     }
 
     /// Category ids in label order: `category_ids()[label - 1]`.
@@ -262,13 +297,19 @@ impl CocoDataset {
 
     /// COCO annotation ids of the kept instances of image `index`, in target order.
     pub fn annotation_ids(&self, index: usize) -> Vec<Option<u64>> {
-        self.images.get(index).map(|e| e.annotations.iter().map(|a| a.id).collect()).unwrap_or_default()
+        self.images
+            .get(index)
+            .map(|e| e.annotations.iter().map(|a| a.id).collect())
+            .unwrap_or_default()
     }
 
     /// The target of image `index` at the size given in the JSON, without reading the image.
     pub fn target(&self, index: usize) -> Result<Target> {
         let entry = self.images.get(index).with_context(|| {
-            format!("index {index} is out of range for a dataset of {} images", self.images.len())
+            format!(
+                "index {index} is out of range for a dataset of {} images",
+                self.images.len()
+            )
         })?;
         let (h, w) = (entry.info.height, entry.info.width);
         let mut target = Target::default();
@@ -284,7 +325,11 @@ impl CocoDataset {
                 })?,
                 None => {
                     let [x1, y1, x2, y2] = ann.bbox;
-                    Rle::from_bbox([x1 as f64, y1 as f64, (x2 - x1) as f64, (y2 - y1) as f64], h, w)
+                    Rle::from_bbox(
+                        [x1 as f64, y1 as f64, (x2 - x1) as f64, (y2 - y1) as f64],
+                        h,
+                        w,
+                    )
                 }
             };
             target.push(ann.bbox, ann.label, rle.to_mask(), ann.iscrowd);
@@ -329,12 +374,20 @@ impl Dataset for CocoDataset {
         let target = self.target(index)?;
         let image = self.image(index)?;
         let info = &self.images[index].info;
-        Ok(Sample { image, target, image_id: info.id, file_name: info.file_name.clone() })
+        Ok(Sample {
+            image,
+            target,
+            image_id: info.id,
+            file_name: info.file_name.clone(),
+        })
     }
 
     fn image(&self, index: usize) -> Result<crate::ImageTensor> {
         let entry = self.images.get(index).with_context(|| {
-            format!("index {index} is out of range for a dataset of {} images", self.images.len())
+            format!(
+                "index {index} is out of range for a dataset of {} images",
+                self.images.len()
+            )
         })?;
         let info = &entry.info;
         let path = self.image_dir.join(&info.file_name);

@@ -13,7 +13,10 @@ use crate::ImageTensor;
 pub const RASTER_EXTENSIONS: &[&str] = &["tif", "tiff", "png", "jpg", "jpeg"];
 
 fn extension_lowercase(path: &Path) -> String {
-    path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 pub fn is_raster_path(path: &Path) -> bool {
@@ -38,7 +41,9 @@ pub fn read_image(path: &Path) -> Result<ImageTensor> {
 
 fn read_with_image_crate(path: &Path) -> Result<ImageTensor> {
     use image::DynamicImage as D;
-    let img = image::ImageReader::open(path)?.with_guessed_format()?.decode()?;
+    let img = image::ImageReader::open(path)?
+        .with_guessed_format()?
+        .decode()?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     match img {
         D::ImageLuma8(b) => ImageTensor::from_interleaved(1, h, w, b.as_raw()),
@@ -65,7 +70,10 @@ fn read_with_image_crate(path: &Path) -> Result<ImageTensor> {
 }
 
 fn drop_alpha<T: Copy>(samples: &[T], channels: usize) -> Vec<T> {
-    samples.chunks_exact(channels).flat_map(|p| p[..channels - 1].iter().copied()).collect()
+    samples
+        .chunks_exact(channels)
+        .flat_map(|p| p[..channels - 1].iter().copied())
+        .collect()
 }
 
 /// Pixel samples of a decoded raster, in the file's own type.
@@ -136,7 +144,9 @@ fn decode_tiff(path: &Path) -> Result<TiffRaster> {
         Ok(Decoder::new(std::io::Cursor::new(bytes.to_vec()))?.with_limits(Limits::unlimited()))
     };
     let mut decoder = open(&bytes)?;
-    let samples_per_pixel: usize = decoder.find_tag_unsigned(Tag::SamplesPerPixel)?.unwrap_or(1);
+    let samples_per_pixel: usize = decoder
+        .find_tag_unsigned(Tag::SamplesPerPixel)?
+        .unwrap_or(1);
     let mut color = decoder.colortype()?;
     if matches!(color, tiff::ColorType::RGB(_) | tiff::ColorType::RGBA(_))
         && color.num_samples() as usize != samples_per_pixel
@@ -185,7 +195,13 @@ fn decode_tiff(path: &Path) -> Result<TiffRaster> {
         width,
         bands
     );
-    Ok(TiffRaster { bands, height, width, planar, samples })
+    Ok(TiffRaster {
+        bands,
+        height,
+        width,
+        planar,
+        samples,
+    })
 }
 
 /// Rewrites the PhotometricInterpretation (262) of the first IFD to 1 (BlackIsZero), in place.
@@ -276,11 +292,20 @@ fn read_label_tiff(path: &Path) -> Result<LabelRaster> {
         for pixel in 0..plane {
             let v = raster.sample(band, pixel);
             data[band * plane + pixel] = label_value(v).with_context(|| {
-                format!("band {band}, row {}, col {}", pixel / raster.width, pixel % raster.width)
+                format!(
+                    "band {band}, row {}, col {}",
+                    pixel / raster.width,
+                    pixel % raster.width
+                )
             })?;
         }
     }
-    Ok(LabelRaster { bands: raster.bands, height: raster.height, width: raster.width, data })
+    Ok(LabelRaster {
+        bands: raster.bands,
+        height: raster.height,
+        width: raster.width,
+        data,
+    })
 }
 
 fn label_value(v: f64) -> Result<u32> {
@@ -340,18 +365,42 @@ fn read_label_png(path: &Path) -> Result<LabelRaster> {
             }
         }
     }
-    Ok(LabelRaster { bands: 1, height, width, data })
+    Ok(LabelRaster {
+        bands: 1,
+        height,
+        width,
+        data,
+    })
 }
 
 /// Writes 8-bit samples (1 = gray, 3 = RGB, 4 = RGBA; interleaved HWC) as PNG.
-pub fn write_png_u8(path: &Path, channels: usize, height: usize, width: usize, hwc: &[u8]) -> Result<()> {
+pub fn write_png_u8(
+    path: &Path,
+    channels: usize,
+    height: usize,
+    width: usize,
+    hwc: &[u8],
+) -> Result<()> {
     write_png(path, channels, height, width, png::BitDepth::Eight, hwc)
 }
 
 /// Writes 16-bit samples (interleaved HWC) as PNG.
-pub fn write_png_u16(path: &Path, channels: usize, height: usize, width: usize, hwc: &[u16]) -> Result<()> {
+pub fn write_png_u16(
+    path: &Path,
+    channels: usize,
+    height: usize,
+    width: usize,
+    hwc: &[u16],
+) -> Result<()> {
     let bytes: Vec<u8> = hwc.iter().flat_map(|v| v.to_be_bytes()).collect();
-    write_png(path, channels, height, width, png::BitDepth::Sixteen, &bytes)
+    write_png(
+        path,
+        channels,
+        height,
+        width,
+        png::BitDepth::Sixteen,
+        &bytes,
+    )
 }
 
 fn write_png(
@@ -393,7 +442,12 @@ pub enum TiffSampleType {
 /// Writes an uncompressed baseline TIFF with any number of bands, chunky or planar. The `tiff`
 /// crate's encoder only covers fixed colour types, and multispectral fixtures need 4+ bands.
 /// Values are converted from the tensor with saturation for the integer types.
-pub fn write_tiff(path: &Path, image: &ImageTensor, sample_type: TiffSampleType, planar: bool) -> Result<()> {
+pub fn write_tiff(
+    path: &Path,
+    image: &ImageTensor,
+    sample_type: TiffSampleType,
+    planar: bool,
+) -> Result<()> {
     let run = || -> Result<()> {
         let file = BufWriter::new(File::create(path)?);
         write_tiff_to(file, image, sample_type, planar)
@@ -401,9 +455,17 @@ pub fn write_tiff(path: &Path, image: &ImageTensor, sample_type: TiffSampleType,
     run().with_context(|| format!("writing TIFF {}", path.display()))
 }
 
-fn write_tiff_to<W: Write + Seek>(mut w: W, image: &ImageTensor, sample_type: TiffSampleType, planar: bool) -> Result<()> {
+fn write_tiff_to<W: Write + Seek>(
+    mut w: W,
+    image: &ImageTensor,
+    sample_type: TiffSampleType,
+    planar: bool,
+) -> Result<()> {
     let (bands, height, width) = (image.channels, image.height, image.width);
-    ensure!(bands >= 1 && height >= 1 && width >= 1, "cannot write an empty TIFF");
+    ensure!(
+        bands >= 1 && height >= 1 && width >= 1,
+        "cannot write an empty TIFF"
+    );
     let bytes_per_sample = match sample_type {
         TiffSampleType::U8 => 1usize,
         TiffSampleType::U16 => 2,
@@ -429,11 +491,16 @@ fn write_tiff_to<W: Write + Seek>(mut w: W, image: &ImageTensor, sample_type: Ti
     }
     let strips: Vec<(u32, u32)> = if planar {
         let len = plane * bytes_per_sample;
-        (0..bands).map(|b| ((8 + b * len) as u32, len as u32)).collect()
+        (0..bands)
+            .map(|b| ((8 + b * len) as u32, len as u32))
+            .collect()
     } else {
         vec![(8, pixels.len() as u32)]
     };
-    ensure!(pixels.len() < (u32::MAX as usize) / 2, "image too large for a baseline TIFF");
+    ensure!(
+        pixels.len() < (u32::MAX as usize) / 2,
+        "image too large for a baseline TIFF"
+    );
 
     // Layout: header, pixel data, then out-of-line tag values, then the IFD.
     let mut extra: Vec<u8> = Vec::new();
@@ -476,7 +543,10 @@ fn write_tiff_to<W: Write + Seek>(mut w: W, image: &ImageTensor, sample_type: Ti
     };
     entries.push((256, 4, 1, (width as u32).to_le_bytes()));
     entries.push((257, 4, 1, (height as u32).to_le_bytes()));
-    let (c, v) = short_array(&vec![(bytes_per_sample * 8) as u16; bands], &mut out_of_line);
+    let (c, v) = short_array(
+        &vec![(bytes_per_sample * 8) as u16; bands],
+        &mut out_of_line,
+    );
     entries.push((258, 3, c, v));
     entries.push((259, 3, 1, short1(1)));
     let photometric = if bands == 3 || bands == 4 { 2 } else { 1 };
@@ -500,7 +570,11 @@ fn write_tiff_to<W: Write + Seek>(mut w: W, image: &ImageTensor, sample_type: Ti
         let (c, v) = short_array(&vec![0u16; extra_samples], &mut out_of_line);
         entries.push((338, 3, c, v));
     }
-    let format = if sample_type == TiffSampleType::F32 { 3 } else { 1 };
+    let format = if sample_type == TiffSampleType::F32 {
+        3
+    } else {
+        1
+    };
     let (c, v) = short_array(&vec![format; bands], &mut out_of_line);
     entries.push((339, 3, c, v));
     entries.sort_by_key(|e| e.0);
@@ -548,9 +622,15 @@ mod tests {
             for planar in [false, true] {
                 let img = ramp(bands, 7, 9, scale);
                 let img = if ty == TiffSampleType::U8 {
-                    ImageTensor { data: img.data.iter().map(|v| v.round().min(255.0)).collect(), ..img }
+                    ImageTensor {
+                        data: img.data.iter().map(|v| v.round().min(255.0)).collect(),
+                        ..img
+                    }
                 } else if ty == TiffSampleType::U16 {
-                    ImageTensor { data: img.data.iter().map(|v| v.round()).collect(), ..img }
+                    ImageTensor {
+                        data: img.data.iter().map(|v| v.round()).collect(),
+                        ..img
+                    }
                 } else {
                     img
                 };
@@ -617,10 +697,24 @@ mod tests {
         std::fs::write(&path, b"not a tiff").unwrap();
         let msg = format!("{:#}", read_image(&path).unwrap_err());
         assert!(msg.contains("broken.tif"), "{msg}");
-        let msg = format!("{:#}", read_label_raster(&dir.path().join("x.jpg")).unwrap_err());
+        let msg = format!(
+            "{:#}",
+            read_label_raster(&dir.path().join("x.jpg")).unwrap_err()
+        );
         assert!(msg.contains("x.jpg") && msg.contains("JPEG"), "{msg}");
         let fractional = dir.path().join("f.tif");
-        write_tiff(&fractional, &ImageTensor { channels: 1, height: 1, width: 2, data: vec![1.0, 2.5] }, TiffSampleType::F32, false).unwrap();
+        write_tiff(
+            &fractional,
+            &ImageTensor {
+                channels: 1,
+                height: 1,
+                width: 2,
+                data: vec![1.0, 2.5],
+            },
+            TiffSampleType::F32,
+            false,
+        )
+        .unwrap();
         let msg = format!("{:#}", read_label_raster(&fractional).unwrap_err());
         assert!(msg.contains("2.5") && msg.contains("col 1"), "{msg}");
     }

@@ -37,7 +37,12 @@ pub struct ImageTensor {
 
 impl ImageTensor {
     pub fn zeros(channels: usize, height: usize, width: usize) -> Self {
-        ImageTensor { channels, height, width, data: vec![0.0; channels * height * width] }
+        ImageTensor {
+            channels,
+            height,
+            width,
+            data: vec![0.0; channels * height * width],
+        }
     }
 
     /// Builds a CHW tensor from interleaved (HWC) samples, the layout most decoders produce.
@@ -63,7 +68,12 @@ impl ImageTensor {
                 data[c * plane + pixel] = v.into() as f32;
             }
         }
-        Ok(ImageTensor { channels, height, width, data })
+        Ok(ImageTensor {
+            channels,
+            height,
+            width,
+            data,
+        })
     }
 
     pub fn plane(&self, channel: usize) -> &[f32] {
@@ -90,7 +100,12 @@ impl ImageTensor {
         for _ in 0..3 {
             data.extend_from_slice(&self.data);
         }
-        ImageTensor { channels: 3, height: self.height, width: self.width, data }
+        ImageTensor {
+            channels: 3,
+            height: self.height,
+            width: self.width,
+            data,
+        }
     }
 }
 
@@ -176,7 +191,9 @@ pub fn mask_to_box(mask: &[u8], height: usize, width: usize) -> Option<[f32; 4]>
     let mut any = false;
     for row in 0..height {
         let line = &mask[row * width..(row + 1) * width];
-        let Some(first) = line.iter().position(|&v| v != 0) else { continue };
+        let Some(first) = line.iter().position(|&v| v != 0) else {
+            continue;
+        };
         let last = line.iter().rposition(|&v| v != 0).unwrap();
         any = true;
         x1 = x1.min(first);
@@ -184,7 +201,7 @@ pub fn mask_to_box(mask: &[u8], height: usize, width: usize) -> Option<[f32; 4]>
         y1 = y1.min(row);
         y2 = row + 1;
     }
-    any.then(|| [x1 as f32, y1 as f32, x2 as f32, y2 as f32])
+    any.then_some([x1 as f32, y1 as f32, x2 as f32, y2 as f32])
 }
 
 /// Splits an instance-id raster (0 = background, each other value one instance) into binary
@@ -207,7 +224,7 @@ mod tests {
     fn tight_box_uses_exclusive_max() {
         let (h, w) = (5, 6);
         let mut m = vec![0u8; h * w];
-        m[1 * w + 2] = 1;
+        m[w + 2] = 1;
         m[3 * w + 4] = 1;
         assert_eq!(mask_to_box(&m, h, w), Some([2.0, 1.0, 5.0, 4.0]));
         assert_eq!(mask_to_box(&vec![0; h * w], h, w), None);
@@ -238,5 +255,156 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0], (2, vec![0, 0, 0, 1, 0, 1]));
         assert_eq!(parts[1], (7, vec![0, 1, 1, 0, 0, 0]));
+    }
+}
+
+/// Which on-disk layout [`open_dataset`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetFormat {
+    Coco,
+    EsriRcnnMasks,
+    InstanceMaskFolder,
+}
+
+/// Opens a dataset by looking at `path`:
+/// - a `.json` file: COCO, images in `image_dir` or else the `images/` folder beside the JSON
+///   (or the JSON's own folder when there is none);
+/// - a folder with an `.emd` and `labels/`: Esri RCNN_Masks;
+/// - a folder with `images/` and `masks/`: instance-id masks, one class named `object`
+///   (use [`instance_masks::InstanceMaskFolder`] directly for a class name or map);
+/// - a folder with `annotations.json` or `instances.json` (what [`synthetic::write_coco`]
+///   writes): COCO.
+pub fn open_dataset(
+    path: &std::path::Path,
+    image_dir: Option<&std::path::Path>,
+) -> Result<(DatasetFormat, Box<dyn Dataset>)> {
+    use anyhow::bail;
+    let coco = |json: &std::path::Path| -> Result<(DatasetFormat, Box<dyn Dataset>)> {
+        let dir = json.parent().unwrap_or(std::path::Path::new("."));
+        let images = match image_dir {
+            Some(d) => d.to_path_buf(),
+            None if dir.join("images").is_dir() => dir.join("images"),
+            None => dir.to_path_buf(),
+        };
+        Ok((
+            DatasetFormat::Coco,
+            Box::new(coco::CocoDataset::open(json, &images)?),
+        ))
+    };
+    if path.is_file() {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            return coco(path);
+        }
+        bail!("{} is a file but not a COCO .json", path.display());
+    }
+    if !path.is_dir() {
+        bail!("{} does not exist", path.display());
+    }
+    let has_emd = std::fs::read_dir(path)?.filter_map(|e| e.ok()).any(|e| {
+        e.path()
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("emd"))
+    });
+    if has_emd && path.join("labels").is_dir() {
+        return Ok((
+            DatasetFormat::EsriRcnnMasks,
+            Box::new(esri::EsriRcnnMasksDataset::open(path)?),
+        ));
+    }
+    if path.join("images").is_dir() && path.join("masks").is_dir() {
+        return Ok((
+            DatasetFormat::InstanceMaskFolder,
+            Box::new(instance_masks::InstanceMaskFolder::open(path, "object")?),
+        ));
+    }
+    for name in ["annotations.json", "instances.json"] {
+        if path.join(name).is_file() {
+            return coco(&path.join(name));
+        }
+    }
+    bail!(
+        "{} is not a recognised dataset: expected a COCO .json, an RCNN_Masks export (.emd + labels/), \
+         or images/ + masks/",
+        path.display()
+    )
+}
+
+/// A seeded train/validation split of `0..len`: `val_fraction` of the indices (at least one
+/// when `len > 1` and the fraction is positive) go to validation. Both lists are sorted.
+pub fn split_indices(len: usize, val_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let mut n_val = (len as f64 * val_fraction.clamp(0.0, 1.0)).round() as usize;
+    if val_fraction > 0.0 && len > 1 {
+        n_val = n_val.clamp(1, len - 1);
+    }
+    let mut val = order[..n_val].to_vec();
+    let mut train = order[n_val..].to_vec();
+    val.sort_unstable();
+    train.sort_unstable();
+    (train, val)
+}
+
+/// A view of some samples of another dataset (e.g. one side of [`split_indices`]).
+pub struct Subset<'a> {
+    pub inner: &'a dyn Dataset,
+    pub indices: Vec<usize>,
+}
+
+impl Dataset for Subset<'_> {
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    fn get(&self, index: usize) -> Result<Sample> {
+        let &i = self.indices.get(index).ok_or_else(|| {
+            anyhow::anyhow!(
+                "index {index} is out of range for a subset of {}",
+                self.indices.len()
+            )
+        })?;
+        self.inner.get(i)
+    }
+
+    fn image(&self, index: usize) -> Result<ImageTensor> {
+        let &i = self.indices.get(index).ok_or_else(|| {
+            anyhow::anyhow!(
+                "index {index} is out of range for a subset of {}",
+                self.indices.len()
+            )
+        })?;
+        self.inner.image(i)
+    }
+
+    fn class_names(&self) -> &[String] {
+        self.inner.class_names()
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn split_is_seeded_disjoint_and_complete() {
+        let (train, val) = split_indices(50, 0.1, 42);
+        assert_eq!(val.len(), 5);
+        assert_eq!(train.len(), 45);
+        let mut all: Vec<usize> = train.iter().chain(&val).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..50).collect::<Vec<_>>());
+        assert_eq!(split_indices(50, 0.1, 42), (train, val.clone()));
+        assert_ne!(split_indices(50, 0.1, 43).1, val);
+        assert_eq!(
+            split_indices(3, 0.1, 0).1.len(),
+            1,
+            "tiny datasets still validate"
+        );
+        assert_eq!(split_indices(3, 0.0, 0).1.len(), 0);
     }
 }

@@ -14,3 +14,14 @@ pub use vectorize::{rasterize_polygons, vectorize_label_raster, vectorize_mask, 
 pub mod output;
 
 pub use output::{create_writer, write_features, Feature, FeatureSink, VectorFormat, WriteOptions};
+pub mod chips;
+
+pub use chips::{export_chips, read_label_polygons, ChipClass, ChipFormat, ChipImageFormat, ExportChipsOptions, ExportSummary};
+pub mod merge;
+pub mod tiling;
+
+pub use merge::{merge_outputs, MergeOptions, MergedOutput, Merger, PendingInstance, PixelMask, ShardHeader, ShardWriter};
+pub use tiling::{
+    detect_raster, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard, Tile, TileGrid, TileImage,
+    TileInstance,
+};

@@ -160,7 +160,7 @@ impl GeoJsonWriter {
         }
         let head = serde_json::Value::Object(head).to_string();
         // Splice the feature array into the header object so features can be streamed.
-        write!(out, "{},\"features\":[\n", &head[..head.len() - 1])?;
+        writeln!(out, "{},\"features\":[", &head[..head.len() - 1])?;
         Ok(GeoJsonWriter { out, target, count: 0 })
     }
 }

@@ -272,6 +272,7 @@ impl Samples {
     }
 
     /// Lossy for 32/64-bit integers beyond 2^24 and for f64; exact for u8/u16/i16/f32.
+    #[allow(clippy::unnecessary_cast)] // the macro also expands for Vec<f32>
     pub fn to_f32(&self) -> Vec<f32> {
         samples_map!(self, v => v.iter().map(|&s| s as f32).collect())
     }

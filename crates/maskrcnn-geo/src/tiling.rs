@@ -39,8 +39,8 @@ pub struct TileGrid {
     pub height: u32,
     pub tile_size: u32,
     pub overlap: u32,
-    col_starts: Vec<u32>,
-    row_starts: Vec<u32>,
+    pub(crate) col_starts: Vec<u32>,
+    pub(crate) row_starts: Vec<u32>,
 }
 
 fn axis_starts(len: u32, tile: u32, overlap: u32) -> Vec<u32> {
@@ -64,8 +64,8 @@ impl TileGrid {
         if width == 0 || height == 0 {
             bail!("cannot tile an empty raster ({width}x{height})");
         }
-        if tile_size == 0 || overlap >= tile_size {
-            bail!("tile size {tile_size} must be positive and larger than the overlap {overlap}");
+        if tile_size == 0 || overlap * 2 > tile_size {
+            bail!("tile size {tile_size} must be positive and at least twice the overlap {overlap}");
         }
         Ok(TileGrid {
             width,
@@ -417,7 +417,7 @@ mod tests {
         let small = TileGrid::new(100, 50, 256, 32).unwrap();
         assert_eq!(small.len(), 1);
         assert_eq!(small.tile(0, 0).window, PixelWindow::new(0, 0, 100, 50));
-        assert!(TileGrid::new(100, 100, 32, 32).is_err());
+        assert!(TileGrid::new(100, 100, 32, 17).is_err());
     }
 
     #[test]

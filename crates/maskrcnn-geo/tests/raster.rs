@@ -176,7 +176,7 @@ fn bad_inputs_give_clear_errors() {
     }
     std::fs::write(&path, &bytes).unwrap();
     let mut r = GeoTiff::open(&path).unwrap();
-    let err = format!("{:#}", r.read_window(PixelWindow::new(0, 0, 100, 100), &[]).err().expect("corrupt data"));
+    let err = format!("{:#}", r.read_window(PixelWindow::new(0, 0, 100, 100), &[]).expect_err("corrupt data"));
     assert!(err.contains("cannot decode strip/tile 0"), "{err}");
 
     // Out-of-range band and window.

@@ -333,13 +333,27 @@ impl LocalMask {
             }
         };
         let (mut min_x, mut min_y, mut max_x, mut max_y) = (u32::MAX, u32::MAX, 0, 0);
-        for y in 0..image_height {
-            for x in 0..image_width {
-                if sample(x, y) {
-                    min_x = min_x.min(x);
-                    max_x = max_x.max(x);
-                    min_y = min_y.min(y);
-                    max_y = max_y.max(y);
+        if same_size {
+            // Row slices instead of per-pixel lookups: this scan dominates the cost of drawing
+            // many instances on a large image.
+            for (y, row) in mask.data.chunks_exact(mask.width as usize).enumerate() {
+                if let Some(first) = row.iter().position(|v| *v != 0) {
+                    let last = row.iter().rposition(|v| *v != 0).unwrap_or(first);
+                    min_x = min_x.min(first as u32);
+                    max_x = max_x.max(last as u32);
+                    min_y = min_y.min(y as u32);
+                    max_y = max_y.max(y as u32);
+                }
+            }
+        } else {
+            for y in 0..image_height {
+                for x in 0..image_width {
+                    if sample(x, y) {
+                        min_x = min_x.min(x);
+                        max_x = max_x.max(x);
+                        min_y = min_y.min(y);
+                        max_y = max_y.max(y);
+                    }
                 }
             }
         }

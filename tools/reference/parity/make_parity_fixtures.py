@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """Write the torchvision Mask R-CNN parity fixtures the Rust model is tested against, stage by stage.
 
-Regenerate (CPU only, one thread, deterministic; about a minute without --full):
+Regenerate (CPU only, one thread, deterministic: a rerun reproduces the files bit for bit; ~4 min on 1 core):
 
     /work/venv/bin/python tools/reference/parity/make_parity_fixtures.py          # committed fixtures
     /work/venv/bin/python tools/reference/parity/make_parity_fixtures.py --full   # + fixtures/generated/r50_full
+    /work/venv/bin/python tools/reference/parity/make_parity_fixtures.py --only r18_tiny   # one of ops, r18_tiny,
+                                                                # r50_small, loader, r50_full
 
 Generated with torch 2.15.0 / torchvision 0.29.2 (each fixture folder's meta.json records the versions actually
 used). Other versions may differ in the last bits; the fixtures are only meaningful together with their meta.json.
 
 What it writes (see fixtures/parity/README.md for the key list):
   fixtures/parity/<name>/{config.json, meta.json, image.png, model.safetensors, outputs.safetensors}
-      name = r18_tiny, r50_small; r18_tiny also has model.pth (torch.save(state_dict), zip format) and
-      model_legacy_wrapped.pth (same tensors, pre-0.13 key names, wrapped as {"model": sd, "opt": ..., ...}).
+      name = r18_tiny, r50_small (models trained a few hundred SGD steps on one photo so detections are confident).
+  fixtures/parity/loader/{config.json, model.safetensors, model.pth, model_legacy_wrapped.pth}: one small random
+      model saved as safetensors, as torch.save(state_dict) (zip format), and with pre-0.13 key names wrapped as
+      {"model": sd, "opt": ..., "epoch": ...}; kept apart from the parity models to keep the repo small.
   fixtures/parity/ops/{ops.safetensors, ops.json}: standalone op cases (roi_align, nms, box coder, paste masks,
       resize interpolation, point_sample, level mapper, cell anchors).
   fixtures/generated/r50_full/ (git-ignored, --full): the real maskrcnn_resnet50_fpn architecture with seeded
@@ -366,21 +370,24 @@ def check_equal(a, b, what):
 
 
 def nms_iou_margin(boxes, scores, groups, iou_threshold, limit):
-    """Smallest |IoU - threshold| over the comparisons greedy NMS makes until `limit` boxes are kept."""
+    """Smallest |IoU - threshold| over the comparisons greedy NMS makes until `limit` boxes are kept, and how many
+    boxes were already kept then (a flip there only changes outputs from that rank on)."""
     order = scores.sort(descending=True, stable=True).indices
     kept = []
-    margin = float("inf")
+    margin, kept_before = float("inf"), None
     for i in order.tolist():
         same = [k for k in kept if groups[k] == groups[i]]
         if same:
             iou = box_ops.box_iou(boxes[i : i + 1], boxes[same])[0]
-            margin = min(margin, float((iou - iou_threshold).abs().min()))
+            closest = float((iou - iou_threshold).abs().min())
+            if closest < margin:
+                margin, kept_before = closest, len(kept)
             if bool((iou > iou_threshold).any()):
                 continue
         kept.append(i)
         if len(kept) == limit:
             break
-    return margin
+    return {"iou_margin": margin, "kept_before": kept_before}
 
 
 def rpn_nms_margin(rpn, decoded, objectness, image_sizes, num_anchors_per_level):
@@ -819,8 +826,8 @@ def make_ops(seed=1234):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="also write fixtures/generated/r50_full (~350 MB)")
-    parser.add_argument("--only", choices=["ops", "r18_tiny", "r50_small", "loader"],
-                        help="write just one committed fixture")
+    parser.add_argument("--only", choices=["ops", "r18_tiny", "r50_small", "loader", "r50_full"],
+                        help="write just one fixture")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -836,10 +843,13 @@ def main():
     # projection shortcut) so the weights stay ~1 MB; one FPN level means MultiScaleRoIAlign's single-level path.
     if args.only in (None, "r50_small"):
         cfg = tiny_config(50, 64, [1], [[32.0], [64.0]])
+        # Smaller box head and fewer proposals than r18_tiny: 64-channel RoI features are what make this folder big.
+        cfg["rpn"]["post_nms_top_n_test"] = 50
+        cfg["roi_heads"]["representation_size"] = 32
         make_small("r50_small", cfg, 200, steps=300, seed=50, coco=coco)
     if args.only in (None, "loader"):
         make_loader()
-    if args.full:
+    if args.full or args.only == "r50_full":
         make_full(coco)
 
 

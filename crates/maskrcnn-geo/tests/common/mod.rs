@@ -39,6 +39,8 @@ pub struct TiffSpec {
     pub nodata: Option<&'static str>,
     /// Write this Compression tag value instead of the real one (for error tests).
     pub compression_tag_override: Option<u16>,
+    /// Every sample gets this value instead of the pattern.
+    pub constant: Option<f64>,
 }
 
 impl TiffSpec {
@@ -57,6 +59,7 @@ impl TiffSpec {
             geo: None,
             nodata: None,
             compression_tag_override: None,
+            constant: None,
         }
     }
 }
@@ -99,7 +102,7 @@ fn chunk_bytes(s: &TiffSpec, plane: Option<usize>, x0: u32, y0: u32, pw: u32, ph
         let mut row = Vec::new();
         for x in x0..x0 + pw {
             for &b in &bands {
-                let v = if x < s.width && y < s.height { pattern(b, x, y, s.dtype) } else { 0.0 };
+                let v = if x < s.width && y < s.height { s.constant.unwrap_or_else(|| pattern(b, x, y, s.dtype)) } else { 0.0 };
                 row.extend(sample_bytes(v, s.dtype));
             }
         }
@@ -129,7 +132,7 @@ fn chunk_bytes(s: &TiffSpec, plane: Option<usize>, x0: u32, y0: u32, pw: u32, ph
     match s.compression {
         Comp::None => out = rows,
         Comp::Lzw => {
-            Lzw::default().write_to(&mut out, &rows).unwrap();
+            Lzw.write_to(&mut out, &rows).unwrap();
         }
         Comp::Deflate => {
             Deflate::default().write_to(&mut out, &rows).unwrap();

@@ -1,0 +1,593 @@
+//! Merging detections across tiles and shards.
+//!
+//! All tiles share the raster's pixel grid, so instances are compared as pixel masks in raster
+//! coordinates (map space up to the affine geotransform, which preserves area ratios, so IoU and
+//! intersection-over-smaller are the same as on map-space polygons, without polygon clipping).
+//!
+//! * Two instances from different tiles are the **same object** when, inside the region both
+//!   tiles cover, their masks have IoU ≥ `iou_threshold` or intersection-over-smaller ≥
+//!   `ios_threshold` (duplicates from the overlap and the two halves of an object cut by a seam
+//!   both qualify). With zero overlap, halves are joined when they touch along the seam for at
+//!   least half of the shorter contact.
+//! * Matches are joined transitively (union-find), so an object spanning four tiles becomes one.
+//! * A group's pixels: each tile is trusted inside its *core* (the overlap is split in the
+//!   middle, see [`TileGrid::owner`]); where the owner tile did not contribute to the group the
+//!   other members' pixels are used. The result is vectorised once: one feature per object with
+//!   the class and score of its highest-scoring member.
+//!
+//! Memory: instances are held (cropped to their bounding box) only until no unprocessed tile of
+//! the shard can touch them; groups touching other shards' tiles are written out as
+//! [`PendingInstance`]s and joined by [`merge_outputs`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::output::{geometry_from_geojson, geometry_to_geojson, Feature};
+use crate::raster::{Crs, GeoTransform, PixelWindow};
+use crate::tiling::{Shard, Tile, TileGrid};
+use crate::vectorize::{vectorize_mask, VectorizeOptions};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MergeOptions {
+    pub iou_threshold: f64,
+    pub ios_threshold: f64,
+    /// Merge instances of different classes too (the merged object takes the best member's class).
+    pub class_agnostic: bool,
+}
+
+impl Default for MergeOptions {
+    fn default() -> Self {
+        MergeOptions { iou_threshold: 0.5, ios_threshold: 0.8, class_agnostic: false }
+    }
+}
+
+/// A binary mask cropped to its bounding box, in raster pixel coordinates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PixelMask {
+    pub x0: u32,
+    pub y0: u32,
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl PixelMask {
+    /// Crop a tile-sized mask (nonzero = object) placed at `window`. None when empty.
+    pub fn from_tile_mask(mask: &[u8], window: PixelWindow) -> Option<PixelMask> {
+        let w = window.width as usize;
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        for (i, &v) in mask.iter().enumerate() {
+            if v != 0 {
+                let (x, y) = (i % w, i / w);
+                x0 = x0.min(x);
+                y0 = y0.min(y);
+                x1 = x1.max(x);
+                y1 = y1.max(y);
+            }
+        }
+        if x0 == usize::MAX {
+            return None;
+        }
+        let (cw, ch) = (x1 - x0 + 1, y1 - y0 + 1);
+        let mut data = vec![0u8; cw * ch];
+        for y in 0..ch {
+            for x in 0..cw {
+                data[y * cw + x] = (mask[(y0 + y) * w + x0 + x] != 0) as u8;
+            }
+        }
+        Some(PixelMask { x0: window.x + x0 as u32, y0: window.y + y0 as u32, width: cw as u32, height: ch as u32, data })
+    }
+
+    pub fn right(&self) -> u32 {
+        self.x0 + self.width
+    }
+    pub fn bottom(&self) -> u32 {
+        self.y0 + self.height
+    }
+    pub fn bbox(&self) -> PixelWindow {
+        PixelWindow::new(self.x0, self.y0, self.width, self.height)
+    }
+
+    /// Is raster pixel (x, y) set?
+    pub fn get(&self, x: u32, y: u32) -> bool {
+        x >= self.x0
+            && y >= self.y0
+            && x < self.right()
+            && y < self.bottom()
+            && self.data[((y - self.y0) * self.width + (x - self.x0)) as usize] != 0
+    }
+
+    fn count_in(&self, region: &PixelWindow) -> usize {
+        let Some(r) = region.intersection(&self.bbox()) else { return 0 };
+        (r.y..r.bottom()).map(|y| (r.x..r.right()).filter(|&x| self.get(x, y)).count()).sum()
+    }
+
+    /// Run lengths over the bounding box, row-major, starting with a (possibly empty) run of 0s.
+    pub fn to_runs(&self) -> Vec<u32> {
+        let mut runs = Vec::new();
+        let (mut cur, mut len) = (0u8, 0u32);
+        for &v in &self.data {
+            let v = (v != 0) as u8;
+            if v != cur {
+                runs.push(len);
+                cur = v;
+                len = 0;
+            }
+            len += 1;
+        }
+        runs.push(len);
+        runs
+    }
+
+    pub fn from_runs(x0: u32, y0: u32, width: u32, height: u32, runs: &[u32]) -> Result<PixelMask> {
+        let n = width as usize * height as usize;
+        let mut data = Vec::with_capacity(n);
+        for (i, &r) in runs.iter().enumerate() {
+            data.extend(std::iter::repeat_n((i % 2) as u8, r as usize));
+        }
+        if data.len() != n {
+            bail!("mask runs sum to {} but the box is {width}x{height}", data.len());
+        }
+        Ok(PixelMask { x0, y0, width, height, data })
+    }
+}
+
+/// An instance kept for a later cross-shard merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingInstance {
+    pub tile_row: u32,
+    pub tile_col: u32,
+    pub class_id: u32,
+    pub score: f32,
+    pub mask: PixelMask,
+}
+
+#[derive(Debug, Clone)]
+struct Inst {
+    tile: (u32, u32),
+    class_id: u32,
+    score: f32,
+    mask: PixelMask,
+}
+
+/// Incremental tile merger used by [`crate::tiling::detect_raster_streaming`] and
+/// [`merge_outputs`]. Tiles must be added row by row (any order within a row).
+pub struct Merger {
+    grid: TileGrid,
+    gt: GeoTransform,
+    rows: Range<u32>,
+    opts: MergeOptions,
+    vectorize: VectorizeOptions,
+    class_names: Vec<String>,
+    next_id: u64,
+    insts: BTreeMap<u64, Inst>,
+    by_tile: HashMap<(u32, u32), Vec<u64>>,
+    parent: HashMap<u64, u64>,
+}
+
+impl Merger {
+    /// `rows`: the tile rows this merger will see (a shard's band, or all rows).
+    pub fn new(
+        grid: TileGrid,
+        gt: GeoTransform,
+        rows: Range<u32>,
+        opts: MergeOptions,
+        vectorize: VectorizeOptions,
+        class_names: Vec<String>,
+    ) -> Merger {
+        Merger {
+            grid,
+            gt,
+            rows,
+            opts,
+            vectorize,
+            class_names,
+            next_id: 0,
+            insts: BTreeMap::new(),
+            by_tile: HashMap::new(),
+            parent: HashMap::new(),
+        }
+    }
+
+    fn find(&mut self, mut x: u64) -> u64 {
+        while let Some(&p) = self.parent.get(&x) {
+            if p == x {
+                break;
+            }
+            let gp = self.parent.get(&p).copied().unwrap_or(p);
+            self.parent.insert(x, gp);
+            x = p;
+        }
+        x
+    }
+
+    fn union(&mut self, a: u64, b: u64) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            // Smaller id as root keeps the structure independent of insertion order.
+            let (lo, hi) = (ra.min(rb), ra.max(rb));
+            self.parent.insert(hi, lo);
+        }
+    }
+
+    /// Tiles (row, col) whose windows intersect or touch `b`.
+    fn tiles_touching(&self, b: &PixelWindow) -> Vec<(u32, u32)> {
+        let g = &self.grid;
+        let size_x = g.tile_size.min(g.width);
+        let size_y = g.tile_size.min(g.height);
+        // Starts are sorted: tiles with start <= far edge and start + size >= near edge.
+        let rows = g.row_starts.partition_point(|&s| s + size_y < b.y)..g.row_starts.partition_point(|&s| s <= b.bottom());
+        let cols = g.col_starts.partition_point(|&s| s + size_x < b.x)..g.col_starts.partition_point(|&s| s <= b.right());
+        let mut out = Vec::new();
+        for r in rows {
+            for c in cols.clone() {
+                out.push((r as u32, c as u32));
+            }
+        }
+        out
+    }
+
+    fn same_object(&self, a: &Inst, b: &Inst) -> bool {
+        if !self.opts.class_agnostic && a.class_id != b.class_id {
+            return false;
+        }
+        let wa = self.grid.tile(a.tile.0, a.tile.1).window;
+        let wb = self.grid.tile(b.tile.0, b.tile.1).window;
+        if let Some(shared) = wa.intersection(&wb) {
+            let Some(region) = shared.intersection(&a.mask.bbox()).and_then(|r| r.intersection(&b.mask.bbox())) else {
+                return false;
+            };
+            let inter: usize =
+                (region.y..region.bottom()).map(|y| (region.x..region.right()).filter(|&x| a.mask.get(x, y) && b.mask.get(x, y)).count()).sum();
+            if inter == 0 {
+                return false;
+            }
+            let (ua, ub) = (a.mask.count_in(&shared), b.mask.count_in(&shared));
+            let iou = inter as f64 / (ua + ub - inter) as f64;
+            let ios = inter as f64 / ua.min(ub) as f64;
+            return iou >= self.opts.iou_threshold || ios >= self.opts.ios_threshold;
+        }
+        // No shared pixels: edge contact across a seam between adjacent tiles.
+        let (contact, la, lb) = if wa.right() == wb.x || wb.right() == wa.x {
+            let (left, right) = if wa.right() == wb.x { (a, b) } else { (b, a) };
+            let s = if wa.right() == wb.x { wb.x } else { wa.x };
+            let (y0, y1) = (wa.y.max(wb.y), wa.bottom().min(wb.bottom()));
+            let col_l: Vec<bool> = (y0..y1).map(|y| left.mask.get(s - 1, y)).collect();
+            let col_r: Vec<bool> = (y0..y1).map(|y| right.mask.get(s, y)).collect();
+            let contact = col_l.iter().zip(&col_r).filter(|(l, r)| **l && **r).count();
+            (contact, col_l.iter().filter(|v| **v).count(), col_r.iter().filter(|v| **v).count())
+        } else if wa.bottom() == wb.y || wb.bottom() == wa.y {
+            let (top, bottom) = if wa.bottom() == wb.y { (a, b) } else { (b, a) };
+            let s = if wa.bottom() == wb.y { wb.y } else { wa.y };
+            let (x0, x1) = (wa.x.max(wb.x), wa.right().min(wb.right()));
+            let row_t: Vec<bool> = (x0..x1).map(|x| top.mask.get(x, s - 1)).collect();
+            let row_b: Vec<bool> = (x0..x1).map(|x| bottom.mask.get(x, s)).collect();
+            let contact = row_t.iter().zip(&row_b).filter(|(t, b)| **t && **b).count();
+            (contact, row_t.iter().filter(|v| **v).count(), row_b.iter().filter(|v| **v).count())
+        } else {
+            return false;
+        };
+        contact > 0 && contact as f64 >= 0.5 * la.min(lb) as f64
+    }
+
+    /// Add one instance detected in `tile` (mask in raster pixel coordinates).
+    pub fn add(&mut self, tile: Tile, class_id: u32, score: f32, mask: PixelMask) {
+        let inst = Inst { tile: (tile.row, tile.col), class_id, score, mask };
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut matches = Vec::new();
+        for t in self.tiles_touching(&inst.mask.bbox()) {
+            if t == inst.tile {
+                continue;
+            }
+            for &other in self.by_tile.get(&t).map(|v| v.as_slice()).unwrap_or(&[]) {
+                if self.same_object(&inst, &self.insts[&other]) {
+                    matches.push(other);
+                }
+            }
+        }
+        self.insts.insert(id, inst);
+        self.by_tile.entry((tile.row, tile.col)).or_default().push(id);
+        self.parent.insert(id, id);
+        for m in matches {
+            self.union(id, m);
+        }
+    }
+
+    fn groups(&mut self) -> BTreeMap<u64, Vec<u64>> {
+        let ids: Vec<u64> = self.insts.keys().copied().collect();
+        let mut groups: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for id in ids {
+            let root = self.find(id);
+            groups.entry(root).or_default().push(id);
+        }
+        groups
+    }
+
+    /// Could an instance still be matched by a tile row outside this merger's rows? Row starts
+    /// and ends grow with the row index, so only the rows right above and below can be closest.
+    fn touches_other_shards(&self, m: &PixelMask) -> bool {
+        let above = self.rows.start > 0 && m.y0 <= self.grid.row_end(self.rows.start - 1);
+        let below = self.rows.end < self.grid.rows() && m.bottom() >= self.grid.row_start(self.rows.end);
+        above || below
+    }
+
+    /// Call after every tile of `row` was added: returns the objects no later tile can change.
+    pub fn finish_row(&mut self, row: u32) -> Result<Vec<Feature>> {
+        if row + 1 >= self.rows.end {
+            return Ok(Vec::new()); // the last row is handled by finish()
+        }
+        let next_start = self.grid.row_start(row + 1);
+        let mut out = Vec::new();
+        for (_, members) in self.groups() {
+            let done = members.iter().all(|id| {
+                let m = &self.insts[id].mask;
+                m.bottom() < next_start && !self.touches_other_shards(m)
+            });
+            if done {
+                if let Some(f) = self.emit(&members)? {
+                    out.push(f);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Emit everything left: features for groups inside this merger's rows, raw instances for
+    /// groups that other shards may extend.
+    pub fn finish(mut self) -> Result<(Vec<Feature>, Vec<PendingInstance>)> {
+        let mut features = Vec::new();
+        let mut pending = Vec::new();
+        for (_, members) in self.groups() {
+            if members.iter().any(|id| self.touches_other_shards(&self.insts[id].mask)) {
+                for id in members {
+                    let i = self.insts.remove(&id).expect("member exists");
+                    pending.push(PendingInstance {
+                        tile_row: i.tile.0,
+                        tile_col: i.tile.1,
+                        class_id: i.class_id,
+                        score: i.score,
+                        mask: i.mask,
+                    });
+                }
+            } else if let Some(f) = self.emit(&members)? {
+                features.push(f);
+            }
+        }
+        Ok((features, pending))
+    }
+
+    fn emit(&mut self, members: &[u64]) -> Result<Option<Feature>> {
+        let insts: Vec<Inst> = members.iter().map(|id| self.insts.remove(id).expect("member exists")).collect();
+        for id in members {
+            self.parent.remove(id);
+        }
+        for i in &insts {
+            if let Some(v) = self.by_tile.get_mut(&i.tile) {
+                v.retain(|x| !members.contains(x));
+            }
+        }
+        let tiles: BTreeSet<(u32, u32)> = insts.iter().map(|i| i.tile).collect();
+        let x0 = insts.iter().map(|i| i.mask.x0).min().unwrap();
+        let y0 = insts.iter().map(|i| i.mask.y0).min().unwrap();
+        let x1 = insts.iter().map(|i| i.mask.right()).max().unwrap();
+        let y1 = insts.iter().map(|i| i.mask.bottom()).max().unwrap();
+        let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
+        let mut buf = vec![0u8; w * h];
+        for i in &insts {
+            let m = &i.mask;
+            for y in m.y0..m.bottom() {
+                for x in m.x0..m.right() {
+                    if !m.get(x, y) {
+                        continue;
+                    }
+                    let owner = self.grid.owner(x, y);
+                    if owner == i.tile || !tiles.contains(&owner) {
+                        buf[(y - y0) as usize * w + (x - x0) as usize] = 1;
+                    }
+                }
+            }
+        }
+        let geometry = vectorize_mask(&buf, w, h, &self.gt.shifted(x0 as f64, y0 as f64), &self.vectorize)?;
+        if geometry.0.is_empty() {
+            return Ok(None);
+        }
+        let best = insts
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.score.total_cmp(&b.1.score).then(b.0.cmp(&a.0)))
+            .map(|(_, i)| i)
+            .unwrap();
+        let class = self.class_names.get(best.class_id as usize).cloned().unwrap_or_else(|| best.class_id.to_string());
+        let tile_names: Vec<String> = tiles.iter().map(|(r, c)| format!("r{r}c{c}")).collect();
+        Ok(Some(Feature::new(geometry, class, best.class_id as i64, best.score as f64, tile_names.join(";"))))
+    }
+}
+
+// ---------------------------------------------------------------- shard files
+
+/// First line of a shard file: everything needed to merge shards consistently.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShardHeader {
+    pub format: String,
+    pub shard: Shard,
+    pub grid: TileGrid,
+    pub geotransform: GeoTransform,
+    pub crs: Option<Crs>,
+    pub class_names: Vec<String>,
+    pub merge: MergeOptions,
+    pub vectorize: VectorizeOptions,
+}
+
+const SHARD_FORMAT: &str = "maskrcnn-geo-shard/1";
+
+impl ShardHeader {
+    pub fn new(
+        shard: Shard,
+        grid: TileGrid,
+        geotransform: GeoTransform,
+        crs: Option<Crs>,
+        class_names: Vec<String>,
+        merge: MergeOptions,
+        vectorize: VectorizeOptions,
+    ) -> ShardHeader {
+        ShardHeader { format: SHARD_FORMAT.to_string(), shard, grid, geotransform, crs, class_names, merge, vectorize }
+    }
+}
+
+fn feature_to_json(f: &Feature) -> serde_json::Value {
+    serde_json::json!({"type": "Feature",
+        "properties": {"class": f.class, "class_id": f.class_id, "score": f.score, "area": f.area, "tile": f.tile},
+        "geometry": geometry_to_geojson(&f.geometry)})
+}
+
+fn feature_from_json(v: &serde_json::Value) -> Result<Feature> {
+    let p = &v["properties"];
+    Ok(Feature {
+        geometry: geometry_from_geojson(&v["geometry"])?,
+        class: p["class"].as_str().ok_or_else(|| anyhow!("feature without class"))?.to_string(),
+        class_id: p["class_id"].as_i64().ok_or_else(|| anyhow!("feature without class_id"))?,
+        score: p["score"].as_f64().ok_or_else(|| anyhow!("feature without score"))?,
+        area: p["area"].as_f64().ok_or_else(|| anyhow!("feature without area"))?,
+        tile: p["tile"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+/// Streams one shard's result as JSON Lines: the header, finished features, then the pending
+/// instances (masks as run lengths) for [`merge_outputs`]. Written to a temp file and renamed.
+pub struct ShardWriter {
+    out: BufWriter<File>,
+    tmp: std::path::PathBuf,
+    target: std::path::PathBuf,
+}
+
+impl ShardWriter {
+    pub fn create(path: &Path, header: &ShardHeader, overwrite: bool) -> Result<ShardWriter> {
+        if path.exists() && !overwrite {
+            bail!("{} already exists; refusing to overwrite (set overwrite to replace it)", path.display());
+        }
+        let name = path.file_name().ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
+        let tmp = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        let mut out = BufWriter::new(File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
+        serde_json::to_writer(&mut out, header)?;
+        out.write_all(b"\n")?;
+        Ok(ShardWriter { out, tmp, target: path.to_path_buf() })
+    }
+
+    pub fn write(&mut self, f: &Feature) -> Result<()> {
+        serde_json::to_writer(&mut self.out, &serde_json::json!({"feature": feature_to_json(f)}))?;
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    pub fn finish(mut self, pending: &[PendingInstance]) -> Result<()> {
+        for p in pending {
+            let m = &p.mask;
+            let v = serde_json::json!({"pending": {"tile_row": p.tile_row, "tile_col": p.tile_col, "class_id": p.class_id,
+                "score": p.score, "x0": m.x0, "y0": m.y0, "width": m.width, "height": m.height, "runs": m.to_runs()}});
+            serde_json::to_writer(&mut self.out, &v)?;
+            self.out.write_all(b"\n")?;
+        }
+        self.out.flush()?;
+        std::fs::rename(&self.tmp, &self.target)
+            .with_context(|| format!("cannot move {} to {}", self.tmp.display(), self.target.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for ShardWriter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// Result of merging shard files.
+#[derive(Debug, Clone)]
+pub struct MergedOutput {
+    pub header: ShardHeader,
+    pub features: Vec<Feature>,
+}
+
+/// Join the shard files of one run (all N shards, each exactly once) into the final features:
+/// finished features are passed through, pending instances are merged as in a single run, so
+/// the result equals an unsharded run.
+pub fn merge_outputs(paths: &[impl AsRef<Path>]) -> Result<MergedOutput> {
+    let mut header: Option<ShardHeader> = None;
+    let mut seen = BTreeSet::new();
+    let mut features = Vec::new();
+    let mut pending: Vec<PendingInstance> = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let file = File::open(path).with_context(|| format!("cannot open shard output {}", path.display()))?;
+        let mut lines = BufReader::new(file).lines();
+        let first = lines.next().ok_or_else(|| anyhow!("{} is empty", path.display()))??;
+        let h: ShardHeader =
+            serde_json::from_str(&first).with_context(|| format!("{}: not a maskrcnn-geo shard file", path.display()))?;
+        if h.format != SHARD_FORMAT {
+            bail!("{}: shard format {:?}, expected {SHARD_FORMAT:?}", path.display(), h.format);
+        }
+        if let Some(prev) = &header {
+            let mut a = prev.clone();
+            a.shard = h.shard;
+            if a != h {
+                bail!("{}: shard comes from a different run (grid, georeferencing or options differ)", path.display());
+            }
+        }
+        if !seen.insert(h.shard.index) {
+            bail!("{}: shard {} given twice", path.display(), h.shard.index);
+        }
+        header = Some(h);
+        for (n, line) in lines.enumerate() {
+            let line = line?;
+            let ctx = || format!("{} line {}", path.display(), n + 2);
+            let v: serde_json::Value = serde_json::from_str(&line).with_context(ctx)?;
+            if let Some(f) = v.get("feature") {
+                features.push(feature_from_json(f).with_context(ctx)?);
+            } else if let Some(p) = v.get("pending") {
+                let num = |k: &str| p[k].as_u64().ok_or_else(|| anyhow!("pending instance without {k}"));
+                let runs: Vec<u32> = serde_json::from_value(p["runs"].clone()).with_context(ctx)?;
+                let mask = PixelMask::from_runs(num("x0")? as u32, num("y0")? as u32, num("width")? as u32, num("height")? as u32, &runs)
+                    .with_context(ctx)?;
+                pending.push(PendingInstance {
+                    tile_row: num("tile_row")? as u32,
+                    tile_col: num("tile_col")? as u32,
+                    class_id: num("class_id")? as u32,
+                    score: p["score"].as_f64().ok_or_else(|| anyhow!("pending instance without score")).with_context(ctx)? as f32,
+                    mask,
+                });
+            } else {
+                bail!("{}: unknown record", ctx());
+            }
+        }
+    }
+    let header = header.ok_or_else(|| anyhow!("no shard files given"))?;
+    let n = header.shard.count;
+    if seen.len() != n {
+        let missing: Vec<usize> = (0..n).filter(|k| !seen.contains(k)).collect();
+        bail!("shards {missing:?} of {n} are missing; the merge needs all of them");
+    }
+    // Re-run the merge on the pending instances, tile row by tile row as a single run would.
+    pending.sort_by_key(|p| (p.tile_row, p.tile_col));
+    let rows = 0..header.grid.rows();
+    let mut merger = Merger::new(
+        header.grid.clone(),
+        header.geotransform,
+        rows,
+        header.merge.clone(),
+        header.vectorize.clone(),
+        header.class_names.clone(),
+    );
+    for p in pending {
+        let tile = header.grid.tile(p.tile_row, p.tile_col);
+        merger.add(tile, p.class_id, p.score, p.mask);
+    }
+    let (more, left) = merger.finish()?;
+    debug_assert!(left.is_empty());
+    features.extend(more);
+    Ok(MergedOutput { header, features })
+}

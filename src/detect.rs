@@ -1,0 +1,137 @@
+//! Objects out of large georeferenced rasters: tiles in, polygons in map coordinates out.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use maskrcnn_geo::{
+    create_writer, detect_raster_streaming, DetectOptions, DetectSummary, GeoTiff, Progress, SampleType, ShardHeader,
+    ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
+};
+
+use crate::model::MaskRcnn;
+use crate::transform::ImageChw;
+
+pub struct DetectJob {
+    pub raster: PathBuf,
+    pub output: PathBuf,
+    pub overwrite: bool,
+    pub options: DetectOptions,
+    /// Class names to keep (empty: all).
+    pub classes: Vec<String>,
+    /// Average the model's masks over horizontal and vertical flips.
+    pub test_time_augmentation: bool,
+}
+
+/// Pixel values are divided by the full range of their type so that 8-bit imagery gives the
+/// 0..1 range the model was trained on (float rasters are taken as already scaled).
+pub fn value_scale(sample_type: SampleType) -> f32 {
+    match sample_type {
+        SampleType::U8 => 255.0,
+        SampleType::U16 => 65535.0,
+        SampleType::I8 => 127.0,
+        SampleType::I16 => 32767.0,
+        _ => 1.0,
+    }
+}
+
+/// Runs the model on one tile and turns its detections into tile-sized binary masks.
+pub fn detect_tile(model: &MaskRcnn, tile: &TileImage, scale: f32, tta: bool, keep: &[usize]) -> Result<Vec<TileInstance>> {
+    let (w, h) = (tile.width as usize, tile.height as usize);
+    let channels = tile.bands.len();
+    if channels != model.config.backbone.in_channels {
+        bail!("tile has {channels} bands but the model expects {}", model.config.backbone.in_channels);
+    }
+    let image = ImageChw { channels, height: h, width: w, data: tile.data.iter().map(|v| v / scale).collect() };
+    let dets = if tta { crate::tta::predict_with_flips(model, &image) } else { model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default() };
+    Ok(dets
+        .into_iter()
+        .filter(|d| keep.is_empty() || keep.contains(&d.label))
+        .map(|d| {
+            let mut mask = vec![0u8; w * h];
+            let m = &d.mask;
+            for y in 0..m.height {
+                for x in 0..m.width {
+                    if m.probs[y * m.width + x] > 0.5 {
+                        mask[(m.y0 + y) * w + m.x0 + x] = 1;
+                    }
+                }
+            }
+            TileInstance { class_id: model.config.category_id(d.label) as u32, score: d.score, mask }
+        })
+        .collect())
+}
+
+/// Detects over the whole raster (or its shard) and writes the vector file, or a shard file for
+/// `maskrcnn merge` when the job is one shard of several.
+pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Progress)) -> Result<DetectSummary> {
+    let mut raster = GeoTiff::open(&job.raster)?;
+    let info = raster.info().clone();
+    let bands = if job.options.bands.is_empty() {
+        let need = model.config.backbone.in_channels;
+        if info.bands < need {
+            bail!("{}: {} band(s) but the model expects {need}", job.raster.display(), info.bands);
+        }
+        (1..=need).collect()
+    } else {
+        job.options.bands.clone()
+    };
+    let keep: Vec<usize> = job
+        .classes
+        .iter()
+        .map(|name| {
+            (1..model.config.num_classes)
+                .find(|&l| model.config.class_name(l).eq_ignore_ascii_case(name))
+                .with_context(|| format!("--classes: the model has no class {name:?} (it knows {})", known_classes(model)))
+        })
+        .collect::<Result<_>>()?;
+    let mut options = job.options.clone();
+    options.bands = bands;
+    options.class_names = class_names_by_category_id(model);
+    if info.geotransform.is_none() {
+        eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", job.raster.display());
+    }
+    let scale = value_scale(info.sample_type);
+    let detector = |tile: &TileImage| detect_tile(model, tile, scale, job.test_time_augmentation, &keep);
+    if options.shard.count > 1 {
+        let grid = TileGrid::new(info.width, info.height, options.tile_size, options.overlap)?;
+        let header = ShardHeader::new(
+            options.shard,
+            grid,
+            info.geotransform_or_identity(),
+            info.crs.clone(),
+            options.class_names.clone(),
+            options.merge.clone(),
+            options.vectorize.clone(),
+        );
+        let mut writer = ShardWriter::create(&job.output, &header, job.overwrite)?;
+        let summary = detect_raster_streaming(&mut raster, detector, &options, |f| writer.write(&f), &mut progress)?;
+        writer.finish(&summary.pending)?;
+        return Ok(summary);
+    }
+    let write_options = WriteOptions { overwrite: job.overwrite, ..WriteOptions::default() };
+    let mut sink = create_writer(&job.output, info.crs.as_ref(), &write_options)?;
+    let summary = detect_raster_streaming(&mut raster, detector, &options, |f| sink.write(&f), &mut progress)?;
+    sink.finish()?;
+    Ok(summary)
+}
+
+/// Joins shard files into one vector file, stitching objects across shard seams.
+pub fn merge_shards(inputs: &[PathBuf], output: &Path, overwrite: bool) -> Result<usize> {
+    let merged = maskrcnn_geo::merge_outputs(inputs)?;
+    let options = WriteOptions { overwrite, ..WriteOptions::default() };
+    maskrcnn_geo::write_features(output, &merged.features, merged.header.crs.as_ref(), &options)?;
+    Ok(merged.features.len())
+}
+
+fn class_names_by_category_id(model: &MaskRcnn) -> Vec<String> {
+    let max_id = (0..model.config.num_classes).map(|l| model.config.category_id(l)).max().unwrap_or(0) as usize;
+    let mut names: Vec<String> = (0..=max_id).map(|i| i.to_string()).collect();
+    for label in 0..model.config.num_classes {
+        names[model.config.category_id(label) as usize] = model.config.class_name(label);
+    }
+    names
+}
+
+fn known_classes(model: &MaskRcnn) -> String {
+    (1..model.config.num_classes).map(|l| model.config.class_name(l)).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,132 @@
+//! Scoring models against COCO ground truth, and pictures of ground truth beside predictions.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use maskrcnn_eval::{CocoGroundTruth, DetectionResult};
+use maskrcnn_masks::Segmentation;
+use maskrcnn_viz::{class_color, draw_instances, results_grid, DrawInstance, DrawMode, DrawOptions, MaskRef};
+
+use crate::image_io::load_image;
+use crate::model::{Detection, MaskRcnn};
+use crate::predict::{to_coco_results, CocoResult};
+use crate::transform::ImageChw;
+
+/// A COCO dataset on disk: the annotation file and the folder its `file_name`s are relative to.
+pub struct CocoDataset {
+    pub annotations: PathBuf,
+    pub images: PathBuf,
+    pub ground_truth: CocoGroundTruth,
+}
+
+impl CocoDataset {
+    /// `data` is a COCO JSON file, or a folder holding `instances.json` (or `annotations.json`) and
+    /// `images/`. Without `images`, images are looked up in `images/` beside the JSON, then beside it.
+    pub fn open(data: &Path, images: Option<&Path>) -> Result<Self> {
+        let annotations = if data.is_dir() {
+            ["instances.json", "annotations.json"]
+                .iter()
+                .map(|n| data.join(n))
+                .find(|p| p.is_file())
+                .with_context(|| format!("{}: no instances.json or annotations.json in the folder", data.display()))?
+        } else {
+            data.to_path_buf()
+        };
+        let ground_truth = maskrcnn_eval::load_ground_truth(&annotations).with_context(|| format!("{}", annotations.display()))?;
+        let base = annotations.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let images = match images {
+            Some(dir) => dir.to_path_buf(),
+            None if base.join("images").is_dir() => base.join("images"),
+            None => base,
+        };
+        Ok(Self { annotations, images, ground_truth })
+    }
+
+    pub fn image_path(&self, file_name: &str) -> PathBuf {
+        self.images.join(file_name)
+    }
+}
+
+/// Runs the model on every image of the dataset (or the first `limit`), in COCO results form.
+pub fn predict_dataset(
+    model: &MaskRcnn,
+    dataset: &CocoDataset,
+    limit: Option<usize>,
+    mut on_image: impl FnMut(usize, usize),
+) -> Result<Vec<CocoResult>> {
+    let images = &dataset.ground_truth.images;
+    let n = limit.unwrap_or(images.len()).min(images.len());
+    let mut results = Vec::new();
+    for (i, info) in images.iter().take(n).enumerate() {
+        let path = dataset.image_path(&info.file_name);
+        let image = load_image(&path, model.config.backbone.in_channels)?;
+        if (image.height, image.width) != (info.height, info.width) {
+            bail!("{}: image is {}x{} but the annotations say {}x{}", path.display(), image.width, image.height, info.width, info.height);
+        }
+        let dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
+        results.extend(to_coco_results(model, info.id as u64, &info.file_name, (image.height, image.width), &dets));
+        on_image(i + 1, n);
+    }
+    Ok(results)
+}
+
+/// Our results in the evaluator's form (same JSON fields).
+pub fn as_detection_results(results: &[CocoResult]) -> Result<Vec<DetectionResult>> {
+    let json = serde_json::to_string(results)?;
+    Ok(serde_json::from_str(&json)?)
+}
+
+/// Ground truth and predictions side by side for the first `rows` images.
+pub fn show_results(
+    model: &MaskRcnn,
+    dataset: &CocoDataset,
+    rows: usize,
+    mode: DrawMode,
+    score_threshold: f32,
+) -> Result<image::RgbImage> {
+    let gt = &dataset.ground_truth;
+    let mut pairs = Vec::new();
+    let mut titles = Vec::new();
+    for info in gt.images.iter().take(rows) {
+        let path = dataset.image_path(&info.file_name);
+        let image = load_image(&path, model.config.backbone.in_channels)?;
+        let mut dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
+        dets.retain(|d| d.score >= score_threshold);
+        pairs.push((draw_ground_truth(&image, gt, info.id, mode)?, draw_predictions(&image, &dets, model, mode)));
+        titles.push(info.file_name.clone());
+    }
+    if pairs.is_empty() {
+        bail!("{}: the dataset has no images", dataset.annotations.display());
+    }
+    Ok(results_grid(&pairs, &titles, (480, 360)))
+}
+
+fn draw_ground_truth(image: &ImageChw, gt: &CocoGroundTruth, image_id: i64, mode: DrawMode) -> Result<image::RgbImage> {
+    let (h, w) = (image.height, image.width);
+    let anns: Vec<_> = gt.annotations.iter().filter(|a| a.image_id == image_id).collect();
+    let masks: Vec<Option<Vec<u8>>> = anns
+        .iter()
+        .map(|a| a.segmentation.as_ref().map(|s: &Segmentation| s.to_rle(h, w).map(|r| r.to_mask())).transpose())
+        .collect::<std::result::Result<_, _>>()
+        .context("decoding a ground-truth mask")?;
+    let name_of = |id: i64| gt.categories.iter().find(|c| c.id == id).map(|c| c.name.clone()).unwrap_or_else(|| id.to_string());
+    let instances: Vec<DrawInstance> = anns
+        .iter()
+        .zip(&masks)
+        .map(|(a, m)| {
+            let b = a.bbox.unwrap_or([0.0; 4]);
+            DrawInstance {
+                bbox: [b[0] as f32, b[1] as f32, (b[0] + b[2]) as f32, (b[1] + b[3]) as f32],
+                mask: m.as_ref().map(|m| MaskRef::new(m, w as u32, h as u32).expect("mask sized to the image")),
+                label: name_of(a.category_id),
+                score: None,
+                color: class_color(a.category_id as usize),
+            }
+        })
+        .collect();
+    Ok(draw_instances(&crate::overlay::to_rgb(image), &instances, &DrawOptions { mode, ..DrawOptions::default() }))
+}
+
+fn draw_predictions(image: &ImageChw, dets: &[Detection], model: &MaskRcnn, mode: DrawMode) -> image::RgbImage {
+    crate::overlay::draw_detections_with(image, dets, &model.config, mode, |label| class_color(model.config.category_id(label) as usize))
+}
