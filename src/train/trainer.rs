@@ -158,18 +158,13 @@ pub fn guess_pixel_scale(dataset: &dyn Dataset, indices: &[usize]) -> Result<f32
     })
 }
 
-/// Deterministic validation split: the first `ceil(n * fraction)` of a seeded shuffle.
+/// Deterministic validation split (maskrcnn-data's seeded split, so other tools reproduce it).
+/// A single image is never held out: it has to train.
 pub fn split_indices(n: usize, fraction: f32, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut all: Vec<usize> = (0..n).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(u64::MAX);
-    all.shuffle(&mut rng);
-    let n_val = if fraction > 0.0 && n > 1 { ((n as f64 * fraction as f64).ceil() as usize).clamp(1, n - 1) } else { 0 };
-    let mut val = all[..n_val].to_vec();
-    let mut train = all[n_val..].to_vec();
-    val.sort_unstable();
-    train.sort_unstable();
-    (train, val)
+    if n < 2 {
+        return ((0..n).collect(), Vec::new());
+    }
+    maskrcnn_data::split_indices(n, f64::from(fraction), seed)
 }
 
 /// Order of the training indices in `epoch`.
