@@ -18,8 +18,7 @@ fn main() -> anyhow::Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("tiny");
     let size: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(128);
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
-    let mut config = MaskRcnnConfig::default();
-    config.num_classes = 4;
+    let mut config = MaskRcnnConfig { num_classes: 4, ..Default::default() };
     config.transform.min_size = size;
     config.transform.max_size = size;
     if which == "tiny" {

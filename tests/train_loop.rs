@@ -15,8 +15,7 @@ use maskrcnn_data::Dataset;
 
 /// R18 cut after layer2, 32-channel FPN, small heads, 128 px images.
 fn tiny_config(num_classes: usize) -> MaskRcnnConfig {
-    let mut c = MaskRcnnConfig::default();
-    c.num_classes = num_classes;
+    let mut c = MaskRcnnConfig { num_classes, ..Default::default() };
     c.backbone.depth = 18;
     c.backbone.returned_layers = vec![1, 2];
     c.backbone.fpn_out_channels = 32;

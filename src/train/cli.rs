@@ -141,7 +141,7 @@ pub fn open_dataset(data: &Path, images: Option<&Path>, format: Option<DataForma
 
 /// Config for a new model trained on `class_names` (without background).
 pub fn new_model_config(depth: usize, class_names: &[String], bands: usize, trainable_layers: usize) -> MaskRcnnConfig {
-    let mut config = MaskRcnnConfig::default();
+    let mut config = MaskRcnnConfig { num_classes: class_names.len() + 1, ..Default::default() };
     config.backbone.depth = depth;
     config.backbone.trainable_layers = trainable_layers;
     config.backbone.in_channels = bands;
@@ -149,7 +149,6 @@ pub fn new_model_config(depth: usize, class_names: &[String], bands: usize, trai
         config.transform.image_mean = (0..bands).map(|b| [0.485, 0.456, 0.406][b % 3]).collect();
         config.transform.image_std = (0..bands).map(|b| [0.229, 0.224, 0.225][b % 3]).collect();
     }
-    config.num_classes = class_names.len() + 1;
     config.class_names = std::iter::once("__background__".to_string()).chain(class_names.iter().cloned()).collect();
     config
 }

@@ -120,7 +120,7 @@ impl MaskRcnn {
         images: &[ImageChw],
         targets: &[TrainTarget],
         sampler: &mut dyn Sampler,
-        mut trace: Option<&mut TrainTrace>,
+        trace: Option<&mut TrainTrace>,
     ) -> Result<LossTerms> {
         ensure!(!images.is_empty(), "an empty training batch");
         ensure!(images.len() == targets.len(), "{} images but {} targets", images.len(), targets.len());
@@ -262,7 +262,7 @@ impl MaskRcnn {
             bce_with_logits_mean(picked.reshape([p * m * m]), tensor_from_vec(mask_targets, [p * m * m], &device))
         };
 
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = trace {
             t.image_sizes = batch.image_sizes.clone();
             t.proposals = proposals;
             t.rpn_sampled = rpn_sampled;

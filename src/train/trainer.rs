@@ -444,7 +444,7 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
                     r[3],
                     r[4]
                 ));
-                if trainer.state.step % options.log_every == 0 || trainer.state.step == total {
+                if trainer.state.step.is_multiple_of(options.log_every) || trainer.state.step == total {
                     let mean = window.map(|s| s / window_n as f64);
                     let mut line = loss_fields("", &mean);
                     line.insert("kind".into(), json!("step"));
@@ -477,7 +477,7 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
         }
         bar.set_position(trainer.state.step as u64);
 
-        let epoch_end = trainer.state.step % spe == 0 || trainer.state.step == total;
+        let epoch_end = trainer.state.step.is_multiple_of(spe) || trainer.state.step == total;
         if epoch_end {
             let val = trainer.validate()?;
             let train_loss = if epoch_n > 0 { Some(epoch_sum / epoch_n as f64) } else { None };
@@ -504,7 +504,7 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
             epoch_sum = 0.0;
             epoch_n = 0;
         }
-        let periodic = options.checkpoint_every.is_some_and(|n| n > 0 && trainer.state.step % n == 0);
+        let periodic = options.checkpoint_every.is_some_and(|n| n > 0 && trainer.state.step.is_multiple_of(n));
         if epoch_end || periodic {
             save_checkpoint(run_dir, trainer.model, &trainer.optimizer, &trainer.state)?;
         }
