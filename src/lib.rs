@@ -18,6 +18,7 @@ pub mod proposal;
 pub mod roi_heads;
 pub mod tensor_util;
 pub mod transform;
+pub mod train;
 pub mod weights;
 
 pub use config::MaskRcnnConfig;

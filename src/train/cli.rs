@@ -1,0 +1,234 @@
+//! `maskrcnn train`: arguments and the driver that turns them into a training run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
+use clap::{Args, ValueEnum};
+use maskrcnn_data::coco::CocoDataset;
+use maskrcnn_data::esri::EsriRcnnMasksDataset;
+use maskrcnn_data::instance_masks::InstanceMaskFolder;
+use maskrcnn_data::Dataset;
+
+use super::optim::{OptimizerConfig, OptimizerKind, ScheduleKind};
+use super::params::freeze_layers;
+use super::trainer::{train, TrainOptions};
+use crate::config::MaskRcnnConfig;
+use crate::model::MaskRcnn;
+use crate::roi_heads::box_head::FastRcnnPredictor;
+use crate::roi_heads::mask_head::MaskPredictor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataFormat {
+    /// COCO instances JSON (`--data file.json --images DIR`).
+    Coco,
+    /// ArcGIS "Export Training Data For Deep Learning" folder in RCNN_Masks format.
+    RcnnMasks,
+    /// `images/` + `masks/` folders with instance-id PNGs (Penn-Fudan layout).
+    MaskPng,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Training data: a COCO JSON file, an RCNN_Masks export folder, or an images/+masks/ folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Image folder for COCO data (default: `images/` beside the JSON, else the JSON's folder).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Data layout; guessed from `--data` when omitted.
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormat>,
+    /// Class name for mask-png folders without a class map.
+    #[arg(long, default_value = "object")]
+    pub class_name: String,
+    /// Run directory: checkpoints, metrics.jsonl, best/ and model/ (the final model folder).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// ResNet depth of a new model: 18, 34, 50, 101 or 152.
+    #[arg(long, default_value_t = 50)]
+    pub backbone: usize,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 10, conflicts_with = "steps")]
+    pub epochs: usize,
+    /// Optimiser steps instead of epochs.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 2)]
+    pub batch_size: usize,
+    /// Peak (onecycle) or base (multistep) learning rate; default 1e-4 for adamw, 0.02 x
+    /// batch/16 for sgd (torchvision's 0.02 at 16 images per batch).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adamw)]
+    pub optimizer: OptimizerKind,
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Onecycle)]
+    pub schedule: ScheduleKind,
+    /// Short side images are resized to.
+    #[arg(long)]
+    pub min_size: Option<usize>,
+    /// Cap on the long side after resizing.
+    #[arg(long)]
+    pub max_size: Option<usize>,
+    /// ResNet stages that train, from the top (0-5). Default: 5 from scratch, 3 with --init.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub trainable_layers: Option<u8>,
+    /// Start from these weights (any checkpoint `predict` reads). Heads are re-initialised when
+    /// the class count differs.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Fraction of images held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_split: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue the run in --output from its newest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// metrics.jsonl line every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: usize,
+    /// Checkpoint every N steps as well as at each epoch end.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Clip the gradient norm (0 disables).
+    #[arg(long, default_value_t = 10.0)]
+    pub clip_grad_norm: f32,
+    /// Augment with flips/dihedral transforms and colour jitter (`overhead` for imagery with no up).
+    #[arg(long, value_enum)]
+    pub augment: Option<AugmentPreset>,
+    /// Divide pixel values by this to get 0..1 (default: guessed 1/255/65535 from the data).
+    #[arg(long)]
+    pub pixel_scale: Option<f32>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AugmentPreset {
+    Photo,
+    Overhead,
+}
+
+/// Opens `--data` in the given or guessed format.
+pub fn open_dataset(data: &Path, images: Option<&Path>, format: Option<DataFormat>, class_name: &str) -> Result<Box<dyn Dataset>> {
+    if !data.exists() {
+        bail!("{}: no such file or folder", data.display());
+    }
+    let format = match format {
+        Some(f) => f,
+        // Detection (and the class name "object" for mask folders) is maskrcnn-data's.
+        None if class_name == "object" => return Ok(maskrcnn_data::open_dataset(data, images)?.1),
+        None if data.is_dir() && data.join("images").is_dir() && data.join("masks").is_dir() => DataFormat::MaskPng,
+        None => return Ok(maskrcnn_data::open_dataset(data, images)?.1),
+    };
+    Ok(match format {
+        DataFormat::Coco => {
+            let dir = match images {
+                Some(d) => d.to_path_buf(),
+                None => {
+                    let parent = data.parent().unwrap_or(Path::new("."));
+                    if parent.join("images").is_dir() { parent.join("images") } else { parent.to_path_buf() }
+                }
+            };
+            Box::new(CocoDataset::open(data, &dir).with_context(|| format!("reading COCO data {}", data.display()))?)
+        }
+        DataFormat::RcnnMasks => Box::new(EsriRcnnMasksDataset::open(data).with_context(|| format!("reading RCNN_Masks export {}", data.display()))?),
+        DataFormat::MaskPng => Box::new(InstanceMaskFolder::open(data, class_name).with_context(|| format!("reading mask folder {}", data.display()))?),
+    })
+}
+
+/// Config for a new model trained on `class_names` (without background).
+pub fn new_model_config(depth: usize, class_names: &[String], bands: usize, trainable_layers: usize) -> MaskRcnnConfig {
+    let mut config = MaskRcnnConfig { num_classes: class_names.len() + 1, ..Default::default() };
+    config.backbone.depth = depth;
+    config.backbone.trainable_layers = trainable_layers;
+    config.backbone.in_channels = bands;
+    if bands != 3 {
+        config.transform.image_mean = (0..bands).map(|b| [0.485, 0.456, 0.406][b % 3]).collect();
+        config.transform.image_std = (0..bands).map(|b| [0.229, 0.224, 0.225][b % 3]).collect();
+    }
+    config.class_names = std::iter::once("__background__".to_string()).chain(class_names.iter().cloned()).collect();
+    config
+}
+
+/// Replaces the class-specific predictors when `model` was trained for another class list, as
+/// torchvision's fine-tuning tutorial does.
+pub fn adapt_classes(model: &mut MaskRcnn, class_names: &[String]) {
+    let num_classes = class_names.len() + 1;
+    model.config.class_names = std::iter::once("__background__".to_string()).chain(class_names.iter().cloned()).collect();
+    if model.config.num_classes == num_classes {
+        return;
+    }
+    let device = model.device.clone();
+    let rh = &model.config.roi_heads;
+    let c = model.config.backbone.fpn_out_channels;
+    model.net.box_predictor = FastRcnnPredictor::new(rh.representation_size, num_classes, &device);
+    model.net.mask_predictor = MaskPredictor::new(*rh.mask_layers.last().unwrap_or(&c), rh.mask_predictor_channels, num_classes, &device);
+    model.config.num_classes = num_classes;
+    model.config.category_ids.clear();
+    model.config.class_colors.clear();
+}
+
+pub fn run_train(args: TrainArgs) -> Result<()> {
+    let dataset = open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
+    let class_names = dataset.class_names().to_vec();
+    if class_names.is_empty() {
+        bail!("{}: the data names no classes", args.data.display());
+    }
+    let bands = dataset.image(0).context("reading the first image")?.channels;
+    let device = Device::default().autodiff();
+    let mut model = match &args.init {
+        Some(path) => {
+            let mut m = crate::weights::load_model(path, &device)?.model;
+            adapt_classes(&mut m, &class_names);
+            m.config.backbone.trainable_layers = args.trainable_layers.map_or(3, usize::from);
+            m
+        }
+        None => {
+            let config = new_model_config(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, args.trainable_layers.map_or(5, usize::from));
+            MaskRcnn::new(config, &device)?
+        }
+    };
+    if let Some(s) = args.min_size {
+        model.config.transform.min_size = s;
+    }
+    if let Some(s) = args.max_size {
+        model.config.transform.max_size = s;
+    }
+    freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
+    let lr = args.lr.unwrap_or(match args.optimizer {
+        OptimizerKind::Adamw => 1e-4,
+        OptimizerKind::Sgd => 0.02 * args.batch_size as f64 / 16.0,
+    });
+    let options = TrainOptions {
+        epochs: args.epochs,
+        steps: args.steps,
+        batch_size: args.batch_size,
+        lr,
+        optimizer: OptimizerConfig::defaults(args.optimizer),
+        schedule: args.schedule,
+        clip_grad_norm: (args.clip_grad_norm > 0.0).then_some(args.clip_grad_norm),
+        val_split: args.val_split,
+        seed: args.seed,
+        log_every: args.log_every,
+        checkpoint_every: args.checkpoint_every,
+        augment: args.augment.map(|p| match p {
+            AugmentPreset::Photo => maskrcnn_data::transforms::AugmentConfig::photo(),
+            AugmentPreset::Overhead => maskrcnn_data::transforms::AugmentConfig { crop: None, ..maskrcnn_data::transforms::AugmentConfig::overhead(0) },
+        }),
+        pixel_scale: args.pixel_scale,
+        progress: !args.quiet,
+        ..TrainOptions::default()
+    };
+    let report = train(&mut model, dataset.as_ref(), &args.output, &options, args.resume)?;
+    eprintln!(
+        "trained {} steps ({} skipped); best monitored loss {}; model folder: {}",
+        report.steps,
+        report.skipped_steps,
+        report.best_val_loss.map_or("n/a".into(), |v| format!("{v:.4}")),
+        report.final_model.as_ref().map_or("(none)".into(), |p| p.display().to_string())
+    );
+    Ok(())
+}

@@ -1,0 +1,545 @@
+//! The training loop: data order, sampling, optimiser steps, logging, validation, checkpoints.
+//!
+//! Determinism: every random choice is drawn from a generator derived from the run seed and a
+//! counter — the epoch for the data order, (epoch, sample) for augmentation, the step for the
+//! anchor/proposal sampler — so a run resumed from a checkpoint replays exactly the draws the
+//! uninterrupted run would have made, and the same seed gives the same losses.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use maskrcnn_data::transforms::{augment, sample_rng, AugmentConfig};
+use maskrcnn_data::Dataset;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use super::checkpoint::{load_latest_checkpoint, save_checkpoint, save_model_folder, RunState, BEST_DIR, FINAL_DIR};
+use super::forward::{LossTerms, TrainTarget};
+use super::optim::{clip_gradients, OptimizerConfig, OptimizerKind, OptimizerState, Schedule, ScheduleKind};
+use super::params::{gradients_by_name, parameter_values, set_parameters};
+use super::sampling::RandomSampler;
+use crate::model::MaskRcnn;
+use crate::transform::ImageChw;
+
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// How to train. `Default` is arcgis.learn-like: AdamW, one-cycle, lr 1e-4... see each field.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Run length in epochs (passes over the training split); ignored when `steps` is set.
+    pub epochs: usize,
+    /// Run length in optimiser steps, overriding `epochs`.
+    pub steps: Option<usize>,
+    pub batch_size: usize,
+    /// Peak (one-cycle) or base (multistep) learning rate.
+    pub lr: f64,
+    pub optimizer: OptimizerConfig,
+    pub schedule: ScheduleKind,
+    /// Clip the global gradient norm to this value (`clip_grad_norm_`).
+    pub clip_grad_norm: Option<f32>,
+    /// Fraction of the dataset held out for validation (deterministic by seed).
+    pub val_split: f32,
+    pub seed: u64,
+    /// Write a `metrics.jsonl` line every this many steps.
+    pub log_every: usize,
+    /// Also checkpoint every this many steps (every epoch end always checkpoints).
+    pub checkpoint_every: Option<usize>,
+    pub augment: Option<AugmentConfig>,
+    /// Divides raw pixel values to reach the model's 0..1 input range; `None` guesses 1, 255 or
+    /// 65535 from the largest value in the first training images.
+    pub pixel_scale: Option<f32>,
+    pub progress: bool,
+    /// Stop with an error after this many non-finite steps in a row.
+    pub max_consecutive_skips: usize,
+    /// Stop (without finishing the run) after this many steps in this call, as if killed;
+    /// for tests and time-boxed sessions.
+    pub stop_after: Option<usize>,
+    /// Test hook: steps whose loss is replaced by NaN.
+    pub poison_steps: Vec<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            steps: None,
+            batch_size: 2,
+            lr: 1e-4,
+            optimizer: OptimizerConfig::defaults(OptimizerKind::Adamw),
+            schedule: ScheduleKind::Onecycle,
+            clip_grad_norm: Some(10.0),
+            val_split: 0.1,
+            seed: 0,
+            log_every: 10,
+            checkpoint_every: None,
+            augment: None,
+            pixel_scale: None,
+            progress: true,
+            max_consecutive_skips: 5,
+            stop_after: None,
+            poison_steps: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// Steps done in total (including earlier sessions of a resumed run).
+    pub steps: usize,
+    pub finished: bool,
+    pub skipped_steps: usize,
+    /// Last logged training loss terms, in [`LossTerms::NAMES`] order.
+    pub last_losses: Option<[f32; 5]>,
+    pub best_val_loss: Option<f64>,
+    /// The final model folder (`None` when stopped early).
+    pub final_model: Option<PathBuf>,
+}
+
+/// One example ready for the model.
+pub struct Example {
+    pub image: ImageChw,
+    pub target: TrainTarget,
+}
+
+/// Reads sample `index`, augments it with its (seed, epoch, index) generator, scales pixels, and
+/// keeps the instances torchvision's reference trains on (no crowd regions, no empty boxes).
+pub fn load_example(dataset: &dyn Dataset, index: usize, epoch: usize, seed: u64, augment_config: Option<&AugmentConfig>, pixel_scale: f32, bands: usize) -> Result<Example> {
+    let mut sample = dataset.get(index).with_context(|| format!("reading training sample {index}"))?;
+    if let Some(cfg) = augment_config {
+        let mut rng = sample_rng(seed, epoch as u64, index as u64);
+        augment(&mut sample, cfg, &mut rng);
+    }
+    if sample.image.channels == 1 && bands == 3 {
+        sample.image = sample.image.gray_to_rgb();
+    }
+    ensure!(
+        sample.image.channels == bands,
+        "sample {index} ({}) has {} bands but the model takes {bands}",
+        sample.file_name,
+        sample.image.channels
+    );
+    let t = &sample.target;
+    let mut target = TrainTarget::default();
+    for k in 0..t.len() {
+        let b = t.boxes[k];
+        if t.iscrowd.get(k).copied().unwrap_or(false) || !(b[2] > b[0] && b[3] > b[1]) {
+            continue;
+        }
+        ensure!(t.labels[k] >= 1, "sample {index} ({}): label {} (labels start at 1)", sample.file_name, t.labels[k]);
+        target.boxes.push(b);
+        target.labels.push(t.labels[k] as usize);
+        target.masks.push(t.masks[k].clone());
+    }
+    let img = sample.image;
+    let inv = 1.0 / pixel_scale;
+    let image = ImageChw { channels: img.channels, height: img.height, width: img.width, data: img.data.iter().map(|v| v * inv).collect() };
+    Ok(Example { image, target })
+}
+
+/// 1, 255 or 65535 (or the maximum itself) from the largest pixel value of a few images.
+pub fn guess_pixel_scale(dataset: &dyn Dataset, indices: &[usize]) -> Result<f32> {
+    let mut max = 0.0f32;
+    for &i in indices.iter().take(8) {
+        let image = dataset.image(i).with_context(|| format!("reading image {i}"))?;
+        max = image.data.iter().copied().fold(max, f32::max);
+    }
+    Ok(if max <= 1.0 {
+        1.0
+    } else if max <= 255.0 {
+        255.0
+    } else if max <= 65535.0 {
+        65535.0
+    } else {
+        max
+    })
+}
+
+/// Deterministic validation split (maskrcnn-data's seeded split, so other tools reproduce it).
+/// A single image is never held out: it has to train.
+pub fn split_indices(n: usize, fraction: f32, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    if n < 2 {
+        return ((0..n).collect(), Vec::new());
+    }
+    maskrcnn_data::split_indices(n, f64::from(fraction), seed)
+}
+
+/// Order of the training indices in `epoch`.
+pub fn epoch_order(train: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order = train.to_vec();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream((1u64 << 40) | epoch as u64);
+    order.shuffle(&mut rng);
+    order
+}
+
+/// The anchor/proposal sampler's generator for one step.
+pub fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5851_F42D_4C95_7F2D);
+    rng.set_stream(step as u64);
+    rng
+}
+
+enum StepOutcome {
+    Applied { losses: [f32; 5], grad_norm: f32 },
+    Skipped { losses: [f32; 5], reason: String },
+}
+
+struct Trainer<'a> {
+    model: &'a mut MaskRcnn,
+    dataset: &'a dyn Dataset,
+    options: &'a TrainOptions,
+    run_dir: PathBuf,
+    state: RunState,
+    optimizer: OptimizerState,
+}
+
+impl Trainer<'_> {
+    fn examples(&self, indices: &[usize], epoch: usize, augmented: bool) -> Result<(Vec<ImageChw>, Vec<TrainTarget>)> {
+        let bands = self.model.config.backbone.in_channels;
+        let aug = if augmented { self.options.augment.as_ref() } else { None };
+        let mut images = Vec::with_capacity(indices.len());
+        let mut targets = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let ex = load_example(self.dataset, i, epoch, self.state.seed, aug, self.state.pixel_scale, bands)?;
+            images.push(ex.image);
+            targets.push(ex.target);
+        }
+        Ok((images, targets))
+    }
+
+    fn step(&mut self, images: &[ImageChw], targets: &[TrainTarget]) -> Result<StepOutcome> {
+        let step = self.state.step;
+        let mut rng = step_rng(self.state.seed, step);
+        let losses: LossTerms = self.model.forward_train(images, targets, &mut RandomSampler { rng: &mut rng })?;
+        let values = losses.values();
+        let total: f32 = values.iter().sum();
+        if !total.is_finite() || self.options.poison_steps.contains(&step) {
+            return Ok(StepOutcome::Skipped { losses: values, reason: format!("loss is {}", if total.is_finite() { f32::NAN } else { total }) });
+        }
+        let grads = losses.total().backward();
+        let mut g = gradients_by_name(&mut self.model.net, &grads);
+        drop(grads);
+        let grad_norm = match self.state.clip_grad_norm {
+            Some(max) => clip_gradients(&mut g, max),
+            None => clip_gradients(&mut g, f32::INFINITY),
+        };
+        if !grad_norm.is_finite() {
+            return Ok(StepOutcome::Skipped { losses: values, reason: format!("gradient norm is {grad_norm}") });
+        }
+        let mut params = parameter_values(&mut self.model.net, Some(&|n: &str| g.contains_key(n)));
+        let lr = self.state.schedule.lr(step);
+        self.optimizer.step(&self.state.optimizer, lr, &mut params, &g);
+        let device = self.model.device.clone();
+        set_parameters(&mut self.model.net, &params, &device);
+        Ok(StepOutcome::Applied { losses: values, grad_norm })
+    }
+
+    /// Mean loss terms over the validation split, with a fixed sampler stream so epochs compare.
+    fn validate(&mut self) -> Result<Option<[f64; 5]>> {
+        if self.state.val_indices.is_empty() {
+            return Ok(None);
+        }
+        let mut sums = [0.0f64; 5];
+        let mut batches = 0usize;
+        let val = self.state.val_indices.clone();
+        for (b, chunk) in val.chunks(self.state.batch_size).enumerate() {
+            let (images, targets) = self.examples(chunk, 0, false)?;
+            let mut rng = ChaCha8Rng::seed_from_u64(self.state.seed ^ 0x0056_414C);
+            rng.set_stream(b as u64);
+            let losses = self.model.forward_train(&images, &targets, &mut RandomSampler { rng: &mut rng })?;
+            for (s, v) in sums.iter_mut().zip(losses.values()) {
+                *s += v as f64;
+            }
+            batches += 1;
+        }
+        Ok(Some(sums.map(|s| s / batches as f64)))
+    }
+
+    fn save_best(&mut self, val_loss: f64) -> Result<()> {
+        let best = self.run_dir.join(BEST_DIR);
+        let tmp = self.run_dir.join(".best.tmp");
+        let old = self.run_dir.join(".best.old");
+        for p in [&tmp, &old] {
+            if p.exists() {
+                std::fs::remove_dir_all(p)?;
+            }
+        }
+        save_model_folder(&tmp, self.model, &json!({"step": self.state.step, "epoch": self.state.epoch(), "val_loss": val_loss}))?;
+        if best.exists() {
+            std::fs::rename(&best, &old)?;
+        }
+        std::fs::rename(&tmp, &best).with_context(|| format!("moving {} into place", best.display()))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+}
+
+fn append_metrics(path: &Path, line: &serde_json::Value) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))
+}
+
+/// Drops metric lines written after the checkpoint a run resumes from, so the log reads as if
+/// the run had never stopped.
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v.get("step").and_then(|s| s.as_u64())).is_some_and(|s| s as usize <= step))
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    crate::io_util::write_atomic(path, out.as_bytes())
+}
+
+fn loss_fields(prefix: &str, values: &[f64; 5]) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(format!("{prefix}loss"), json!(values.iter().sum::<f64>()));
+    for (name, v) in LossTerms::NAMES.iter().zip(values) {
+        m.insert(format!("{prefix}{name}"), json!(v));
+    }
+    m
+}
+
+/// Trains `model` (built on an autodiff device, frozen layers already applied) on `dataset`,
+/// writing checkpoints, metrics and the final model folder under `run_dir`. With `resume`, the
+/// run continues from the newest checkpoint in `run_dir` (its saved settings win over
+/// `options` for anything that shapes the run: seed, batch size, schedule, optimiser, split).
+pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, options: &TrainOptions, resume: bool) -> Result<TrainReport> {
+    ensure!(model.device.is_autodiff(), "the model must live on an autodiff device to train (Device::autodiff())");
+    ensure!(options.batch_size >= 1, "batch size must be at least 1");
+    ensure!(options.log_every >= 1, "--log-every must be at least 1");
+    ensure!((0.0..1.0).contains(&options.val_split), "--val-split must be in [0, 1), got {}", options.val_split);
+    ensure!(!dataset.is_empty(), "the dataset has no images");
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let metrics_path = run_dir.join(METRICS_FILE);
+
+    let resumed = if resume { load_latest_checkpoint(run_dir)? } else { None };
+    if resume && resumed.is_none() {
+        eprintln!("note: no checkpoint in {} yet; starting a new run", run_dir.display());
+    }
+    if !resume && run_dir.join(super::checkpoint::CHECKPOINTS_DIR).join(super::checkpoint::LATEST_FILE).exists() {
+        bail!("{} already holds a training run; pass --resume to continue it or choose another --output", run_dir.display());
+    }
+    let (state, optimizer) = match resumed {
+        Some(ck) => {
+            ensure!(
+                ck.config == model.config,
+                "the checkpoint in {} was made for another model configuration than the one requested",
+                ck.dir.display()
+            );
+            let device = model.device.clone();
+            ck.weights.load_into(&mut model.net, "", &device).with_context(|| format!("restoring weights from {}", ck.dir.display()))?;
+            super::params::freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
+            truncate_metrics(&metrics_path, ck.state.step)?;
+            eprintln!("resuming from {} (step {} of {})", ck.dir.display(), ck.state.step, ck.state.total_steps);
+            (ck.state, ck.optimizer)
+        }
+        None => {
+            let (train_indices, val_indices) = split_indices(dataset.len(), options.val_split, options.seed);
+            ensure!(!train_indices.is_empty(), "no training images left after the validation split");
+            let steps_per_epoch = train_indices.len().div_ceil(options.batch_size);
+            let total_steps = options.steps.unwrap_or(options.epochs * steps_per_epoch);
+            ensure!(total_steps > 0, "nothing to train: 0 steps");
+            let pixel_scale = match options.pixel_scale {
+                Some(s) => s,
+                None => guess_pixel_scale(dataset, &train_indices)?,
+            };
+            // torchvision warms up for min(1000, iterations in epoch 0 - 1); short runs on few
+            // images would get no warm-up at all, so at least 5 % of the run warms up.
+            let warmup_steps = 1000.min(steps_per_epoch.saturating_sub(1).max(total_steps / 20));
+            let state = RunState {
+                step: 0,
+                total_steps,
+                steps_per_epoch,
+                seed: options.seed,
+                batch_size: options.batch_size,
+                optimizer: options.optimizer,
+                schedule: Schedule { kind: options.schedule, base_lr: options.lr, total_steps, warmup_steps },
+                clip_grad_norm: options.clip_grad_norm,
+                skipped_steps: 0,
+                consecutive_skipped: 0,
+                best_val_loss: None,
+                best_step: None,
+                val_indices,
+                train_indices,
+                pixel_scale,
+            };
+            if metrics_path.exists() {
+                std::fs::remove_file(&metrics_path)?;
+            }
+            (state, OptimizerState::default())
+        }
+    };
+
+    let mut trainer = Trainer { model, dataset, options, run_dir: run_dir.to_path_buf(), state, optimizer };
+    let total = trainer.state.total_steps;
+    let bar = if options.progress { indicatif::ProgressBar::new(total as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {elapsed_precise}<{eta_precise}  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(trainer.state.step as u64);
+    let mut running: Option<[f64; 5]> = None;
+    let mut last_losses = None;
+    let mut window = [0.0f64; 5];
+    let mut window_n = 0usize;
+    let mut epoch_sum = 0.0f64;
+    let mut epoch_n = 0usize;
+    let mut steps_this_call = 0usize;
+    let mut clock = Instant::now();
+
+    while trainer.state.step < total {
+        if options.stop_after.is_some_and(|n| steps_this_call >= n) {
+            bar.abandon_with_message("stopped early");
+            return Ok(TrainReport {
+                steps: trainer.state.step,
+                finished: false,
+                skipped_steps: trainer.state.skipped_steps,
+                last_losses,
+                best_val_loss: trainer.state.best_val_loss,
+                final_model: None,
+            });
+        }
+        let step = trainer.state.step;
+        let spe = trainer.state.steps_per_epoch;
+        let epoch = step / spe;
+        let position = step % spe;
+        let order = epoch_order(&trainer.state.train_indices, trainer.state.seed, epoch);
+        let bs = trainer.state.batch_size;
+        let batch: Vec<usize> = order[position * bs..((position + 1) * bs).min(order.len())].to_vec();
+        let (images, targets) = trainer.examples(&batch, epoch, true)?;
+        let outcome = trainer.step(&images, &targets)?;
+        let lr = trainer.state.schedule.lr(step);
+        trainer.state.step += 1;
+        steps_this_call += 1;
+        match outcome {
+            StepOutcome::Applied { losses, grad_norm } => {
+                trainer.state.consecutive_skipped = 0;
+                last_losses = Some(losses);
+                let l = losses.map(|v| v as f64);
+                running = Some(match running {
+                    None => l,
+                    Some(r) => std::array::from_fn(|k| 0.9 * r[k] + 0.1 * l[k]),
+                });
+                for k in 0..5 {
+                    window[k] += l[k];
+                }
+                window_n += 1;
+                epoch_sum += l.iter().sum::<f64>();
+                epoch_n += 1;
+                let r = running.unwrap();
+                bar.set_message(format!(
+                    "loss {:.3} (obj {:.3} rpn {:.3} cls {:.3} box {:.3} mask {:.3}) lr {lr:.2e}",
+                    r.iter().sum::<f64>(),
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4]
+                ));
+                if trainer.state.step.is_multiple_of(options.log_every) || trainer.state.step == total {
+                    let mean = window.map(|s| s / window_n as f64);
+                    let mut line = loss_fields("", &mean);
+                    line.insert("kind".into(), json!("step"));
+                    line.insert("step".into(), json!(trainer.state.step));
+                    line.insert("epoch".into(), json!(epoch));
+                    line.insert("lr".into(), json!(lr));
+                    line.insert("grad_norm".into(), json!(grad_norm));
+                    line.insert("seconds_per_step".into(), json!(clock.elapsed().as_secs_f64() / window_n as f64));
+                    append_metrics(&metrics_path, &serde_json::Value::Object(line))?;
+                    window = [0.0; 5];
+                    window_n = 0;
+                    clock = Instant::now();
+                }
+            }
+            StepOutcome::Skipped { losses, reason } => {
+                trainer.state.skipped_steps += 1;
+                trainer.state.consecutive_skipped += 1;
+                bar.println(format!("step {step}: skipped ({reason}; losses {losses:?})"));
+                append_metrics(&metrics_path, &json!({"kind": "skipped", "step": trainer.state.step, "epoch": epoch, "reason": reason}))?;
+                if trainer.state.consecutive_skipped >= options.max_consecutive_skips {
+                    bar.abandon();
+                    bail!(
+                        "stopping: {} steps in a row had a non-finite loss or gradient (last: {reason}). Lower --lr, \
+                         keep gradient clipping on, or check the data for broken boxes; the last good checkpoint is in {}",
+                        trainer.state.consecutive_skipped,
+                        run_dir.join(super::checkpoint::CHECKPOINTS_DIR).display()
+                    );
+                }
+            }
+        }
+        bar.set_position(trainer.state.step as u64);
+
+        let epoch_end = trainer.state.step.is_multiple_of(spe) || trainer.state.step == total;
+        if epoch_end {
+            let val = trainer.validate()?;
+            let train_loss = if epoch_n > 0 { Some(epoch_sum / epoch_n as f64) } else { None };
+            let monitored = val.map(|v| v.iter().sum::<f64>()).or(train_loss);
+            let mut line = serde_json::Map::new();
+            line.insert("kind".into(), json!("epoch"));
+            line.insert("epoch".into(), json!(epoch));
+            line.insert("step".into(), json!(trainer.state.step));
+            line.insert("lr".into(), json!(lr));
+            line.insert("train_loss".into(), json!(train_loss));
+            line.insert("skipped_steps".into(), json!(trainer.state.skipped_steps));
+            if let Some(v) = &val {
+                line.extend(loss_fields("val_", v));
+            }
+            if let Some(m) = monitored {
+                if trainer.state.best_val_loss.is_none_or(|b| m < b) {
+                    trainer.state.best_val_loss = Some(m);
+                    trainer.state.best_step = Some(trainer.state.step);
+                    trainer.save_best(m)?;
+                    line.insert("best".into(), json!(true));
+                }
+            }
+            append_metrics(&metrics_path, &serde_json::Value::Object(line))?;
+            epoch_sum = 0.0;
+            epoch_n = 0;
+        }
+        let periodic = options.checkpoint_every.is_some_and(|n| n > 0 && trainer.state.step.is_multiple_of(n));
+        if epoch_end || periodic {
+            save_checkpoint(run_dir, trainer.model, &trainer.optimizer, &trainer.state)?;
+        }
+    }
+    bar.finish();
+    let final_dir = run_dir.join(FINAL_DIR);
+    save_model_folder(
+        &final_dir,
+        trainer.model,
+        &json!({"steps": trainer.state.step, "seed": trainer.state.seed, "best_val_loss": trainer.state.best_val_loss, "skipped_steps": trainer.state.skipped_steps}),
+    )?;
+    Ok(TrainReport {
+        steps: trainer.state.step,
+        finished: true,
+        skipped_steps: trainer.state.skipped_steps,
+        last_losses,
+        best_val_loss: trainer.state.best_val_loss,
+        final_model: Some(final_dir),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_and_order_are_deterministic() {
+        let (t1, v1) = split_indices(20, 0.2, 7);
+        let (t2, v2) = split_indices(20, 0.2, 7);
+        assert_eq!((t1.clone(), v1.clone()), (t2, v2));
+        assert_eq!(v1.len(), 4);
+        assert_eq!(t1.len() + v1.len(), 20);
+        assert_ne!(split_indices(20, 0.2, 8).1, v1);
+        assert_eq!(epoch_order(&t1, 7, 3), epoch_order(&t1, 7, 3));
+        assert_ne!(epoch_order(&t1, 7, 3), epoch_order(&t1, 7, 4));
+        assert_eq!(split_indices(1, 0.5, 0).1.len(), 0);
+    }
+}
