@@ -189,7 +189,37 @@ fn time_components(model: &MaskRcnn, trace: &ForwardTrace, original_hw: (usize, 
     });
 }
 
+/// `bench_predict --conv-probe`: one 256->256 3x3 convolution (the mask head's) on the same work laid
+/// out three ways, to see whether burn-flex's cost comes from the arithmetic or from running many
+/// small images: 100 RoIs of 14x14, one 140x140 image, and the 100 RoIs tiled into one 160x160
+/// mosaic with zero gutters (which gives the per-RoI results exactly, at 30% extra arithmetic).
+fn conv_probe() -> Result<()> {
+    use burn::tensor::Distribution;
+    let device = burn::tensor::Device::default();
+    let conv = maskrcnn::layers::Conv::new(256, 256, 3, 1, 1, true, &device);
+    let shapes: [(&str, [usize; 4]); 3] =
+        [("100 RoIs 14x14", [100, 256, 14, 14]), ("1 image 140x140", [1, 256, 140, 140]), ("mosaic 160x160", [1, 256, 160, 160])];
+    let mut out = serde_json::Map::new();
+    for (name, shape) in shapes {
+        let x: Tensor<4> = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let _ = tensor_to_vec(conv.forward(x.clone()));
+        let reps = 3;
+        let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+        for _ in 0..reps {
+            let _ = conv.forward(x.clone());
+        }
+        let (cpu, wall) = ((cpu_seconds() - cpu0) / reps as f64, wall0.elapsed().as_secs_f64() / reps as f64);
+        let flops = 2.0 * (shape[0] * shape[2] * shape[3]) as f64 * 256.0 * 256.0 * 9.0;
+        out.insert(name.into(), serde_json::json!({"cpu_s": cpu, "wall_s": wall, "gflops_per_cpu_s": flops / cpu / 1e9}));
+    }
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(())
+}
+
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("--conv-probe") {
+        return conv_probe();
+    }
     let mut args: Vec<String> = std::env::args().collect();
     let mut component_passes = 0;
     if let Some(i) = args.iter().position(|a| a == "--components") {
