@@ -38,6 +38,8 @@ enum Command {
     Package(PackageArgs),
     /// Cut a raster and label polygons into training chips (Esri RCNN_Masks or COCO).
     ExportChips(ExportChipsArgs),
+    /// Train a model on COCO, Esri RCNN_Masks or instance-mask PNG data.
+    Train(crate::train::cli::TrainArgs),
 }
 
 #[derive(Args)]
@@ -261,6 +263,7 @@ pub fn run() -> Result<()> {
         Command::Vectorize(args) => vectorize(args),
         Command::Package(args) => package(args),
         Command::ExportChips(args) => export_chips(args),
+        Command::Train(args) => crate::train::cli::run_train(args),
     }
 }
 

@@ -103,6 +103,9 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Use the PointRend mask head (224x224 masks refined at uncertain points).
+    #[arg(long)]
+    pub pointrend: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -165,7 +168,12 @@ pub fn adapt_classes(model: &mut MaskRcnn, class_names: &[String]) {
     let rh = &model.config.roi_heads;
     let c = model.config.backbone.fpn_out_channels;
     model.net.box_predictor = FastRcnnPredictor::new(rh.representation_size, num_classes, &device);
-    model.net.mask_predictor = MaskPredictor::new(*rh.mask_layers.last().unwrap_or(&c), rh.mask_predictor_channels, num_classes, &device);
+    if let Some(pr) = model.net.pointrend.as_mut() {
+        pr.coarse_head.prediction = crate::layers::Linear::new_normal(1024, num_classes * 49, 0.001, &device);
+        pr.point_head = crate::roi_heads::pointrend::PointHead::new(c, num_classes, &device);
+    } else {
+        model.net.mask_predictor = Some(MaskPredictor::new(*rh.mask_layers.last().unwrap_or(&c), rh.mask_predictor_channels, num_classes, &device));
+    }
     model.config.num_classes = num_classes;
     model.config.category_ids.clear();
     model.config.class_colors.clear();
@@ -182,12 +190,16 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     let mut model = match &args.init {
         Some(path) => {
             let mut m = crate::weights::load_model(path, &device)?.model;
+            if args.pointrend && !m.config.pointrend {
+                bail!("--pointrend: {} is a plain Mask R-CNN; start PointRend training from scratch or from a PointRend checkpoint", path.display());
+            }
             adapt_classes(&mut m, &class_names);
             m.config.backbone.trainable_layers = args.trainable_layers.map_or(3, usize::from);
             m
         }
         None => {
-            let config = new_model_config(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, args.trainable_layers.map_or(5, usize::from));
+            let mut config = new_model_config(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, args.trainable_layers.map_or(5, usize::from));
+            config.pointrend = args.pointrend;
             MaskRcnn::new(config, &device)?
         }
     };

@@ -31,7 +31,9 @@ pub struct TrainTarget {
     pub masks: Vec<Vec<u8>>,
 }
 
-/// The five Mask R-CNN losses (scalar tensors, shape `[1]`), named as torchvision names them.
+pub const NUM_LOSS_TERMS: usize = 6;
+
+/// The five Mask R-CNN losses and PointRend's point loss (scalar tensors, shape `[1]`), named as torchvision names them.
 #[derive(Debug, Clone)]
 pub struct LossTerms {
     pub objectness: Tensor<1>,
@@ -39,20 +41,33 @@ pub struct LossTerms {
     pub classifier: Tensor<1>,
     pub box_reg: Tensor<1>,
     pub mask: Tensor<1>,
+    /// PointRend's point loss (zero for the plain mask head, whose `mask` is the 28x28 loss).
+    pub mask_point: Tensor<1>,
 }
 
 impl LossTerms {
-    pub const NAMES: [&'static str; 5] = ["loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"];
+    pub const NAMES: [&'static str; NUM_LOSS_TERMS] =
+        ["loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask", "loss_mask_point"];
 
     /// The sum torchvision's reference trains on.
     pub fn total(&self) -> Tensor<1> {
-        self.objectness.clone() + self.rpn_box_reg.clone() + self.classifier.clone() + self.box_reg.clone() + self.mask.clone()
+        self.objectness.clone() + self.rpn_box_reg.clone() + self.classifier.clone() + self.box_reg.clone() + self.mask.clone() + self.mask_point.clone()
     }
 
     /// The terms in [`Self::NAMES`] order, read back to the host.
-    pub fn values(&self) -> [f32; 5] {
-        [&self.objectness, &self.rpn_box_reg, &self.classifier, &self.box_reg, &self.mask].map(|t| tensor_to_vec(t.clone())[0])
+    pub fn values(&self) -> [f32; NUM_LOSS_TERMS] {
+        [&self.objectness, &self.rpn_box_reg, &self.classifier, &self.box_reg, &self.mask, &self.mask_point].map(|t| tensor_to_vec(t.clone())[0])
     }
+}
+
+/// A sampled proposal matched to a ground-truth instance.
+#[derive(Debug, Clone, Copy)]
+pub struct PositiveRoi {
+    pub image: usize,
+    pub bbox: Box,
+    pub label: usize,
+    /// Index of the matched instance in the image's target.
+    pub gt: usize,
 }
 
 /// What one training forward decided, for tests and diagnostics.
@@ -202,6 +217,7 @@ impl MaskRcnn {
         let mut mask_rois: Vec<(usize, Box)> = Vec::new();
         let mut mask_targets: Vec<f32> = Vec::new();
         let mut mask_rows: Vec<i64> = Vec::new();
+        let mut positives: Vec<PositiveRoi> = Vec::new();
         let mask_side = 2 * rh.mask_roi_output_size;
         let mask_params = RoiAlignParams { output_h: mask_side, output_w: mask_side, spatial_scale: 1.0, sampling_ratio: -1, aligned: false };
         let mut roi_sampled = Vec::new();
@@ -231,10 +247,13 @@ impl MaskRcnn {
                     let g = matches[k] as usize;
                     box_targets.extend(box_coder.encode(&target.boxes[g], &candidates[k]));
                     box_rows.push((row * num_classes) as i64 + label);
-                    mask_rows.push((mask_rois.len() * num_classes) as i64 + label);
-                    mask_rois.push((i, candidates[k]));
-                    let gt_mask: Vec<f32> = target.masks[g].iter().map(|&v| v as f32).collect();
-                    mask_targets.extend(roi_align_host(&gt_mask, 1, h, w, &[candidates[k]], &mask_params));
+                    positives.push(PositiveRoi { image: i, bbox: candidates[k], label: label as usize, gt: g });
+                    if self.net.pointrend.is_none() {
+                        mask_rows.push((mask_rois.len() * num_classes) as i64 + label);
+                        mask_rois.push((i, candidates[k]));
+                        let gt_mask: Vec<f32> = target.masks[g].iter().map(|&v| v as f32).collect();
+                        mask_targets.extend(roi_align_host(&gt_mask, 1, h, w, &[candidates[k]], &mask_params));
+                    }
                 }
             }
         }
@@ -250,12 +269,22 @@ impl MaskRcnn {
             let picked = box_regression.reshape([num_rois * num_classes, 4]).select(0, int_tensor_from_vec(box_rows, &device));
             smooth_l1_sum(picked, tensor_from_vec(box_targets, [num_box_pos, 4], &device), SMOOTH_L1_BETA) / num_rois as f32
         };
-        let loss_mask = if mask_rois.is_empty() {
+        let mut loss_mask_point = Tensor::zeros([1], &device);
+        let loss_mask = if positives.is_empty() {
             // torchvision returns `mask_logits.sum() * 0`: zero, with no gradient to speak of.
             Tensor::zeros([1], &device)
+        } else if let Some(pr) = &self.net.pointrend {
+            let max_image_h = batch.image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
+            let fine_scale = crate::roi_heads::poolers::infer_scale(features[0].dims()[2], max_image_h);
+            let (coarse, point) = super::pointrend_loss::pointrend_losses(pr, &features[0], fine_scale, &positives, &targets, &batch.image_sizes, sampler)?;
+            loss_mask_point = point;
+            coarse
         } else {
+            let (Some(head), Some(predictor)) = (&self.net.mask_head, &self.net.mask_predictor) else {
+                anyhow::bail!("the model has no mask head");
+            };
             let pooled = multiscale_roi_align(&features[..fpn_levels], &mask_rois, &batch.image_sizes, rh.mask_roi_output_size, rh.sampling_ratio);
-            let logits = self.net.mask_predictor.forward(self.net.mask_head.forward(pooled));
+            let logits = predictor.forward(head.forward(pooled));
             let [p, c, m, _] = logits.dims();
             ensure!(m == mask_side, "mask predictor gives {m}x{m} logits, expected {mask_side}");
             let picked: Tensor<2> = logits.reshape([p * c, m * m]).select(0, int_tensor_from_vec(mask_rows, &device));
@@ -268,7 +297,14 @@ impl MaskRcnn {
             t.rpn_sampled = rpn_sampled;
             t.roi_sampled = roi_sampled;
         }
-        Ok(LossTerms { objectness: loss_objectness, rpn_box_reg: loss_rpn_box_reg, classifier: loss_classifier, box_reg: loss_box_reg, mask: loss_mask })
+        Ok(LossTerms {
+            objectness: loss_objectness,
+            rpn_box_reg: loss_rpn_box_reg,
+            classifier: loss_classifier,
+            box_reg: loss_box_reg,
+            mask: loss_mask,
+            mask_point: loss_mask_point,
+        })
     }
 }
 

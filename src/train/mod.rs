@@ -37,6 +37,7 @@ pub mod forward;
 pub mod losses;
 pub mod optim;
 pub mod params;
+pub mod pointrend_loss;
 pub mod sampling;
 pub mod trainer;
 

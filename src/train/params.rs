@@ -29,6 +29,7 @@ pub fn freeze_layers(net: &mut MaskRcnnNet, trainable_layers: usize) {
             TensorSlot::Param1(p) => *p = p.clone().set_require_grad(train),
             TensorSlot::Param2(p) => *p = p.clone().set_require_grad(train),
             TensorSlot::Param4(p) => *p = p.clone().set_require_grad(train),
+            TensorSlot::Param3(p) => *p = p.clone().set_require_grad(train),
             TensorSlot::Const1(_) => {}
         }
     });
@@ -45,6 +46,7 @@ pub fn gradients_by_name(net: &mut MaskRcnnNet, grads: &Gradients) -> BTreeMap<S
             TensorSlot::Param1(p) => host(p, grads),
             TensorSlot::Param2(p) => host(p, grads),
             TensorSlot::Param4(p) => host(p, grads),
+            TensorSlot::Param3(p) => host(p, grads),
             TensorSlot::Const1(_) => None,
         };
         if let Some(g) = g {
@@ -65,6 +67,7 @@ pub fn parameter_values(net: &mut MaskRcnnNet, only: Option<&dyn Fn(&str) -> boo
             TensorSlot::Param1(p) => tensor_to_vec(p.val()),
             TensorSlot::Param2(p) => tensor_to_vec(p.val()),
             TensorSlot::Param4(p) => tensor_to_vec(p.val()),
+            TensorSlot::Param3(p) => tensor_to_vec(p.val()),
             TensorSlot::Const1(_) => return,
         };
         out.insert(name, v);
@@ -80,6 +83,7 @@ pub fn set_parameters(net: &mut MaskRcnnNet, values: &BTreeMap<String, Vec<f32>>
             TensorSlot::Param1(p) => *p = Param::from_tensor(tensor_from_vec(v.clone(), p.dims(), device)),
             TensorSlot::Param2(p) => *p = Param::from_tensor(tensor_from_vec(v.clone(), p.dims(), device)),
             TensorSlot::Param4(p) => *p = Param::from_tensor(tensor_from_vec(v.clone(), p.dims(), device)),
+            TensorSlot::Param3(p) => *p = Param::from_tensor(tensor_from_vec(v.clone(), p.dims(), device)),
             TensorSlot::Const1(_) => {}
         }
     });

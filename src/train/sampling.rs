@@ -71,6 +71,22 @@ pub enum SamplingStage {
 /// positive, `0` negative, `< 0` ignored. Returns positive and negative indices, each ascending.
 pub trait Sampler {
     fn sample(&mut self, stage: SamplingStage, image: usize, labels: &[i64], batch_size: usize, positive_fraction: f32) -> (Vec<usize>, Vec<usize>);
+
+    /// `n` points uniform in `[0, 1]^2` (PointRend's training points). The default is a fixed
+    /// low-discrepancy sequence, so replaying samplers stay deterministic.
+    fn uniform_points(&mut self, n: usize) -> Vec<[f32; 2]> {
+        (0..n).map(|i| [halton(i + 1, 2), halton(i + 1, 3)]).collect()
+    }
+}
+
+fn halton(mut index: usize, base: usize) -> f32 {
+    let (mut f, mut r) = (1.0f32, 0.0f32);
+    while index > 0 {
+        f /= base as f32;
+        r += f * (index % base) as f32;
+        index /= base;
+    }
+    r
 }
 
 /// torchvision's `BalancedPositiveNegativeSampler`: up to `batch_size * positive_fraction`
@@ -86,6 +102,11 @@ impl Sampler for RandomSampler<'_> {
         let num_pos = ((batch_size as f32 * positive_fraction) as usize).min(positive.len());
         let num_neg = (batch_size - num_pos).min(negative.len());
         (choose_sorted(&positive, num_pos, self.rng), choose_sorted(&negative, num_neg, self.rng))
+    }
+
+    fn uniform_points(&mut self, n: usize) -> Vec<[f32; 2]> {
+        use rand::Rng;
+        (0..n).map(|_| [self.rng.random::<f32>(), self.rng.random::<f32>()]).collect()
     }
 }
 

@@ -93,7 +93,7 @@ pub struct TrainReport {
     pub finished: bool,
     pub skipped_steps: usize,
     /// Last logged training loss terms, in [`LossTerms::NAMES`] order.
-    pub last_losses: Option<[f32; 5]>,
+    pub last_losses: Option<[f32; crate::train::forward::NUM_LOSS_TERMS]>,
     pub best_val_loss: Option<f64>,
     /// The final model folder (`None` when stopped early).
     pub final_model: Option<PathBuf>,
@@ -184,8 +184,8 @@ pub fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
 }
 
 enum StepOutcome {
-    Applied { losses: [f32; 5], grad_norm: f32 },
-    Skipped { losses: [f32; 5], reason: String },
+    Applied { losses: [f32; crate::train::forward::NUM_LOSS_TERMS], grad_norm: f32 },
+    Skipped { losses: [f32; crate::train::forward::NUM_LOSS_TERMS], reason: String },
 }
 
 struct Trainer<'a> {
@@ -239,11 +239,11 @@ impl Trainer<'_> {
     }
 
     /// Mean loss terms over the validation split, with a fixed sampler stream so epochs compare.
-    fn validate(&mut self) -> Result<Option<[f64; 5]>> {
+    fn validate(&mut self) -> Result<Option<[f64; crate::train::forward::NUM_LOSS_TERMS]>> {
         if self.state.val_indices.is_empty() {
             return Ok(None);
         }
-        let mut sums = [0.0f64; 5];
+        let mut sums = [0.0f64; crate::train::forward::NUM_LOSS_TERMS];
         let mut batches = 0usize;
         let val = self.state.val_indices.clone();
         for (b, chunk) in val.chunks(self.state.batch_size).enumerate() {
@@ -298,7 +298,7 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     crate::io_util::write_atomic(path, out.as_bytes())
 }
 
-fn loss_fields(prefix: &str, values: &[f64; 5]) -> serde_json::Map<String, serde_json::Value> {
+fn loss_fields(prefix: &str, values: &[f64; crate::train::forward::NUM_LOSS_TERMS]) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     m.insert(format!("{prefix}loss"), json!(values.iter().sum::<f64>()));
     for (name, v) in LossTerms::NAMES.iter().zip(values) {
@@ -386,9 +386,9 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_position(trainer.state.step as u64);
-    let mut running: Option<[f64; 5]> = None;
+    let mut running: Option<[f64; crate::train::forward::NUM_LOSS_TERMS]> = None;
     let mut last_losses = None;
-    let mut window = [0.0f64; 5];
+    let mut window = [0.0f64; crate::train::forward::NUM_LOSS_TERMS];
     let mut window_n = 0usize;
     let mut epoch_sum = 0.0f64;
     let mut epoch_n = 0usize;
@@ -428,7 +428,7 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
                     None => l,
                     Some(r) => std::array::from_fn(|k| 0.9 * r[k] + 0.1 * l[k]),
                 });
-                for k in 0..5 {
+                for k in 0..crate::train::forward::NUM_LOSS_TERMS {
                     window[k] += l[k];
                 }
                 window_n += 1;
@@ -454,7 +454,7 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
                     line.insert("grad_norm".into(), json!(grad_norm));
                     line.insert("seconds_per_step".into(), json!(clock.elapsed().as_secs_f64() / window_n as f64));
                     append_metrics(&metrics_path, &serde_json::Value::Object(line))?;
-                    window = [0.0; 5];
+                    window = [0.0; crate::train::forward::NUM_LOSS_TERMS];
                     window_n = 0;
                     clock = Instant::now();
                 }
