@@ -40,6 +40,26 @@ enum Command {
     ExportChips(ExportChipsArgs),
     /// Train a model on COCO, Esri RCNN_Masks or instance-mask PNG data.
     Train(crate::train::cli::TrainArgs),
+    /// Generate a labelled synthetic dataset, train a small model on it, predict on held-back
+    /// images and score them: the whole workflow in a few minutes.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[arg(long, default_value = "demo")]
+    output: PathBuf,
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    #[arg(long, default_value_t = 96)]
+    train_images: usize,
+    #[arg(long, default_value_t = 16)]
+    heldout_images: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Train the PointRend mask head instead of the plain one.
+    #[arg(long)]
+    pointrend: bool,
 }
 
 #[derive(Args)]
@@ -264,6 +284,7 @@ pub fn run() -> Result<()> {
         Command::Package(args) => package(args),
         Command::ExportChips(args) => export_chips(args),
         Command::Train(args) => crate::train::cli::run_train(args),
+        Command::Demo(args) => demo(args),
     }
 }
 
@@ -552,5 +573,22 @@ fn export_chips(args: ExportChipsArgs) -> Result<()> {
         classes.join(", "),
         args.output.display()
     );
+    Ok(())
+}
+
+fn demo(args: DemoArgs) -> Result<()> {
+    if args.output.join("run").exists() {
+        bail!("{} already holds a demo run; choose another --output", args.output.display());
+    }
+    let options = crate::demo::DemoOptions {
+        output: args.output.clone(),
+        train_images: args.train_images,
+        heldout_images: args.heldout_images,
+        steps: args.steps,
+        seed: args.seed,
+        pointrend: args.pointrend,
+    };
+    let report = crate::demo::run_demo(&options)?;
+    println!("{}", crate::demo::describe(&report, &args.output));
     Ok(())
 }

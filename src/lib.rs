@@ -5,6 +5,7 @@ pub mod backbone;
 pub mod image_io;
 pub mod predict;
 pub mod config;
+pub mod demo;
 pub mod detect;
 pub mod tta;
 pub mod io_util;
