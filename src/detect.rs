@@ -117,10 +117,16 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
 
 /// Joins shard files into one vector file, stitching objects across shard seams.
 pub fn merge_shards(inputs: &[PathBuf], output: &Path, overwrite: bool) -> Result<usize> {
-    let merged = maskrcnn_geo::merge_outputs(inputs)?;
+    let header = maskrcnn_geo::read_shard_headers(inputs)?;
     let options = WriteOptions { overwrite, ..WriteOptions::default() };
-    maskrcnn_geo::write_features(output, &merged.features, merged.header.crs.as_ref(), &options)?;
-    Ok(merged.features.len())
+    let mut sink = create_writer(output, header.crs.as_ref(), &options)?;
+    let mut count = 0;
+    maskrcnn_geo::merge_outputs_streaming(inputs, |f| {
+        count += 1;
+        sink.write(&f)
+    })?;
+    sink.finish()?;
+    Ok(count)
 }
 
 fn class_names_by_category_id(model: &MaskRcnn) -> Vec<String> {

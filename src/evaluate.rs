@@ -76,6 +76,8 @@ pub fn as_detection_results(results: &[CocoResult]) -> Result<Vec<DetectionResul
     Ok(serde_json::from_str(&json)?)
 }
 
+const CELL: (u32, u32) = (480, 360);
+
 /// Ground truth and predictions side by side for the first `rows` images.
 pub fn show_results(
     model: &MaskRcnn,
@@ -92,13 +94,18 @@ pub fn show_results(
         let image = load_image(&path, model.config.backbone.in_channels)?;
         let mut dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
         dets.retain(|d| d.score >= score_threshold);
-        pairs.push((draw_ground_truth(&image, gt, info.id, mode)?, draw_predictions(&image, &dets, model, mode)));
+        // Small chips are enlarged by whole factors (nearest) so they fill the grid cell.
+        let factor = (CELL.1 / image.height.max(1) as u32).clamp(1, 4);
+        let enlarge = |img: image::RgbImage| {
+            image::imageops::resize(&img, img.width() * factor, img.height() * factor, image::imageops::FilterType::Nearest)
+        };
+        pairs.push((enlarge(draw_ground_truth(&image, gt, info.id, mode)?), enlarge(draw_predictions(&image, &dets, model, mode))));
         titles.push(info.file_name.clone());
     }
     if pairs.is_empty() {
         bail!("{}: the dataset has no images", dataset.annotations.display());
     }
-    Ok(results_grid(&pairs, &titles, (480, 360)))
+    Ok(results_grid(&pairs, &titles, CELL))
 }
 
 fn draw_ground_truth(image: &ImageChw, gt: &CocoGroundTruth, image_id: i64, mode: DrawMode) -> Result<image::RgbImage> {

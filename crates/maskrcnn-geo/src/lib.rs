@@ -20,7 +20,7 @@ pub use chips::{export_chips, read_label_polygons, ChipClass, ChipFormat, ChipIm
 pub mod merge;
 pub mod tiling;
 
-pub use merge::{merge_outputs, MergeOptions, MergedOutput, Merger, PendingInstance, PixelMask, ShardHeader, ShardWriter};
+pub use merge::{merge_outputs, merge_outputs_streaming, read_shard_headers, MergeOptions, MergedOutput, Merger, PendingInstance, PixelMask, ShardHeader, ShardWriter};
 pub use tiling::{
     detect_raster, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard, Tile, TileGrid, TileImage,
     TileInstance,

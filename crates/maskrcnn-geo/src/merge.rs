@@ -517,15 +517,22 @@ pub struct MergedOutput {
 /// finished features are passed through, pending instances are merged as in a single run, so
 /// the result equals an unsharded run.
 pub fn merge_outputs(paths: &[impl AsRef<Path>]) -> Result<MergedOutput> {
+    let mut features = Vec::new();
+    let header = merge_outputs_streaming(paths, |f| {
+        features.push(f);
+        Ok(())
+    })?;
+    Ok(MergedOutput { header, features })
+}
+
+/// Reads and cross-checks the header of every shard file: same run, each shard once, none missing.
+pub fn read_shard_headers(paths: &[impl AsRef<Path>]) -> Result<ShardHeader> {
     let mut header: Option<ShardHeader> = None;
     let mut seen = BTreeSet::new();
-    let mut features = Vec::new();
-    let mut pending: Vec<PendingInstance> = Vec::new();
     for path in paths {
         let path = path.as_ref();
         let file = File::open(path).with_context(|| format!("cannot open shard output {}", path.display()))?;
-        let mut lines = BufReader::new(file).lines();
-        let first = lines.next().ok_or_else(|| anyhow!("{} is empty", path.display()))??;
+        let first = BufReader::new(file).lines().next().ok_or_else(|| anyhow!("{} is empty", path.display()))??;
         let h: ShardHeader =
             serde_json::from_str(&first).with_context(|| format!("{}: not a maskrcnn-geo shard file", path.display()))?;
         if h.format != SHARD_FORMAT {
@@ -542,12 +549,30 @@ pub fn merge_outputs(paths: &[impl AsRef<Path>]) -> Result<MergedOutput> {
             bail!("{}: shard {} given twice", path.display(), h.shard.index);
         }
         header = Some(h);
-        for (n, line) in lines.enumerate() {
+    }
+    let header = header.ok_or_else(|| anyhow!("no shard files given"))?;
+    let n = header.shard.count;
+    if seen.len() != n {
+        let missing: Vec<usize> = (0..n).filter(|k| !seen.contains(k)).collect();
+        bail!("shards {missing:?} of {n} are missing; the merge needs all of them");
+    }
+    Ok(header)
+}
+
+/// Like [`merge_outputs`] but hands each feature to `on_feature` as it is read, holding only the
+/// objects that touch other shards: memory grows with the seams, not with the scene.
+pub fn merge_outputs_streaming(paths: &[impl AsRef<Path>], mut on_feature: impl FnMut(Feature) -> Result<()>) -> Result<ShardHeader> {
+    let header = read_shard_headers(paths)?;
+    let mut pending: Vec<PendingInstance> = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let file = File::open(path).with_context(|| format!("cannot open shard output {}", path.display()))?;
+        for (n, line) in BufReader::new(file).lines().enumerate().skip(1) {
             let line = line?;
-            let ctx = || format!("{} line {}", path.display(), n + 2);
+            let ctx = || format!("{} line {}", path.display(), n + 1);
             let v: serde_json::Value = serde_json::from_str(&line).with_context(ctx)?;
             if let Some(f) = v.get("feature") {
-                features.push(feature_from_json(f).with_context(ctx)?);
+                on_feature(feature_from_json(f).with_context(ctx)?)?;
             } else if let Some(p) = v.get("pending") {
                 let num = |k: &str| p[k].as_u64().ok_or_else(|| anyhow!("pending instance without {k}"));
                 let runs: Vec<u32> = serde_json::from_value(p["runs"].clone()).with_context(ctx)?;
@@ -564,12 +589,6 @@ pub fn merge_outputs(paths: &[impl AsRef<Path>]) -> Result<MergedOutput> {
                 bail!("{}: unknown record", ctx());
             }
         }
-    }
-    let header = header.ok_or_else(|| anyhow!("no shard files given"))?;
-    let n = header.shard.count;
-    if seen.len() != n {
-        let missing: Vec<usize> = (0..n).filter(|k| !seen.contains(k)).collect();
-        bail!("shards {missing:?} of {n} are missing; the merge needs all of them");
     }
     // Re-run the merge on the pending instances, tile row by tile row as a single run would.
     pending.sort_by_key(|p| (p.tile_row, p.tile_col));
@@ -588,6 +607,8 @@ pub fn merge_outputs(paths: &[impl AsRef<Path>]) -> Result<MergedOutput> {
     }
     let (more, left) = merger.finish()?;
     debug_assert!(left.is_empty());
-    features.extend(more);
-    Ok(MergedOutput { header, features })
+    for f in more {
+        on_feature(f)?;
+    }
+    Ok(header)
 }
