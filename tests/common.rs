@@ -48,5 +48,9 @@ pub fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
 pub fn assert_close(name: &str, actual: &[f32], expected: &[f32], tolerance: f32) {
     assert_eq!(actual.len(), expected.len(), "{name}: {} values vs {} expected", actual.len(), expected.len());
     let err = relative_error(actual, expected);
+    if std::env::var_os("PARITY_VERBOSE").is_some() {
+        let (i, _) = actual.iter().zip(expected).enumerate().fold((0, 0.0f32), |m, (i, (a, b))| if (a - b).abs() > m.1 { (i, (a - b).abs()) } else { m });
+        eprintln!("{name}: relative error {err:.2e} (worst at {i}: {} vs {})", actual[i], expected[i]);
+    }
     assert!(err <= tolerance, "{name}: relative error {err:.3e} > {tolerance:.0e}");
 }
