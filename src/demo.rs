@@ -117,9 +117,6 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
     let metrics = out.join("metrics.json");
     crate::io_util::write_atomic(&metrics, report.to_json().as_bytes())?;
     let segm = report.segm.as_ref().context("segm metrics")?;
-    if let Ok(curve) = maskrcnn_viz::loss_curves_from_metrics_jsonl(run.join("metrics.jsonl")) {
-        let _ = maskrcnn_viz::save_png(&curve, out.join("loss_curves.png"));
-    }
     let _ = train_json;
     Ok(DemoReport { model: model_dir, results: results_path, overlays, metrics, segm_ap50: segm.stat("AP50"), segm_ap: segm.stat("AP") })
 }
@@ -133,6 +130,6 @@ pub fn describe(report: &DemoReport, out: &Path) -> String {
         report.results.display(),
         report.overlays.display(),
         report.metrics.display(),
-        out.join("loss_curves.png").display()
+        out.join("run/loss_curves.png").display()
     )
 }

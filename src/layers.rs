@@ -33,6 +33,15 @@ impl Conv {
         }
     }
 
+    /// torchvision's ResNet init: bias-free, kaiming-normal weights (fan_out, relu). With frozen
+    /// identity batch norm (training from scratch) the scale matters: PyTorch's default conv init
+    /// is ~2.4x smaller and activations would fade layer by layer.
+    pub fn new_resnet(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, padding: usize, device: &Device) -> Self {
+        let std = (2.0 / (out_ch * kernel * kernel) as f64).sqrt();
+        let weight = Tensor::random([out_ch, in_ch, kernel, kernel], Distribution::Normal(0.0, std), device);
+        Self { weight: Param::from_tensor(weight), bias: None, stride, padding, dilation: 1 }
+    }
+
     /// torchvision's detection-head init: weights N(0, std), bias 0.
     pub fn new_normal(in_ch: usize, out_ch: usize, kernel: usize, padding: usize, std: f64, device: &Device) -> Self {
         let weight = Tensor::random([out_ch, in_ch, kernel, kernel], Distribution::Normal(0.0, std), device);

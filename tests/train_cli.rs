@@ -30,6 +30,8 @@ fn train_command_writes_a_loadable_model_folder() {
         assert!(steps[0][key].is_number(), "metrics line lacks {key}: {}", steps[0]);
     }
     assert!(metrics.contains("\"val_loss\""), "no validation loss in {metrics}");
+    let curves = image::open(out.join("loss_curves.png")).expect("loss_curves.png written beside metrics.jsonl");
+    assert!(curves.width() > 100 && curves.height() > 100);
     let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
     assert_eq!(model.config.num_classes, 4);
     assert_eq!(model.config.class_names[1], "building");

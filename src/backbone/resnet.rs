@@ -42,13 +42,13 @@ pub struct Block {
 impl Block {
     fn basic(in_ch: usize, planes: usize, stride: usize, device: &Device) -> Self {
         let downsample = (stride != 1 || in_ch != planes).then(|| Downsample {
-            conv: Conv::new(in_ch, planes, 1, stride, 0, false, device),
+            conv: Conv::new_resnet(in_ch, planes, 1, stride, 0, device),
             bn: FrozenBatchNorm::new(planes, device),
         });
         Self {
-            conv1: Conv::new(in_ch, planes, 3, stride, 1, false, device),
+            conv1: Conv::new_resnet(in_ch, planes, 3, stride, 1, device),
             bn1: FrozenBatchNorm::new(planes, device),
-            conv2: Conv::new(planes, planes, 3, 1, 1, false, device),
+            conv2: Conv::new_resnet(planes, planes, 3, 1, 1, device),
             bn2: FrozenBatchNorm::new(planes, device),
             conv3: None,
             bn3: None,
@@ -59,15 +59,15 @@ impl Block {
     fn bottleneck(in_ch: usize, planes: usize, stride: usize, device: &Device) -> Self {
         let out = planes * 4;
         let downsample = (stride != 1 || in_ch != out).then(|| Downsample {
-            conv: Conv::new(in_ch, out, 1, stride, 0, false, device),
+            conv: Conv::new_resnet(in_ch, out, 1, stride, 0, device),
             bn: FrozenBatchNorm::new(out, device),
         });
         Self {
-            conv1: Conv::new(in_ch, planes, 1, 1, 0, false, device),
+            conv1: Conv::new_resnet(in_ch, planes, 1, 1, 0, device),
             bn1: FrozenBatchNorm::new(planes, device),
-            conv2: Conv::new(planes, planes, 3, stride, 1, false, device),
+            conv2: Conv::new_resnet(planes, planes, 3, stride, 1, device),
             bn2: FrozenBatchNorm::new(planes, device),
-            conv3: Some(Conv::new(planes, out, 1, 1, 0, false, device)),
+            conv3: Some(Conv::new_resnet(planes, out, 1, 1, 0, device)),
             bn3: Some(FrozenBatchNorm::new(out, device)),
             downsample,
         }
@@ -133,7 +133,7 @@ impl ResNet {
             }
             layers.push(stage_blocks);
         }
-        Self { conv1: Conv::new(in_channels, 64, 7, 2, 3, false, device), bn1: FrozenBatchNorm::new(64, device), layers, bottleneck }
+        Self { conv1: Conv::new_resnet(in_channels, 64, 7, 2, 3, device), bn1: FrozenBatchNorm::new(64, device), layers, bottleneck }
     }
 
     /// Output channels of stage `layer` (1-based, as torchvision's `layer1`..`layer4`).

@@ -179,6 +179,38 @@ pub fn adapt_classes(model: &mut MaskRcnn, class_names: &[String]) {
     model.config.class_colors.clear();
 }
 
+/// Rebuilds the first convolution for `bands` input bands, keeping the checkpoint's filters for
+/// the bands it had and giving each extra band the mean of those filters (so a 4-band model
+/// starts as the RGB one with the new band's evidence averaged in). Normalisation statistics of
+/// new bands repeat the RGB ones until band statistics replace them.
+pub fn adapt_input_bands(model: &mut MaskRcnn, bands: usize) {
+    let device = model.device.clone();
+    let weight = model.net.backbone.body.conv1.weight.val();
+    let [out, old, kh, kw] = weight.dims();
+    let values = crate::tensor_util::tensor_to_vec(weight);
+    let plane = kh * kw;
+    let mut adapted = vec![0.0f32; out * bands * plane];
+    for o in 0..out {
+        let filters = &values[o * old * plane..(o + 1) * old * plane];
+        for b in 0..bands {
+            let dst = &mut adapted[(o * bands + b) * plane..(o * bands + b + 1) * plane];
+            if b < old {
+                dst.copy_from_slice(&filters[b * plane..(b + 1) * plane]);
+            } else {
+                for (k, v) in dst.iter_mut().enumerate() {
+                    *v = (0..old).map(|c| filters[c * plane + k]).sum::<f32>() / old as f32;
+                }
+            }
+        }
+    }
+    model.net.backbone.body.conv1.weight =
+        burn::module::Param::from_tensor(crate::tensor_util::tensor_from_vec(adapted, [out, bands, kh, kw], &device));
+    let t = &mut model.config.transform;
+    t.image_mean = (0..bands).map(|b| t.image_mean[b % t.image_mean.len()]).collect();
+    t.image_std = (0..bands).map(|b| t.image_std[b % t.image_std.len()]).collect();
+    model.config.backbone.in_channels = bands;
+}
+
 pub fn run_train(args: TrainArgs) -> Result<()> {
     let dataset = open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
     let class_names = dataset.class_names().to_vec();
@@ -194,6 +226,10 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
                 bail!("--pointrend: {} is a plain Mask R-CNN; start PointRend training from scratch or from a PointRend checkpoint", path.display());
             }
             adapt_classes(&mut m, &class_names);
+            let model_bands = if bands == 1 { 3 } else { bands };
+            if m.config.backbone.in_channels != model_bands {
+                adapt_input_bands(&mut m, model_bands);
+            }
             m.config.backbone.trainable_layers = args.trainable_layers.map_or(3, usize::from);
             m
         }
@@ -243,4 +279,29 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         report.final_model.as_ref().map_or("(none)".into(), |p| p.display().to_string())
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod band_tests {
+    use super::*;
+
+    #[test]
+    fn extra_bands_get_the_mean_rgb_filter() {
+        let device = Device::default();
+        let config = new_model_config(18, &["a".to_string()], 3, 5);
+        let mut model = MaskRcnn::new(config, &device).unwrap();
+        let rgb = crate::tensor_util::tensor_to_vec(model.net.backbone.body.conv1.weight.val());
+        adapt_input_bands(&mut model, 5);
+        let w = model.net.backbone.body.conv1.weight.val();
+        assert_eq!(w.dims(), [64, 5, 7, 7]);
+        let v = crate::tensor_util::tensor_to_vec(w);
+        // Output filter 0: bands 0..3 unchanged, bands 3 and 4 the mean of the RGB filters.
+        assert_eq!(&v[..3 * 49], &rgb[..3 * 49]);
+        for k in 0..49 {
+            let mean = (rgb[k] + rgb[49 + k] + rgb[98 + k]) / 3.0;
+            assert!((v[3 * 49 + k] - mean).abs() < 1e-6 && (v[4 * 49 + k] - mean).abs() < 1e-6);
+        }
+        assert_eq!(model.config.transform.image_mean.len(), 5);
+        model.predict(&[crate::transform::ImageChw { channels: 5, height: 64, width: 64, data: vec![0.5; 5 * 64 * 64] }]);
+    }
 }

@@ -508,8 +508,12 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
         if epoch_end || periodic {
             save_checkpoint(run_dir, trainer.model, &trainer.optimizer, &trainer.state)?;
         }
+        if epoch_end {
+            write_loss_curves(run_dir);
+        }
     }
     bar.finish();
+    write_loss_curves(run_dir);
     let final_dir = run_dir.join(FINAL_DIR);
     save_model_folder(
         &final_dir,
@@ -524,6 +528,16 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
         best_val_loss: trainer.state.best_val_loss,
         final_model: Some(final_dir),
     })
+}
+
+/// `loss_curves.png` beside `metrics.jsonl`. A picture that fails to render must not stop training,
+/// so problems are reported and skipped.
+fn write_loss_curves(run_dir: &Path) {
+    let picture = maskrcnn_viz::loss_curves_from_metrics_jsonl(run_dir.join("metrics.jsonl"))
+        .and_then(|image| maskrcnn_viz::save_png(&image, run_dir.join("loss_curves.png")));
+    if let Err(e) = picture {
+        eprintln!("warning: loss curves not drawn: {e:#}");
+    }
 }
 
 #[cfg(test)]
