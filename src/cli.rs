@@ -393,7 +393,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
     }
     if let Some(path) = &args.report {
         let figures: Vec<(&str, &image::RgbImage)> = grid.iter().map(|g| ("Ground truth and predictions", g)).collect();
-        let html = maskrcnn_viz::html_report("Mask R-CNN evaluation", &json, &figures);
+        let html = maskrcnn_viz::html_report("Mask R-CNN evaluation", &report_view(&json), &figures);
         crate::io_util::write_atomic(path, html.as_bytes())?;
         eprintln!("report -> {}", path.display());
     }
@@ -591,4 +591,28 @@ fn demo(args: DemoArgs) -> Result<()> {
     let report = crate::demo::run_demo(&options)?;
     println!("{}", crate::demo::describe(&report, &args.output));
     Ok(())
+}
+
+/// The metrics JSON reshaped for the HTML report: one table of the COCO numbers per IoU type,
+/// per-class tables, and the arcgis-style scores.
+fn report_view(json: &serde_json::Value) -> serde_json::Value {
+    let mut view = serde_json::Map::new();
+    for iou_type in ["bbox", "segm", "boundary"] {
+        if let Some(m) = json.get(iou_type).and_then(|v| v.as_object()) {
+            let stats: serde_json::Map<String, serde_json::Value> =
+                maskrcnn_eval::STAT_NAMES.iter().filter_map(|k| m.get(*k).map(|v| (k.to_string(), v.clone()))).collect();
+            view.insert(iou_type.to_string(), serde_json::Value::Object(stats));
+        }
+    }
+    for iou_type in ["segm", "bbox"] {
+        if let Some(rows) = json.get(iou_type).and_then(|m| m.get("per_class")) {
+            view.insert(format!("per-class {iou_type} AP"), rows.clone());
+        }
+    }
+    if let Some(arcgis) = json.get("arcgis_average_precision") {
+        view.insert(format!("arcgis.learn-style AP at IoU {}", arcgis["iou"]), arcgis["per_class"].clone());
+        view.insert("arcgis.learn-style mean AP".into(), arcgis["mean"].clone());
+    }
+    view.insert("max detections per image".into(), json["max_dets"][2].clone());
+    serde_json::Value::Object(view)
 }
