@@ -132,15 +132,8 @@ struct DetectArgs {
     /// Average predictions over flipped tiles.
     #[arg(long)]
     tta: bool,
-    /// Douglas-Peucker tolerance in map units.
-    #[arg(long, default_value_t = 0.0)]
-    simplify: f64,
-    /// Square building corners.
-    #[arg(long)]
-    regularize: bool,
-    /// Drop polygons smaller than this (map units²).
-    #[arg(long, default_value_t = 0.0)]
-    min_area: f64,
+    #[command(flatten)]
+    polygons: PolygonArgs,
     /// K/N: process shard K of N (0-based); also read from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID.
     #[arg(long)]
     shard: Option<String>,
@@ -172,14 +165,33 @@ struct VectorizeArgs {
     /// Band holding the ids.
     #[arg(long, default_value_t = 1)]
     band: usize,
-    #[arg(long, default_value_t = 0.0)]
-    simplify: f64,
-    #[arg(long)]
-    regularize: bool,
-    #[arg(long, default_value_t = 0.0)]
-    min_area: f64,
+    #[command(flatten)]
+    polygons: PolygonArgs,
     #[arg(long)]
     overwrite: bool,
+}
+
+/// How masks become polygons (shared by `detect` and `vectorize`).
+#[derive(Args)]
+struct PolygonArgs {
+    /// Douglas-Peucker tolerance in map units.
+    #[arg(long, default_value_t = 0.0)]
+    simplify: f64,
+    /// Square building corners.
+    #[arg(long)]
+    regularize: bool,
+    /// Drop polygons smaller than this (map units²).
+    #[arg(long, default_value_t = 0.0)]
+    min_area: f64,
+}
+
+impl PolygonArgs {
+    fn options(&self) -> Result<maskrcnn_geo::VectorizeOptions> {
+        if self.simplify < 0.0 || self.min_area < 0.0 {
+            bail!("--simplify and --min-area must not be negative");
+        }
+        Ok(maskrcnn_geo::VectorizeOptions { simplify_tolerance: self.simplify, regularize_right_angles: self.regularize, min_area: self.min_area })
+    }
 }
 
 #[derive(Args)]
@@ -426,13 +438,6 @@ fn show_results(args: ShowResultsArgs) -> Result<()> {
     Ok(())
 }
 
-fn vectorize_options(simplify: f64, regularize: bool, min_area: f64) -> Result<maskrcnn_geo::VectorizeOptions> {
-    if simplify < 0.0 || min_area < 0.0 {
-        bail!("--simplify and --min-area must not be negative");
-    }
-    Ok(maskrcnn_geo::VectorizeOptions { simplify_tolerance: simplify, regularize_right_angles: regularize, min_area })
-}
-
 fn refuse_existing(path: &std::path::Path, overwrite: bool) -> Result<()> {
     if path.exists() && !overwrite {
         bail!("{} already exists; pass --overwrite to replace it", path.display());
@@ -457,7 +462,7 @@ fn detect(args: DetectArgs) -> Result<()> {
         overlap: args.overlap,
         bands: args.bands.clone(),
         min_score: args.threshold,
-        vectorize: vectorize_options(args.simplify, args.regularize, args.min_area)?,
+        vectorize: args.polygons.options()?,
         shard,
         ..DetectOptions::default()
     };
@@ -521,7 +526,7 @@ fn vectorize(args: VectorizeArgs) -> Result<()> {
         _ => bail!("{}: instance ids must be integers", args.labels.display()),
     };
     let gt = info.geotransform_or_identity();
-    let options = vectorize_options(args.simplify, args.regularize, args.min_area)?;
+    let options = args.polygons.options()?;
     let polygons = maskrcnn_geo::vectorize_label_raster(&labels, info.width as usize, info.height as usize, 0i64, &gt, &options)?;
     let features: Vec<Feature> = polygons
         .into_iter()

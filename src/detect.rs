@@ -46,18 +46,7 @@ pub fn detect_tile(model: &MaskRcnn, tile: &TileImage, scale: f32, tta: bool, ke
     Ok(dets
         .into_iter()
         .filter(|d| keep.is_empty() || keep.contains(&d.label))
-        .map(|d| {
-            let mut mask = vec![0u8; w * h];
-            let m = &d.mask;
-            for y in 0..m.height {
-                for x in 0..m.width {
-                    if m.probs[y * m.width + x] > 0.5 {
-                        mask[(m.y0 + y) * w + m.x0 + x] = 1;
-                    }
-                }
-            }
-            TileInstance { class_id: model.config.category_id(d.label) as u32, score: d.score, mask }
-        })
+        .map(|d| TileInstance { class_id: model.config.category_id(d.label) as u32, score: d.score, mask: d.mask.to_binary_full(h, w) })
         .collect())
 }
 

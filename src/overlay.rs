@@ -33,7 +33,7 @@ pub fn draw_detections_with(
     fallback_color: impl Fn(usize) -> [u8; 3],
 ) -> image::RgbImage {
     let (h, w) = (image.height, image.width);
-    let masks: Vec<Vec<u8>> = dets.iter().map(|d| binary_full_mask(d, h, w)).collect();
+    let masks: Vec<Vec<u8>> = dets.iter().map(|d| d.mask.to_binary_full(h, w)).collect();
     let instances: Vec<DrawInstance> = dets
         .iter()
         .zip(&masks)
@@ -46,17 +46,6 @@ pub fn draw_detections_with(
         })
         .collect();
     draw_instances(&to_rgb(image), &instances, &DrawOptions { mode, ..DrawOptions::default() })
-}
-
-fn binary_full_mask(d: &Detection, height: usize, width: usize) -> Vec<u8> {
-    let mut full = vec![0u8; height * width];
-    let m = &d.mask;
-    for y in 0..m.height {
-        for x in 0..m.width {
-            full[(m.y0 + y) * width + m.x0 + x] = (m.probs[y * m.width + x] > 0.5) as u8;
-        }
-    }
-    full
 }
 
 pub fn write_overlay(source: &Path, image: &ImageChw, dets: &[Detection], config: &MaskRcnnConfig, out: &Path) -> Result<()> {

@@ -29,16 +29,7 @@ pub struct RleJson {
 /// The binary mask (probability > 0.5, as torchvision users threshold it) of a detection as RLE
 /// over the whole image.
 pub fn detection_rle(det: &Detection, height: usize, width: usize) -> Rle {
-    let mut full = vec![0u8; height * width];
-    let m = &det.mask;
-    for y in 0..m.height {
-        for x in 0..m.width {
-            if m.probs[y * m.width + x] > 0.5 {
-                full[(m.y0 + y) * width + m.x0 + x] = 1;
-            }
-        }
-    }
-    Rle::from_mask(&full, height, width)
+    Rle::from_mask(&det.mask.to_binary_full(height, width), height, width)
 }
 
 pub fn to_coco_results(model: &MaskRcnn, image_id: u64, file_name: &str, size: (usize, usize), dets: &[Detection]) -> Vec<CocoResult> {

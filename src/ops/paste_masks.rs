@@ -46,6 +46,18 @@ pub struct PastedMask {
 }
 
 impl PastedMask {
+    /// Full-image binary mask (probability > 0.5, as torchvision users threshold it), row-major.
+    pub fn to_binary_full(&self, image_height: usize, image_width: usize) -> Vec<u8> {
+        let mut out = vec![0u8; image_height * image_width];
+        for y in 0..self.height {
+            let dst = (self.y0 + y) * image_width + self.x0;
+            for (o, &p) in out[dst..dst + self.width].iter_mut().zip(&self.probs[y * self.width..(y + 1) * self.width]) {
+                *o = (p > 0.5) as u8;
+            }
+        }
+        out
+    }
+
     /// Full-image probabilities, row-major `height x width` of the image.
     pub fn to_full(&self, image_height: usize, image_width: usize) -> Vec<f32> {
         let mut out = vec![0.0f32; image_height * image_width];
