@@ -43,6 +43,41 @@ enum Command {
     /// Generate a labelled synthetic dataset, train a small model on it, predict on held-back
     /// images and score them: the whole workflow in a few minutes.
     Demo(DemoArgs),
+    /// Sweep the learning rate exponentially, plot loss against rate and suggest one.
+    LrFind(LrFindArgs),
+}
+
+#[derive(Args)]
+struct LrFindArgs {
+    /// Training data, as for `train`.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    images: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    format: Option<crate::train::cli::DataFormat>,
+    #[arg(long, default_value = "object")]
+    class_name: String,
+    /// A checkpoint to start from (default: a new model).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    #[arg(long, default_value_t = 50)]
+    backbone: usize,
+    #[arg(long)]
+    min_size: Option<usize>,
+    #[arg(long)]
+    max_size: Option<usize>,
+    #[arg(long, default_value_t = 2)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 150)]
+    iterations: usize,
+    #[arg(long, value_enum, default_value = "adamw")]
+    optimizer: crate::train::optim::OptimizerKind,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder for lr_find.png and lr_find.json.
+    #[arg(long)]
+    output: PathBuf,
 }
 
 #[derive(Args)]
@@ -297,6 +332,7 @@ pub fn run() -> Result<()> {
         Command::ExportChips(args) => export_chips(args),
         Command::Train(args) => crate::train::cli::run_train(args),
         Command::Demo(args) => demo(args),
+        Command::LrFind(args) => lr_find(args),
     }
 }
 
@@ -620,4 +656,53 @@ fn report_view(json: &serde_json::Value) -> serde_json::Value {
     }
     view.insert("max detections per image".into(), json["max_dets"][2].clone());
     serde_json::Value::Object(view)
+}
+
+fn lr_find(args: LrFindArgs) -> Result<()> {
+    use crate::train::lr_find::{lr_find, LrFindOptions};
+    if args.batch_size == 0 || args.iterations < 12 {
+        bail!("--batch-size must be at least 1 and --iterations at least 12");
+    }
+    let dataset = crate::train::cli::open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
+    let class_names = dataset.class_names().to_vec();
+    let bands = dataset.image(0).context("reading the first image")?.channels;
+    let device = burn::tensor::Device::default().autodiff();
+    let mut model = match &args.init {
+        Some(path) => {
+            let mut m = load_model(path, &device)?.model;
+            crate::train::cli::adapt_classes(&mut m, &class_names);
+            m
+        }
+        None => crate::model::MaskRcnn::new(
+            crate::train::cli::new_model_config(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, 5),
+            &device,
+        )?,
+    };
+    if let Some(s) = args.min_size {
+        model.config.transform.min_size = s;
+    }
+    if let Some(s) = args.max_size {
+        model.config.transform.max_size = s;
+    }
+    crate::train::params::freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
+    let mut options = LrFindOptions::new(crate::train::optim::OptimizerConfig::defaults(args.optimizer));
+    options.iterations = args.iterations;
+    options.batch_size = args.batch_size;
+    options.seed = args.seed;
+    let bar = progress(args.iterations, "lr-find");
+    let result = lr_find(&mut model, dataset.as_ref(), &options, |step, lr, loss| {
+        bar.set_position(step as u64 + 1);
+        bar.set_message(format!("lr {lr:.1e} loss {loss:.3}"));
+    })?;
+    bar.finish_and_clear();
+    std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
+    let points: Vec<(f64, f64)> = result.lrs.iter().copied().zip(result.losses.iter().copied()).collect();
+    let plot = maskrcnn_viz::lr_finder_plot(&points, result.suggested_lr, 960, 540);
+    maskrcnn_viz::save_png(&plot, args.output.join("lr_find.png"))?;
+    crate::io_util::write_atomic(&args.output.join("lr_find.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
+    match result.suggested_lr {
+        Some(lr) => println!("suggested learning rate: {lr:.2e} (plot: {})", args.output.join("lr_find.png").display()),
+        None => println!("no sustained loss decrease found; see {}", args.output.join("lr_find.png").display()),
+    }
+    Ok(())
 }

@@ -35,6 +35,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod forward;
 pub mod losses;
+pub mod lr_find;
 pub mod optim;
 pub mod params;
 pub mod pointrend_loss;
