@@ -216,3 +216,28 @@ fn tiny_model_overfits_synthetic_images() {
     println!("mask AP50 after {} steps: {ap50:.3} ({:.0} s)", report.steps, started.elapsed().as_secs_f64());
     assert!(ap50 > 0.9, "mask AP50 {ap50:.3} <= 0.9 after overfitting 3 images");
 }
+
+#[test]
+fn early_stopping_ends_the_run_when_the_monitored_loss_stalls() {
+    let data = synthetic(3, 5);
+    let config = tiny_config(4);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut model = fresh_model(&config, 4);
+    // A zero learning rate leaves the weights, and so the validation loss, unchanged after epoch 1.
+    let options = quiet(TrainOptions {
+        epochs: 10,
+        batch_size: 2,
+        lr: 0.0,
+        val_split: 0.34,
+        seed: 3,
+        log_every: 1,
+        early_stopping_patience: Some(2),
+        ..TrainOptions::default()
+    });
+    let report = train(&mut model, &data, tmp.path(), &options, false).unwrap();
+    let metrics = std::fs::read_to_string(tmp.path().join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"early_stop\""), "{metrics}");
+    // Two training images at batch 2: one step per epoch; best at epoch 1, stop after 2 more.
+    assert_eq!(report.steps, 3, "{metrics}");
+    assert!(report.final_model.is_some_and(|p| p.join("model.safetensors").is_file()));
+}

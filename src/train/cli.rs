@@ -106,6 +106,10 @@ pub struct TrainArgs {
     /// Use the PointRend mask head (224x224 masks refined at uncertain points).
     #[arg(long)]
     pub pointrend: bool,
+    /// Stop when the monitored (validation, else training) loss has not improved for N epochs
+    /// (arcgis.learn's early stopping uses 5).
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,6 +272,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         }),
         pixel_scale: args.pixel_scale,
         progress: !args.quiet,
+        early_stopping_patience: args.early_stopping,
         ..TrainOptions::default()
     };
     let report = train(&mut model, dataset.as_ref(), &args.output, &options, args.resume)?;

@@ -60,6 +60,8 @@ pub struct TrainOptions {
     pub stop_after: Option<usize>,
     /// Test hook: steps whose loss is replaced by NaN.
     pub poison_steps: Vec<usize>,
+    /// Stop once the monitored loss has not improved for this many epochs.
+    pub early_stopping_patience: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -82,6 +84,7 @@ impl Default for TrainOptions {
             max_consecutive_skips: 5,
             stop_after: None,
             poison_steps: Vec::new(),
+            early_stopping_patience: None,
         }
     }
 }
@@ -510,6 +513,16 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
         }
         if epoch_end {
             write_loss_curves(run_dir);
+            // Early stopping (fastai's, as arcgis.learn uses it): no better monitored loss for
+            // `patience` epochs. Derived from the checkpointed best step, so it survives a resume.
+            let stale = trainer.state.best_step.map(|b| (trainer.state.step - b) / spe.max(1));
+            if let (Some(patience), Some(stale)) = (options.early_stopping_patience, stale) {
+                if stale >= patience {
+                    bar.println(format!("early stopping: no better monitored loss for {stale} epochs"));
+                    append_metrics(&metrics_path, &json!({"kind": "early_stop", "step": trainer.state.step, "epoch": epoch, "epochs_without_improvement": stale}))?;
+                    break;
+                }
+            }
         }
     }
     bar.finish();
