@@ -411,7 +411,10 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         let keep = &mut model.config.roi_heads.box_detections_per_img;
         *keep = (*keep).max(args.max_dets);
         let bar = progress(dataset.ground_truth.images.len(), "predict");
-        let ours = crate::evaluate::predict_dataset(&model, &dataset, None, |done, _| bar.set_position(done as u64))?;
+        let ours = crate::evaluate::predict_dataset(&model, &dataset, |p| {
+            bar.set_position(p.done as u64);
+            Ok(())
+        })?;
         bar.finish_and_clear();
         if args.report.is_some() {
             grid = Some(crate::evaluate::show_results(&model, &dataset, 4, maskrcnn_viz::DrawMode::Mask, 0.5)?);

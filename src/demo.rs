@@ -70,7 +70,7 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
     };
     let train_set = generate(&synthetic(options.train_images, options.seed))?;
     let heldout = generate(&synthetic(options.heldout_images, options.seed + 1_000_003))?;
-    let train_json = write_coco(&train_set, &out.join("data/train"))?;
+    write_coco(&train_set, &out.join("data/train"))?;
     let heldout_json = write_coco(&heldout, &out.join("data/heldout"))?;
     eprintln!("data: {} training and {} held-back images -> {}", train_set.len(), heldout.len(), out.join("data").display());
 
@@ -95,18 +95,14 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
 
     let trained = crate::weights::load_model(&model_dir, &Device::default())?.model;
     let dataset = crate::evaluate::CocoDataset::open(&heldout_json, None)?;
-    let results = crate::evaluate::predict_dataset(&trained, &dataset, None, |_, _| {})?;
-    let results_path = out.join("results.json");
-    crate::io_util::write_atomic(&results_path, &serde_json::to_vec(&results)?)?;
     let overlays = out.join("overlays");
     std::fs::create_dir_all(&overlays)?;
-    for info in &dataset.ground_truth.images {
-        let path = dataset.image_path(&info.file_name);
-        let image = crate::image_io::load_image(&path, 3)?;
-        let mut dets = trained.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
-        dets.retain(|d| d.score >= 0.5);
-        crate::overlay::write_overlay(&path, &image, &dets, &trained.config, &crate::predict::overlay_path(&overlays, &path))?;
-    }
+    let results = crate::evaluate::predict_dataset(&trained, &dataset, |p| {
+        let confident: Vec<_> = p.detections.iter().filter(|d| d.score >= 0.5).cloned().collect();
+        crate::overlay::write_overlay(p.path, p.image, &confident, &trained.config, &crate::predict::overlay_path(&overlays, p.path))
+    })?;
+    let results_path = out.join("results.json");
+    crate::io_util::write_atomic(&results_path, &serde_json::to_vec(&results)?)?;
     let gt = &dataset.ground_truth;
     let report = maskrcnn_eval::evaluate_all(
         gt,
@@ -117,7 +113,6 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
     let metrics = out.join("metrics.json");
     crate::io_util::write_atomic(&metrics, report.to_json().as_bytes())?;
     let segm = report.segm.as_ref().context("segm metrics")?;
-    let _ = train_json;
     Ok(DemoReport { model: model_dir, results: results_path, overlays, metrics, segm_ap50: segm.stat("AP50"), segm_ap: segm.stat("AP") })
 }
 

@@ -47,17 +47,25 @@ impl CocoDataset {
     }
 }
 
-/// Runs the model on every image of the dataset (or the first `limit`), in COCO results form.
+/// One predicted image, handed to the caller of [`predict_dataset`] as it is done.
+pub struct PredictedImage<'a> {
+    pub done: usize,
+    pub total: usize,
+    pub path: &'a Path,
+    pub image: &'a ImageChw,
+    pub detections: &'a [Detection],
+}
+
+/// Runs the model on every image of the dataset, in COCO results form; `on_image` sees each image
+/// and its detections (for progress or pictures) without predicting again.
 pub fn predict_dataset(
     model: &MaskRcnn,
     dataset: &CocoDataset,
-    limit: Option<usize>,
-    mut on_image: impl FnMut(usize, usize),
+    mut on_image: impl FnMut(PredictedImage<'_>) -> Result<()>,
 ) -> Result<Vec<CocoResult>> {
     let images = &dataset.ground_truth.images;
-    let n = limit.unwrap_or(images.len()).min(images.len());
     let mut results = Vec::new();
-    for (i, info) in images.iter().take(n).enumerate() {
+    for (i, info) in images.iter().enumerate() {
         let path = dataset.image_path(&info.file_name);
         let image = load_image(&path, model.config.backbone.in_channels)?;
         if (image.height, image.width) != (info.height, info.width) {
@@ -65,7 +73,7 @@ pub fn predict_dataset(
         }
         let dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
         results.extend(to_coco_results(model, info.id as u64, &info.file_name, (image.height, image.width), &dets));
-        on_image(i + 1, n);
+        on_image(PredictedImage { done: i + 1, total: images.len(), path: &path, image: &image, detections: &dets })?;
     }
     Ok(results)
 }

@@ -198,14 +198,15 @@ fn read_pytorch(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     let mut out = BTreeMap::new();
     for (name, tensor) in reader.into_tensors() {
         let bytes = tensor.read().with_context(|| format!("{}: reading tensor `{name}`", path.display()))?;
-        let data: Vec<f32> = match tensor.dtype() {
-            DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            DType::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-            DType::F16 => bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-            DType::BF16 => bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
+        let float = match tensor.dtype() {
+            DType::F32 => FloatKind::F32,
+            DType::F64 => FloatKind::F64,
+            DType::F16 => FloatKind::F16,
+            DType::BF16 => FloatKind::BF16,
             // Integer buffers (e.g. num_batches_tracked) are not model weights.
             _ => continue,
         };
+        let data = decode_floats(float, &bytes);
         out.insert(name, HostTensor { shape: tensor.shape().to_vec(), data });
     }
     Ok(out)
@@ -217,16 +218,35 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            safetensors::Dtype::F64 => raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-            safetensors::Dtype::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-            safetensors::Dtype::BF16 => raw.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
+        let float = match view.dtype() {
+            safetensors::Dtype::F32 => FloatKind::F32,
+            safetensors::Dtype::F64 => FloatKind::F64,
+            safetensors::Dtype::F16 => FloatKind::F16,
+            safetensors::Dtype::BF16 => FloatKind::BF16,
             _ => continue,
         };
+        let data = decode_floats(float, raw);
         out.insert(name, HostTensor { shape: view.shape().to_vec(), data });
     }
     Ok(out)
+}
+
+/// Float encodings both checkpoint formats store; everything is widened or narrowed to f32.
+#[derive(Clone, Copy)]
+enum FloatKind {
+    F32,
+    F64,
+    F16,
+    BF16,
+}
+
+fn decode_floats(kind: FloatKind, bytes: &[u8]) -> Vec<f32> {
+    match kind {
+        FloatKind::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        FloatKind::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+        FloatKind::F16 => bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+        FloatKind::BF16 => bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
+    }
 }
 
 fn f16_to_f32(h: u16) -> f32 {
