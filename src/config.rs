@@ -37,6 +37,19 @@ pub struct BackboneConfig {
     pub fpn_out_channels: usize,
     /// Image bands the first convolution expects.
     pub in_channels: usize,
+    /// How the ResNet's batch norm behaves while training (inference always uses the running
+    /// statistics). torchvision freezes it for pretrained backbones and trains it from scratch.
+    pub norm: NormKind,
+}
+
+/// Batch norm in training: `frozen` is torchvision's `FrozenBatchNorm2d` (constants), `batch` its
+/// `BatchNorm2d` (batch statistics, trainable affine terms, running averages updated each step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    #[default]
+    Frozen,
+    Batch,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,7 +122,7 @@ impl Default for MaskRcnnConfig {
 
 impl Default for BackboneConfig {
     fn default() -> Self {
-        Self { depth: 50, returned_layers: vec![1, 2, 3, 4], trainable_layers: 3, fpn_out_channels: 256, in_channels: 3 }
+        Self { depth: 50, returned_layers: vec![1, 2, 3, 4], trainable_layers: 3, fpn_out_channels: 256, in_channels: 3, norm: NormKind::Frozen }
     }
 }
 

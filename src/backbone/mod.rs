@@ -27,7 +27,13 @@ impl BackboneWithFpn {
 
     /// FPN levels for the returned stages, then the extra max-pooled level ('pool').
     pub fn forward(&self, images: Tensor<4>, returned_layers: &[usize]) -> Vec<Tensor<4>> {
-        let stages = self.body.forward(images, returned_layers);
+        self.forward_with_stats(images, returned_layers, None)
+    }
+
+    /// As [`Self::forward`]; with `stats`, the ResNet's batch norm runs in training mode (see
+    /// [`ResNet::forward_with_stats`]).
+    pub fn forward_with_stats(&self, images: Tensor<4>, returned_layers: &[usize], stats: Option<&mut Vec<crate::layers::BatchStats>>) -> Vec<Tensor<4>> {
+        let stages = self.body.forward_with_stats(images, returned_layers, stats);
         self.fpn.forward(stages)
     }
 }

@@ -1,4 +1,6 @@
-//! ResNet-18/34/50/101/152 (torchvision v1.5: stride on the 3x3 conv) with frozen batch norm.
+//! ResNet-18/34/50/101/152 (torchvision v1.5: stride on the 3x3 conv). Batch norm is frozen
+//! (`BatchNorm2d`) except when training with `norm = batch`, where the batch statistics of
+//! every layer are returned in forward order so the trainer can update the running averages.
 
 use burn::module::Module;
 use burn::tensor::module::max_pool2d;
@@ -6,7 +8,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use crate::layers::{Conv, FrozenBatchNorm};
+use crate::layers::{BatchNorm, BatchStats, Conv};
 use crate::weights::{NamedTensors, TensorSlot};
 
 /// Blocks per stage and whether the stage uses bottleneck blocks.
@@ -24,18 +26,18 @@ pub fn resnet_layout(depth: usize) -> Option<([usize; 4], bool)> {
 #[derive(Module, Debug)]
 pub struct Downsample {
     pub conv: Conv,
-    pub bn: FrozenBatchNorm,
+    pub bn: BatchNorm,
 }
 
 #[derive(Module, Debug)]
 pub struct Block {
     pub conv1: Conv,
-    pub bn1: FrozenBatchNorm,
+    pub bn1: BatchNorm,
     pub conv2: Conv,
-    pub bn2: FrozenBatchNorm,
+    pub bn2: BatchNorm,
     /// Present in bottleneck blocks only.
     pub conv3: Option<Conv>,
-    pub bn3: Option<FrozenBatchNorm>,
+    pub bn3: Option<BatchNorm>,
     pub downsample: Option<Downsample>,
 }
 
@@ -43,13 +45,13 @@ impl Block {
     fn basic(in_ch: usize, planes: usize, stride: usize, device: &Device) -> Self {
         let downsample = (stride != 1 || in_ch != planes).then(|| Downsample {
             conv: Conv::new_resnet(in_ch, planes, 1, stride, 0, device),
-            bn: FrozenBatchNorm::new(planes, device),
+            bn: BatchNorm::new(planes, device),
         });
         Self {
             conv1: Conv::new_resnet(in_ch, planes, 3, stride, 1, device),
-            bn1: FrozenBatchNorm::new(planes, device),
+            bn1: BatchNorm::new(planes, device),
             conv2: Conv::new_resnet(planes, planes, 3, 1, 1, device),
-            bn2: FrozenBatchNorm::new(planes, device),
+            bn2: BatchNorm::new(planes, device),
             conv3: None,
             bn3: None,
             downsample,
@@ -60,30 +62,46 @@ impl Block {
         let out = planes * 4;
         let downsample = (stride != 1 || in_ch != out).then(|| Downsample {
             conv: Conv::new_resnet(in_ch, out, 1, stride, 0, device),
-            bn: FrozenBatchNorm::new(out, device),
+            bn: BatchNorm::new(out, device),
         });
         Self {
             conv1: Conv::new_resnet(in_ch, planes, 1, 1, 0, device),
-            bn1: FrozenBatchNorm::new(planes, device),
+            bn1: BatchNorm::new(planes, device),
             conv2: Conv::new_resnet(planes, planes, 3, stride, 1, device),
-            bn2: FrozenBatchNorm::new(planes, device),
+            bn2: BatchNorm::new(planes, device),
             conv3: Some(Conv::new_resnet(planes, out, 1, 1, 0, device)),
-            bn3: Some(FrozenBatchNorm::new(out, device)),
+            bn3: Some(BatchNorm::new(out, device)),
             downsample,
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
-            None => x.clone(),
-        };
-        let mut out = relu(self.bn1.forward(self.conv1.forward(x)));
-        out = self.bn2.forward(self.conv2.forward(out));
+    /// Batch norms in the order [`Self::forward`] applies them.
+    fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut out = vec![&mut self.bn1, &mut self.bn2];
+        out.extend(self.bn3.as_mut());
+        out.extend(self.downsample.as_mut().map(|d| &mut d.bn));
+        out
+    }
+
+    fn forward(&self, x: Tensor<4>, stats: &mut Option<&mut Vec<BatchStats>>) -> Tensor<4> {
+        let mut out = relu(norm(&self.bn1, self.conv1.forward(x.clone()), stats));
+        out = norm(&self.bn2, self.conv2.forward(out), stats);
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = bn3.forward(conv3.forward(relu(out)));
+            out = norm(bn3, conv3.forward(relu(out)), stats);
         }
+        let identity = match &self.downsample {
+            Some(d) => norm(&d.bn, d.conv.forward(x), stats),
+            None => x,
+        };
         relu(out + identity)
+    }
+}
+
+/// Frozen batch norm, or training-mode batch norm recording its statistics when `stats` is given.
+fn norm(bn: &BatchNorm, x: Tensor<4>, stats: &mut Option<&mut Vec<BatchStats>>) -> Tensor<4> {
+    match stats {
+        Some(s) => bn.forward_batch_stats(x, s),
+        None => bn.forward(x),
     }
 }
 
@@ -111,7 +129,7 @@ impl NamedTensors for Block {
 #[derive(Module, Debug)]
 pub struct ResNet {
     pub conv1: Conv,
-    pub bn1: FrozenBatchNorm,
+    pub bn1: BatchNorm,
     pub layers: Vec<Vec<Block>>,
     pub bottleneck: bool,
 }
@@ -133,7 +151,7 @@ impl ResNet {
             }
             layers.push(stage_blocks);
         }
-        Self { conv1: Conv::new_resnet(in_channels, 64, 7, 2, 3, device), bn1: FrozenBatchNorm::new(64, device), layers, bottleneck }
+        Self { conv1: Conv::new_resnet(in_channels, 64, 7, 2, 3, device), bn1: BatchNorm::new(64, device), layers, bottleneck }
     }
 
     /// Output channels of stage `layer` (1-based, as torchvision's `layer1`..`layer4`).
@@ -141,21 +159,42 @@ impl ResNet {
         (64 << (layer - 1)) * if self.bottleneck { 4 } else { 1 }
     }
 
-    /// Outputs of the requested stages (1-based), in order.
+    /// Outputs of the requested stages (1-based), in order, with frozen batch norm.
     pub fn forward(&self, x: Tensor<4>, returned_layers: &[usize]) -> Vec<Tensor<4>> {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        self.forward_with_stats(x, returned_layers, None)
+    }
+
+    /// As [`Self::forward`]; with `stats`, batch norm runs in training mode and appends each
+    /// layer's batch statistics, in the order [`Self::update_running_stats`] expects.
+    pub fn forward_with_stats(&self, x: Tensor<4>, returned_layers: &[usize], mut stats: Option<&mut Vec<BatchStats>>) -> Vec<Tensor<4>> {
+        let x = relu(norm(&self.bn1, self.conv1.forward(x), &mut stats));
         let pool = MaxPoolOptions { kernel_size: [3, 3], stride: [2, 2], padding: [(1, 1), (1, 1)], dilation: [1, 1], ceil_mode: false };
         let mut x = max_pool2d(x, pool);
         let mut outputs = Vec::new();
         for (i, stage) in self.layers.iter().enumerate() {
             for block in stage {
-                x = block.forward(x);
+                x = block.forward(x, &mut stats);
             }
             if returned_layers.contains(&(i + 1)) {
                 outputs.push(x.clone());
             }
         }
         outputs
+    }
+
+    /// Folds the statistics of one training forward into every layer's running averages.
+    pub fn update_running_stats(&mut self, stats: &[BatchStats]) -> anyhow::Result<()> {
+        let mut norms = vec![&mut self.bn1];
+        for stage in self.layers.iter_mut() {
+            for block in stage.iter_mut() {
+                norms.extend(block.batch_norms_mut());
+            }
+        }
+        anyhow::ensure!(norms.len() == stats.len(), "{} batch-norm statistics for {} batch-norm layers", stats.len(), norms.len());
+        for (bn, s) in norms.into_iter().zip(stats) {
+            bn.update_running(s);
+        }
+        Ok(())
     }
 }
 

@@ -73,6 +73,10 @@ pub struct TrainArgs {
     /// ResNet stages that train, from the top (0-5). Default: 5 from scratch, 3 with --init.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=5))]
     pub trainable_layers: Option<u8>,
+    /// Batch norm while training: `batch` (torchvision's BatchNorm2d; default from scratch) or
+    /// `frozen` (FrozenBatchNorm2d; default with --init, as torchvision fine-tunes).
+    #[arg(long, value_enum)]
+    pub norm: Option<crate::config::NormKind>,
     /// Start from these weights (any checkpoint `predict` reads). Heads are re-initialised when
     /// the class count differs.
     #[arg(long)]
@@ -235,11 +239,13 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
                 adapt_input_bands(&mut m, model_bands);
             }
             m.config.backbone.trainable_layers = args.trainable_layers.map_or(3, usize::from);
+            m.config.backbone.norm = args.norm.unwrap_or(crate::config::NormKind::Frozen);
             m
         }
         None => {
             let mut config = new_model_config(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, args.trainable_layers.map_or(5, usize::from));
             config.pointrend = args.pointrend;
+            config.backbone.norm = args.norm.unwrap_or(crate::config::NormKind::Batch);
             MaskRcnn::new(config, &device)?
         }
     };

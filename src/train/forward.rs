@@ -43,6 +43,9 @@ pub struct LossTerms {
     pub mask: Tensor<1>,
     /// PointRend's point loss (zero for the plain mask head, whose `mask` is the 28x28 loss).
     pub mask_point: Tensor<1>,
+    /// With `norm = batch`: each ResNet batch norm's statistics in this forward, for the running
+    /// averages (applied by the trainer only when the step is taken). Empty otherwise.
+    pub batch_norm_stats: Vec<crate::layers::BatchStats>,
 }
 
 impl LossTerms {
@@ -151,7 +154,9 @@ impl MaskRcnn {
             targets.iter().enumerate().map(|(i, t)| resize_target(t, batch.original_sizes[i], batch.image_sizes[i])).collect();
         let device = batch.tensor.device();
 
-        let features = self.net.backbone.forward(batch.tensor.clone(), &cfg.backbone.returned_layers);
+        let mut batch_norm_stats = Vec::new();
+        let train_norm = (cfg.backbone.norm == crate::config::NormKind::Batch).then_some(&mut batch_norm_stats);
+        let features = self.net.backbone.forward_with_stats(batch.tensor.clone(), &cfg.backbone.returned_layers, train_norm);
         let fpn_levels = cfg.backbone.returned_layers.len();
 
         // ---- RPN
@@ -304,6 +309,7 @@ impl MaskRcnn {
             box_reg: loss_box_reg,
             mask: loss_mask,
             mask_point: loss_mask_point,
+            batch_norm_stats,
         })
     }
 }

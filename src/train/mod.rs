@@ -18,12 +18,11 @@
 //! Decisions worth knowing:
 //! - Crowd annotations are dropped before training, as torchvision's reference
 //!   (`ConvertCocoPolysToMask`) does; proposals on crowd regions are then ordinary negatives.
-//! - Batch norm stays frozen (`FrozenBatchNorm2d`), as in torchvision's detection models. From
-//!   scratch its statistics are the identity, so the ResNet trains without normalisation: fine
-//!   for the small R18 configs measured here (the overfit test reaches mask AP50 1.0), but deep
-//!   backbones (R50+) from scratch are expected to train slowly or poorly; torchvision trains
-//!   from-scratch detectors with trainable BatchNorm/GroupNorm instead. A trainable BatchNorm2d
-//!   whose running statistics are saved under the same keys is not implemented yet.
+//! - Batch norm: `norm = frozen` (`FrozenBatchNorm2d`, torchvision's choice with pretrained
+//!   weights and our default with `--init`) or `norm = batch` (`BatchNorm2d` in training mode:
+//!   batch statistics, trainable affine terms, running averages with momentum 0.1; torchvision's
+//!   choice from scratch and our default without `--init`). Both save under the same keys and
+//!   infer with the running statistics, so a model trained either way loads anywhere.
 //! - Warm-up for the multistep schedule is torchvision's `min(1000, iterations per epoch - 1)`
 //!   but at least 5 % of the run, so short runs on few images do not start at the full rate.
 //! - AdamW uses fastai's `eps = 1e-5` (PyTorch's default is 1e-8).

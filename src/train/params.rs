@@ -11,7 +11,8 @@ use crate::weights::{NamedTensors, TensorSlot};
 
 /// Whether parameter `name` trains under torchvision's `trainable_layers` rule: the ResNet body
 /// trains only in `["layer4", "layer3", "layer2", "layer1", "conv1"][:n]` (plus `bn1` at 5);
-/// FPN, RPN and heads always train. Batch-norm tensors are constants here either way.
+/// FPN, RPN and heads always train. Batch-norm affine terms follow their stage but only get a
+/// gradient with `norm = batch` (the frozen forward detaches them).
 pub fn is_trainable(name: &str, trainable_layers: usize) -> bool {
     let Some(body_name) = name.strip_prefix("backbone.body.") else { return true };
     let mut layers: Vec<&str> = ["layer4", "layer3", "layer2", "layer1", "conv1"].into_iter().take(trainable_layers.min(5)).collect();

@@ -238,6 +238,9 @@ impl Trainer<'_> {
         self.optimizer.step(&self.state.optimizer, lr, &mut params, &g);
         let device = self.model.device.clone();
         set_parameters(&mut self.model.net, &params, &device);
+        if !losses.batch_norm_stats.is_empty() {
+            self.model.net.backbone.body.update_running_stats(&losses.batch_norm_stats)?;
+        }
         Ok(StepOutcome::Applied { losses: values, grad_norm })
     }
 

@@ -57,8 +57,10 @@ def onecycle_lr(step, total, peak):
     return cosine(peak, end, min((step - warm) / rest, 1.0))
 
 
-def build_model(num_classes, size):
-    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5, norm_layer=FrozenBatchNorm2d)
+def build_model(num_classes, size, norm):
+    # torchvision's own from-scratch choice (weights=None) is a trainable BatchNorm2d.
+    norm_layer = torch.nn.BatchNorm2d if norm == "batch" else FrozenBatchNorm2d
+    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5, norm_layer=norm_layer)
     return MaskRCNN(backbone, num_classes=num_classes, min_size=size, max_size=size)
 
 
@@ -117,6 +119,7 @@ def main():
     ap.add_argument("--clip-grad-norm", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--norm", choices=["frozen", "batch"], default="frozen", help="ResNet norm layer (maskrcnn train --norm)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -126,7 +129,7 @@ def main():
     train = quiet(lambda: COCO(args.train))
     cat_ids = sorted(train.cats)
     label_of = {c: i + 1 for i, c in enumerate(cat_ids)}
-    model = build_model(len(cat_ids) + 1, args.size)
+    model = build_model(len(cat_ids) + 1, args.size, args.norm)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
@@ -190,6 +193,7 @@ def main():
     metrics = {
         "steps": args.steps,
         "size": args.size,
+        "norm": args.norm,
         "median_seconds_per_step": statistics.median(seconds),
         "mean_seconds_per_step": statistics.fmean(seconds),
         "total_train_seconds": sum(seconds),
