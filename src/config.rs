@@ -61,6 +61,15 @@ pub struct TransformConfig {
     pub image_mean: Vec<f32>,
     pub image_std: Vec<f32>,
     pub size_divisible: usize,
+    /// Statistics of the training imagery in its raw units, when `image_mean`/`image_std` were
+    /// derived from them (multi-band or non-8-bit data) instead of ImageNet's; written to the
+    /// `.emd` as arcgis.learn's `NormalizationStats`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band_stats: Option<maskrcnn_data::stats::BandStats>,
+    /// What raw pixel values were divided by in training to reach 0..1 (1, 255, 65535 or the
+    /// data maximum); inference reads 8-bit files as /255 and 16-bit as /65535.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_scale: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +143,8 @@ impl Default for TransformConfig {
             image_mean: vec![0.485, 0.456, 0.406],
             image_std: vec![0.229, 0.224, 0.225],
             size_divisible: 32,
+            band_stats: None,
+            pixel_scale: None,
         }
     }
 }

@@ -30,12 +30,20 @@ fn train_command_writes_a_loadable_model_folder() {
         assert!(steps[0][key].is_number(), "metrics line lacks {key}: {}", steps[0]);
     }
     assert!(metrics.contains("\"val_loss\""), "no validation loss in {metrics}");
+    let epoch: serde_json::Value = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).find(|v: &serde_json::Value| v["kind"] == "epoch").unwrap();
+    for key in ["val_mask_ap", "val_mask_ap50", "val_mask_ap75", "val_box_ap", "val_box_ap50"] {
+        let v = epoch[key].as_f64().unwrap_or_else(|| panic!("epoch line lacks {key}: {epoch}"));
+        assert!((-1.0..=1.0).contains(&v), "{key} = {v}");
+    }
     let curves = image::open(out.join("loss_curves.png")).expect("loss_curves.png written beside metrics.jsonl");
     assert!(curves.width() > 100 && curves.height() > 100);
     let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
     assert_eq!(model.config.num_classes, 4);
     assert_eq!(model.config.class_names[1], "building");
     assert_eq!(model.config.backbone.trainable_layers, 5);
+    assert_eq!(model.config.backbone.norm, maskrcnn::config::NormKind::Batch, "from scratch trains batch norm, as torchvision");
+    assert!(model.config.transform.band_stats.is_none(), "8-bit RGB keeps ImageNet normalisation");
+    assert_eq!(model.config.transform.pixel_scale, Some(255.0));
 
     // A second run into the same folder is refused unless resumed.
     let err = run_train(Cli::parse_from(args).train).unwrap_err();
@@ -57,4 +65,49 @@ fn train_command_reads_rcnn_masks_and_mask_png_folders() {
         let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
         assert!(model.config.num_classes >= 2, "{folder}");
     }
+}
+
+/// 16-bit imagery from scratch: per-band statistics are computed once, stored in the model's
+/// config (and .emd) and used as the input normalisation at inference.
+#[test]
+fn sixteen_bit_imagery_gets_per_band_statistics_stored_with_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("images")).unwrap();
+    std::fs::create_dir_all(data.join("masks")).unwrap();
+    let (w, h) = (64u32, 64u32);
+    for (k, name) in ["a", "b"].iter().enumerate() {
+        let image = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(w, h, |x, y| {
+            let inside = (16..40).contains(&x) && (12..36 + k as u32 * 8).contains(&y);
+            let base = if inside { 3000 } else { 1000 };
+            image::Rgb([base + (x * 7) as u16, base / 2 + (y * 5) as u16, 200 + ((x + y) % 50) as u16])
+        });
+        image.save(data.join("images").join(format!("{name}.png"))).unwrap();
+        let mask = image::GrayImage::from_fn(w, h, |x, y| image::Luma([u8::from((16..40).contains(&x) && (12..36 + k as u32 * 8).contains(&y))]));
+        mask.save(data.join("masks").join(format!("{name}.png"))).unwrap();
+    }
+    let out = tmp.path().join("run");
+    let args = [
+        "test", "--data", data.to_str().unwrap(), "--format", "mask-png", "--output", out.to_str().unwrap(), "--backbone", "18", "--steps", "1",
+        "--batch-size", "1", "--min-size", "64", "--max-size", "64", "--val-split", "0", "--quiet",
+    ];
+    run_train(Cli::parse_from(args).train).unwrap();
+    let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
+    let t = &model.config.transform;
+    let stats = t.band_stats.as_ref().expect("band statistics stored with the model");
+    assert_eq!(t.pixel_scale, Some(65535.0));
+    assert_eq!(stats.bands(), 3);
+    assert!(stats.max[0] > 3000.0 && stats.min[2] >= 200.0, "{stats:?}");
+    for b in 0..3 {
+        assert!((t.image_mean[b] as f64 - stats.mean[b] / 65535.0).abs() < 1e-6, "mean of band {b}");
+        assert!((t.image_std[b] as f64 - stats.std[b] / 65535.0).abs() < 1e-6, "std of band {b}");
+    }
+    assert!(t.image_mean[0] < 0.1, "not ImageNet's mean: {:?}", t.image_mean);
+    // The statistics survive into the arcgis.learn package description.
+    let emd = maskrcnn::weights::arcgis::emd_json(&model.config, "m");
+    assert_eq!(emd["NormalizationStats"]["band_mean_values"].as_array().unwrap().len(), 3);
+    assert_eq!(emd["IsImageNetNormalization"], false);
+    // Inference reads the 16-bit file (/65535) and normalises with the stored statistics.
+    let image = maskrcnn::image_io::load_image(&data.join("images/a.png"), 3).unwrap();
+    let _ = model.predict(std::slice::from_ref(&image));
 }

@@ -110,10 +110,23 @@ pub struct TrainArgs {
     /// Use the PointRend mask head (224x224 masks refined at uncertain points).
     #[arg(long)]
     pub pointrend: bool,
-    /// Stop when the monitored (validation, else training) loss has not improved for N epochs
-    /// (arcgis.learn's early stopping uses 5).
+    /// Stop when the monitored value has not improved for N epochs (arcgis.learn's early
+    /// stopping uses 5).
     #[arg(long)]
     pub early_stopping: Option<usize>,
+    /// What selects best/ and drives --early-stopping: validation loss (training loss without a
+    /// validation split) or validation mask AP.
+    #[arg(long, value_enum, default_value_t = super::trainer::Monitor::ValidLoss)]
+    pub monitor: super::trainer::Monitor,
+    /// Input normalisation: `imagenet` (torchvision's mean/std, for RGB 8-bit and ImageNet/COCO
+    /// weights) or `data` (per-band mean/std of the training images, stored with the model and
+    /// applied at inference). Default: `data` from scratch for multi-band or non-8-bit imagery,
+    /// otherwise `imagenet` (or the --init checkpoint's own).
+    #[arg(long, value_enum)]
+    pub normalize: Option<Normalization>,
+    /// Skip the validation mask/box AP at each epoch end (the validation loss is still computed).
+    #[arg(long)]
+    pub no_val_ap: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -219,6 +232,25 @@ pub fn adapt_input_bands(model: &mut MaskRcnn, bands: usize) {
     model.config.backbone.in_channels = bands;
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Normalization {
+    Imagenet,
+    Data,
+}
+
+/// Uses the dataset's per-band statistics (raw units, divided by `pixel_scale`) as the model's
+/// input mean/std, and records them in the config. One-band imagery feeds a 3-band model (the
+/// band repeated), so its statistics are repeated too.
+pub fn apply_band_stats(config: &mut MaskRcnnConfig, stats: maskrcnn_data::stats::BandStats, pixel_scale: f32) {
+    let bands = config.backbone.in_channels;
+    let t = &mut config.transform;
+    t.image_mean = (0..bands).map(|b| (stats.mean[b % stats.bands()] / pixel_scale as f64) as f32).collect();
+    // A constant band would divide by zero; such a band carries no information either way.
+    t.image_std = (0..bands).map(|b| ((stats.std[b % stats.bands()] / pixel_scale as f64) as f32).max(1e-6)).collect();
+    t.band_stats = Some(stats);
+    t.pixel_scale = Some(pixel_scale);
+}
+
 pub fn run_train(args: TrainArgs) -> Result<()> {
     let dataset = open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
     let class_names = dataset.class_names().to_vec();
@@ -255,6 +287,36 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     if let Some(s) = args.max_size {
         model.config.transform.max_size = s;
     }
+    let pixel_scale = match args.pixel_scale {
+        Some(s) => s,
+        None => {
+            let all: Vec<usize> = (0..dataset.len()).collect();
+            crate::train::trainer::guess_pixel_scale(dataset.as_ref(), &all)?
+        }
+    };
+    let from_scratch = args.init.is_none();
+    let normalize = args.normalize.unwrap_or(if from_scratch && (bands != 3 || pixel_scale != 255.0) { Normalization::Data } else { Normalization::Imagenet });
+    match normalize {
+        Normalization::Data => {
+            let stats = maskrcnn_data::stats::compute_band_stats(dataset.as_ref()).context("computing per-band statistics")?;
+            eprintln!(
+                "normalising with the data's per-band statistics (mean {:?}, std {:?}, raw units)",
+                stats.mean.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+                stats.std.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>()
+            );
+            apply_band_stats(&mut model.config, stats, pixel_scale);
+        }
+        Normalization::Imagenet if args.normalize.is_some() => {
+            let defaults = crate::config::TransformConfig::default();
+            let bands = model.config.backbone.in_channels;
+            let t = &mut model.config.transform;
+            t.image_mean = (0..bands).map(|b| defaults.image_mean[b % 3]).collect();
+            t.image_std = (0..bands).map(|b| defaults.image_std[b % 3]).collect();
+            t.band_stats = None;
+            t.pixel_scale = Some(pixel_scale);
+        }
+        Normalization::Imagenet => model.config.transform.pixel_scale = Some(pixel_scale),
+    }
     freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
     let lr = args.lr.unwrap_or(match args.optimizer {
         OptimizerKind::Adamw => 1e-4,
@@ -276,17 +338,22 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             AugmentPreset::Photo => maskrcnn_data::transforms::AugmentConfig::photo(),
             AugmentPreset::Overhead => maskrcnn_data::transforms::AugmentConfig { crop: None, ..maskrcnn_data::transforms::AugmentConfig::overhead(0) },
         }),
-        pixel_scale: args.pixel_scale,
+        pixel_scale: Some(pixel_scale),
         progress: !args.quiet,
         early_stopping_patience: args.early_stopping,
+        val_ap: !args.no_val_ap,
+        monitor: args.monitor,
         ..TrainOptions::default()
     };
     let report = train(&mut model, dataset.as_ref(), &args.output, &options, args.resume)?;
     eprintln!(
-        "trained {} steps ({} skipped); best monitored loss {}; model folder: {}",
+        "trained {} steps ({} skipped); best monitored value {}; model folder: {}",
         report.steps,
         report.skipped_steps,
-        report.best_val_loss.map_or("n/a".into(), |v| format!("{v:.4}")),
+        report.best_val_loss.map_or("n/a".into(), |v| match args.monitor {
+            super::trainer::Monitor::MaskAp => format!("(val mask AP) {:.4}", 1.0 - v),
+            super::trainer::Monitor::ValidLoss => format!("(loss) {v:.4}"),
+        }),
         report.final_model.as_ref().map_or("(none)".into(), |p| p.display().to_string())
     );
     Ok(())

@@ -27,19 +27,10 @@
 //!   but at least 5 % of the run, so short runs on few images do not start at the full rate.
 //! - AdamW uses fastai's `eps = 1e-5` (PyTorch's default is 1e-8).
 //! - Pixel values are divided by 1, 255 or 65535, guessed from the largest value in the first
-//!   training images unless given (`--pixel-scale`); inference reads 8-bit images as /255 and
-//!   16-bit as /65535, so the guess matches it for integer imagery.
-
-pub mod checkpoint;
-pub mod cli;
-pub mod forward;
-pub mod losses;
-pub mod lr_find;
-pub mod optim;
-pub mod params;
-pub mod pointrend_loss;
-pub mod sampling;
-pub mod trainer;
-
-pub use forward::{LossTerms, TrainTarget, TrainTrace};
-pub use sampling::{RandomSampler, RecordedSampler, Sampler, SamplingStage};
+//!   images unless given (`--pixel-scale`); inference reads 8-bit images as /255 and 16-bit as
+//!   /65535, so the guess matches it for integer imagery. The divisor is recorded in the config.
+//! - Normalisation: ImageNet's mean/std for 8-bit RGB (as torchvision); from scratch on
+//!   multi-band or non-8-bit imagery, the training data's per-band mean/std
+//!   ([`cli::apply_band_stats`]), stored in the config (and the `.emd`'s `NormalizationStats`)
+//!   and so applied unchanged at inference. Without clamping, arcgis.learn's min-max scaling
+//!   followed by the scaled mean/std is the same affine map.

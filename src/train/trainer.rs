@@ -22,10 +22,13 @@ use super::forward::{LossTerms, TrainTarget};
 use super::optim::{clip_gradients, OptimizerConfig, OptimizerKind, OptimizerState, Schedule, ScheduleKind};
 use super::params::{gradients_by_name, parameter_values, set_parameters};
 use super::sampling::RandomSampler;
+use super::validation::{ValidationAp, ValidationScorer};
 use crate::model::MaskRcnn;
 use crate::transform::ImageChw;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
+
+type ValidationLosses = [f64; crate::train::forward::NUM_LOSS_TERMS];
 
 /// How to train. `Default` is arcgis.learn-like: AdamW, one-cycle, lr 1e-4... see each field.
 #[derive(Debug, Clone)]
@@ -60,8 +63,22 @@ pub struct TrainOptions {
     pub stop_after: Option<usize>,
     /// Test hook: steps whose loss is replaced by NaN.
     pub poison_steps: Vec<usize>,
-    /// Stop once the monitored loss has not improved for this many epochs.
+    /// Stop once the monitored value has not improved for this many epochs.
     pub early_stopping_patience: Option<usize>,
+    /// Score the validation split (mask and box AP) at every epoch end, besides its loss.
+    pub val_ap: bool,
+    /// What picks the best model and drives early stopping.
+    pub monitor: Monitor,
+}
+
+/// The number that selects `best/` and drives early stopping (arcgis.learn's `monitor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Monitor {
+    /// Validation loss (training loss when there is no validation split), lower is better.
+    #[default]
+    ValidLoss,
+    /// Validation mask AP (COCO AP@[.5:.95]), higher is better; needs a validation split.
+    MaskAp,
 }
 
 impl Default for TrainOptions {
@@ -85,6 +102,8 @@ impl Default for TrainOptions {
             stop_after: None,
             poison_steps: Vec::new(),
             early_stopping_patience: None,
+            val_ap: true,
+            monitor: Monitor::ValidLoss,
         }
     }
 }
@@ -244,11 +263,13 @@ impl Trainer<'_> {
         Ok(StepOutcome::Applied { losses: values, grad_norm })
     }
 
-    /// Mean loss terms over the validation split, with a fixed sampler stream so epochs compare.
-    fn validate(&mut self) -> Result<Option<[f64; crate::train::forward::NUM_LOSS_TERMS]>> {
+    /// Mean loss terms over the validation split, with a fixed sampler stream so epochs compare,
+    /// and (with `val_ap`) its mask and box AP.
+    fn validate(&mut self) -> Result<Option<(ValidationLosses, Option<ValidationAp>)>> {
         if self.state.val_indices.is_empty() {
             return Ok(None);
         }
+        let mut scorer = if self.options.val_ap { Some(ValidationScorer::new(self.model)?) } else { None };
         let mut sums = [0.0f64; crate::train::forward::NUM_LOSS_TERMS];
         let mut batches = 0usize;
         let val = self.state.val_indices.clone();
@@ -261,8 +282,15 @@ impl Trainer<'_> {
                 *s += v as f64;
             }
             batches += 1;
+            if let Some(scorer) = scorer.as_mut() {
+                scorer.add(&images, &targets);
+            }
         }
-        Ok(Some(sums.map(|s| s / batches as f64)))
+        let ap = match scorer {
+            Some(scorer) => scorer.finish()?,
+            None => None,
+        };
+        Ok(Some((sums.map(|s| s / batches as f64), ap)))
     }
 
     fn save_best(&mut self, val_loss: f64) -> Result<()> {
@@ -323,6 +351,10 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
     ensure!(options.log_every >= 1, "--log-every must be at least 1");
     ensure!((0.0..1.0).contains(&options.val_split), "--val-split must be in [0, 1), got {}", options.val_split);
     ensure!(!dataset.is_empty(), "the dataset has no images");
+    ensure!(
+        options.monitor != Monitor::MaskAp || (options.val_ap && options.val_split > 0.0) || resume,
+        "--monitor mask-ap needs validation AP: give --val-split above 0 and do not pass --no-val-ap"
+    );
     std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let metrics_path = run_dir.join(METRICS_FILE);
 
@@ -485,9 +517,17 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
 
         let epoch_end = trainer.state.step.is_multiple_of(spe) || trainer.state.step == total;
         if epoch_end {
-            let val = trainer.validate()?;
+            let validation = trainer.validate()?;
+            let (val, val_ap) = match &validation {
+                Some((losses, ap)) => (Some(*losses), *ap),
+                None => (None, None),
+            };
             let train_loss = if epoch_n > 0 { Some(epoch_sum / epoch_n as f64) } else { None };
-            let monitored = val.map(|v| v.iter().sum::<f64>()).or(train_loss);
+            let monitored = match options.monitor {
+                Monitor::ValidLoss => val.map(|v| v.iter().sum::<f64>()).or(train_loss),
+                // Stored lower-is-better, like a loss, so checkpoints keep one comparison.
+                Monitor::MaskAp => val_ap.map(|a| 1.0 - a.mask_ap.max(0.0)),
+            };
             let mut line = serde_json::Map::new();
             line.insert("kind".into(), json!("epoch"));
             line.insert("epoch".into(), json!(epoch));
@@ -498,6 +538,18 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
             if let Some(v) = &val {
                 line.extend(loss_fields("val_", v));
             }
+            if let Some(a) = &val_ap {
+                for (key, value) in [
+                    ("val_mask_ap", a.mask_ap),
+                    ("val_mask_ap50", a.mask_ap50),
+                    ("val_mask_ap75", a.mask_ap75),
+                    ("val_box_ap", a.box_ap),
+                    ("val_box_ap50", a.box_ap50),
+                ] {
+                    line.insert(key.into(), json!(value));
+                }
+            }
+            bar.println(epoch_summary(epoch, train_loss, val.as_ref(), val_ap.as_ref()));
             if let Some(m) = monitored {
                 if trainer.state.best_val_loss.is_none_or(|b| m < b) {
                     trainer.state.best_val_loss = Some(m);
@@ -544,6 +596,20 @@ pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, option
         best_val_loss: trainer.state.best_val_loss,
         final_model: Some(final_dir),
     })
+}
+
+fn epoch_summary(epoch: usize, train_loss: Option<f64>, val: Option<&ValidationLosses>, ap: Option<&ValidationAp>) -> String {
+    let mut text = format!("epoch {epoch}:");
+    if let Some(t) = train_loss {
+        text += &format!(" train loss {t:.4}");
+    }
+    if let Some(v) = val {
+        text += &format!(", val loss {:.4}", v.iter().sum::<f64>());
+    }
+    if let Some(a) = ap {
+        text += &format!(", val mask AP {:.3} (AP50 {:.3}), box AP {:.3}", a.mask_ap, a.mask_ap50, a.box_ap);
+    }
+    text
 }
 
 /// `loss_curves.png` beside `metrics.jsonl`. A picture that fails to render must not stop training,

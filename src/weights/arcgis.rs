@@ -206,7 +206,7 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
     put("box_detections_per_img", rh.box_detections_per_img.into(), rh.box_detections_per_img != d.box_detections_per_img);
     put("rpn_pre_nms_top_n_test", config.rpn.pre_nms_top_n_test.into(), config.rpn.pre_nms_top_n_test != defaults.rpn.pre_nms_top_n_test);
     put("rpn_post_nms_top_n_test", config.rpn.post_nms_top_n_test.into(), config.rpn.post_nms_top_n_test != defaults.rpn.post_nms_top_n_test);
-    serde_json::json!({
+    let mut emd = serde_json::json!({
         "ModelParameters": {"pointrend": config.pointrend, "backbone": format!("resnet{}", config.backbone.depth), "backend": "pytorch"},
         "Framework": "arcgis.learn.models._inferencing",
         "ModelConfiguration": "_maskrcnn_inferencing",
@@ -228,7 +228,24 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
         "IsImageNetNormalization": config.transform.image_mean == defaults.transform.image_mean,
         "ArcGISLearnVersion": "2.4.4",
         "CreatedBy": "maskrcnn (Rust)",
-    })
+    });
+    if let Some(stats) = &config.transform.band_stats {
+        // arcgis.learn's layout for multispectral / non-8-bit data: raw-unit statistics and the
+        // same after min-max scaling each band to [0, 1].
+        let (scaled_mean, scaled_std) = stats.scaled_mean_std();
+        emd["NormalizationStats"] = serde_json::json!({
+            "band_min_values": stats.min,
+            "band_max_values": stats.max,
+            "band_mean_values": stats.mean,
+            "band_std_values": stats.std,
+            "scaled_min_values": vec![0.0; stats.bands()],
+            "scaled_max_values": vec![1.0; stats.bands()],
+            "scaled_mean_values": scaled_mean,
+            "scaled_std_values": scaled_std,
+        });
+        emd["DoNormalize"] = Value::Bool(true);
+    }
+    emd
 }
 
 fn default_color(label: usize) -> [u8; 3] {
