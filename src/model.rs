@@ -120,6 +120,24 @@ impl MaskRcnn {
         Ok(Self { config, net, device: device.clone() })
     }
 
+    /// Swaps the plain 28x28 mask branch for a freshly initialised PointRend branch, keeping the
+    /// backbone, RPN and box head: how a plain (e.g. torchvision COCO) checkpoint starts
+    /// PointRend fine-tuning (`train --init … --pointrend --new-pointrend-head`).
+    pub fn with_new_pointrend_head(mut self) -> Self {
+        if self.config.pointrend {
+            return self;
+        }
+        let c = self.config.backbone.fpn_out_channels;
+        self.net.mask_head = None;
+        self.net.mask_predictor = None;
+        self.net.pointrend = Some(PointRendHeads {
+            coarse_head: CoarseMaskHead::new(c, self.config.num_classes, &self.device),
+            point_head: PointHead::new(c, self.config.num_classes, &self.device),
+        });
+        self.config.pointrend = true;
+        self
+    }
+
     pub fn predict(&self, images: &[ImageChw]) -> Vec<Vec<Detection>> {
         self.predict_traced(images, &mut None)
     }

@@ -62,3 +62,20 @@ fn plain_checkpoint_asked_to_run_pointrend_names_the_missing_keys() {
     let err = format!("{:#}", load_model(dir.path(), &device).err().expect("must fail"));
     assert!(err.contains("roi_heads.mask_head.reduce_spatial_dim_conv.weight"), "{err}");
 }
+
+#[test]
+fn a_plain_checkpoint_starts_pointrend_fine_tuning_with_a_new_head_keeping_the_rest() {
+    let device = Device::default();
+    let plain = load_model(&fixture("parity/r18_tiny"), &device).unwrap().model;
+    let mut plain_for_keys = load_model(&fixture("parity/r18_tiny"), &device).unwrap().model;
+    let before = StateDict::from_module(&mut plain_for_keys.net, "");
+    let mut converted = plain.with_new_pointrend_head();
+    assert!(converted.config.pointrend && converted.net.mask_head.is_none() && converted.net.pointrend.is_some());
+    let after = StateDict::from_module(&mut converted.net, "");
+    for key in ["backbone.body.conv1.weight", "rpn.head.conv.0.0.weight", "roi_heads.box_predictor.cls_score.weight"] {
+        assert_eq!(before.get(key).unwrap().data, after.get(key).unwrap().data, "{key} kept");
+    }
+    assert!(after.get("roi_heads.mask_predictor.mask_point_head.predictor.weight").is_some());
+    let image = maskrcnn::image_io::load_image(&fixture("parity/r18_tiny/image.png"), 3).unwrap();
+    assert!(!converted.predict(std::slice::from_ref(&image))[0].is_empty());
+}

@@ -110,6 +110,9 @@ pub struct TrainArgs {
     /// Use the PointRend mask head (224x224 masks refined at uncertain points).
     #[arg(long)]
     pub pointrend: bool,
+    /// With --pointrend and a plain --init checkpoint: replace its mask head by a new PointRend head.
+    #[arg(long, requires = "pointrend")]
+    pub new_pointrend_head: bool,
     /// Stop when the monitored value has not improved for N epochs (arcgis.learn's early
     /// stopping uses 5).
     #[arg(long)]
@@ -263,7 +266,15 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         Some(path) => {
             let mut m = crate::weights::load_model(path, &device)?.model;
             if args.pointrend && !m.config.pointrend {
-                bail!("--pointrend: {} is a plain Mask R-CNN; start PointRend training from scratch or from a PointRend checkpoint", path.display());
+                if !args.new_pointrend_head {
+                    bail!(
+                        "--pointrend: {} is a plain Mask R-CNN (it has no roi_heads.mask_head.coarse_mask_fc1 / \
+                         roi_heads.mask_predictor.mask_point_head keys); add --new-pointrend-head to keep its backbone, RPN and \
+                         box head and start a new PointRend mask head",
+                        path.display()
+                    );
+                }
+                m = m.with_new_pointrend_head();
             }
             adapt_classes(&mut m, &class_names);
             let model_bands = if bands == 1 { 3 } else { bands };

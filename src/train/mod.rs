@@ -34,3 +34,18 @@
 //!   ([`cli::apply_band_stats`]), stored in the config (and the `.emd`'s `NormalizationStats`)
 //!   and so applied unchanged at inference. Without clamping, arcgis.learn's min-max scaling
 //!   followed by the scaled mean/std is the same affine map.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod forward;
+pub mod losses;
+pub mod lr_find;
+pub mod optim;
+pub mod params;
+pub mod pointrend_loss;
+pub mod sampling;
+pub mod trainer;
+pub mod validation;
+
+pub use forward::{LossTerms, TrainTarget, TrainTrace};
+pub use sampling::{RandomSampler, RecordedSampler, Sampler, SamplingStage};
