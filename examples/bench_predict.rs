@@ -2,7 +2,11 @@
 //! by stage, and resident memory (after loading, and the peak while predicting). Driven by
 //! `tools/bench/bench_predict.py`, which also times torchvision the same way.
 //!
-//! usage: bench_predict <model> <image> <runs> [min_size max_size] [--components PASSES]
+//! usage: bench_predict <model> <image> <runs> [min_size max_size] [--components PASSES] [--pointrend]
+//!
+//! `--pointrend` swaps the model's mask branch for a new (randomly initialised) PointRend head
+//! before timing, so the plain and PointRend heads are timed on the same boxes: PointRend's cost
+//! (5 subdivision steps of 784 points, 224x224 masks) does not depend on the head's values.
 //!
 //! `--components PASSES` also times the network's pieces one by one in process CPU time (which, unlike wall
 //! time, hardly moves when other processes share the cores): ResNet convolutions vs the FrozenBN /
@@ -227,8 +231,16 @@ fn main() -> Result<()> {
         component_passes = n.parse().with_context(|| format!("--components {n}: not a whole number"))?;
         args.drain(i..i + 2);
     }
+    let pointrend = match args.iter().position(|a| a == "--pointrend") {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
+    };
+    anyhow::ensure!(!(pointrend && component_passes > 0), "--components times the plain mask head only");
     if args.len() < 3 {
-        anyhow::bail!("usage: bench_predict <model> <image> <runs> [min_size max_size] [--components PASSES]");
+        anyhow::bail!("usage: bench_predict <model> <image> <runs> [min_size max_size] [--components PASSES] [--pointrend]");
     }
     let model_path = &args[1];
     let image_path = &args[2];
@@ -236,6 +248,9 @@ fn main() -> Result<()> {
     let device = burn::tensor::Device::default();
     let load0 = Instant::now();
     let mut model = load_model(model_path.as_ref(), &device)?.model;
+    if pointrend {
+        model = model.with_new_pointrend_head();
+    }
     if let (Some(min), Some(max)) = (args.get(4), args.get(5)) {
         model.config.transform.min_size = min.parse().context("min_size must be a whole number")?;
         model.config.transform.max_size = max.parse().context("max_size must be a whole number")?;
@@ -276,6 +291,7 @@ fn main() -> Result<()> {
         }
     }
     let report = serde_json::json!({
+        "pointrend": pointrend,
         "threads": rayon::current_num_threads(),
         "load_s": load_s,
         "rss_after_load_kb": rss_after_load_kb,

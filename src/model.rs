@@ -11,7 +11,7 @@ use crate::ops::paste_masks::{paste_mask, PastedMask};
 use crate::proposal::rpn::{anchors_for, filter_proposals, sigmoid, RpnHead};
 use crate::roi_heads::box_head::{FastRcnnPredictor, TwoMlpHead};
 use crate::roi_heads::mask_head::{MaskHead, MaskPredictor};
-use crate::roi_heads::pointrend::{CoarseMaskHead, PointHead, PointRendInference};
+use crate::roi_heads::pointrend::{CoarseMaskHead, HostFeatures, PointHead, PointRendInference};
 use crate::roi_heads::poolers::{infer_scale, multiscale_roi_align};
 use crate::roi_heads::{postprocess_detections, RawDetections};
 use crate::tensor_util::tensor_to_vec;
@@ -214,10 +214,11 @@ impl MaskRcnn {
         if let (Some(pr), false) = (&self.net.pointrend, mask_rois.is_empty()) {
             let labels: Vec<usize> = detections.iter().flat_map(|d| d.labels.iter().copied()).collect();
             let max_image_h = batch.image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
+            let fine_features = HostFeatures::from_tensor(&features[0]);
             let inference = PointRendInference {
                 coarse_head: &pr.coarse_head,
                 point_head: &pr.point_head,
-                fine_features: &features[0],
+                fine_features: &fine_features,
                 fine_scale: infer_scale(features[0].dims()[2], max_image_h),
             };
             let (probs, side) = inference.masks(&mask_rois, &labels);

@@ -47,6 +47,13 @@ impl PointConv {
         let y = x.swap_dims(1, 2).reshape([r * p, c]).matmul(w.transpose()) + self.bias.val().unsqueeze_dim(0);
         y.reshape([r, p, out]).swap_dims(1, 2)
     }
+
+    /// The same layer on points laid out as rows: `[M, in] -> [M, out]` (no transposes).
+    pub fn forward_rows(&self, x: Tensor<2>) -> Tensor<2> {
+        let [out, c, _] = self.weight.dims();
+        let w: Tensor<2> = self.weight.val().reshape([out, c]);
+        x.matmul(w.transpose()) + self.bias.val().unsqueeze_dim(0)
+    }
 }
 
 impl NamedTensors for PointConv {
@@ -127,6 +134,15 @@ impl PointHead {
         }
         self.predictor.forward(x)
     }
+
+    /// [`Self::forward`] on row-laid-out points: fine `[M, C]`, coarse `[M, K]` to `[M, K]`.
+    pub fn forward_rows(&self, fine: Tensor<2>, coarse: Tensor<2>) -> Tensor<2> {
+        let mut x = Tensor::cat(vec![fine, coarse.clone()], 1);
+        for layer in [&self.fc1, &self.fc2, &self.fc3] {
+            x = Tensor::cat(vec![relu(layer.forward_rows(x)), coarse.clone()], 1);
+        }
+        self.predictor.forward_rows(x)
+    }
 }
 
 impl NamedTensors for PointHead {
@@ -186,6 +202,67 @@ pub fn sample_box_points(feature: &Tensor<4>, scale: f32, rois: &[(usize, Box)],
     sampled.swap_dims(1, 2)
 }
 
+/// A feature map copied to the host once, channels last (`[N, H, W, C]`), so inference can read
+/// the four bilinear taps of each point as contiguous channel vectors instead of gathering
+/// through the tensor backend at every subdivision step.
+pub struct HostFeatures {
+    data: Vec<f32>,
+    channels: usize,
+    height: usize,
+    width: usize,
+}
+
+impl HostFeatures {
+    pub fn from_tensor(feature: &Tensor<4>) -> Self {
+        let [_, c, h, w] = feature.dims();
+        Self { data: tensor_to_vec(feature.clone().permute([0, 2, 3, 1])), channels: c, height: h, width: w }
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+}
+
+/// [`sample_box_points`] on [`HostFeatures`], returned as rows `[R * P, C]` (RoI-major).
+pub fn sample_box_points_host(feature: &HostFeatures, scale: f32, rois: &[(usize, Box)], points: &[Vec<[f32; 2]>]) -> Vec<f32> {
+    let (c, h, w) = (feature.channels, feature.height, feature.width);
+    let p = points.first().map_or(0, Vec::len);
+    let mut out = vec![0.0f32; rois.len() * p * c];
+    let extent_x = w as f32 / scale;
+    let extent_y = h as f32 / scale;
+    for (r, ((batch, b), pts)) in rois.iter().zip(points).enumerate() {
+        let normalised: Vec<[f32; 2]> = pts
+            .iter()
+            .map(|pt| [(b[0] + pt[0] * (b[2] - b[0])) / extent_x, (b[1] + pt[1] * (b[3] - b[1])) / extent_y])
+            .collect();
+        let base = batch * h * w;
+        visit_point_taps(&normalised, h, w, |i, pos, wt| {
+            let src = &feature.data[(base + pos) * c..(base + pos + 1) * c];
+            let dst = &mut out[(r * p + i) * c..(r * p + i + 1) * c];
+            for (d, v) in dst.iter_mut().zip(src) {
+                *d += wt * v;
+            }
+        });
+    }
+    out
+}
+
+/// [`sample_coarse`] on host coarse logits `[R, K, S, S]`, as rows `[R * P, K]`.
+pub fn sample_coarse_host(coarse: &[f32], classes: usize, side: usize, points: &[Vec<[f32; 2]>]) -> Vec<f32> {
+    let p = points.first().map_or(0, Vec::len);
+    let mut out = vec![0.0f32; points.len() * p * classes];
+    for (r, pts) in points.iter().enumerate() {
+        let maps = &coarse[r * classes * side * side..(r + 1) * classes * side * side];
+        visit_point_taps(pts, side, side, |i, pos, wt| {
+            let dst = &mut out[(r * p + i) * classes..(r * p + i + 1) * classes];
+            for (k, d) in dst.iter_mut().enumerate() {
+                *d += wt * maps[k * side * side + pos];
+            }
+        });
+    }
+    out
+}
+
 /// Indices and box-relative centres of the `k` most uncertain cells (highest value) of an
 /// `h x w` map, as detectron2's `get_uncertain_point_coords_on_grid`.
 pub fn most_uncertain_cells(uncertainty: &[f32], h: usize, w: usize, k: usize) -> (Vec<usize>, Vec<[f32; 2]>) {
@@ -201,8 +278,8 @@ pub fn most_uncertain_cells(uncertainty: &[f32], h: usize, w: usize, k: usize) -
 pub struct PointRendInference<'a> {
     pub coarse_head: &'a CoarseMaskHead,
     pub point_head: &'a PointHead,
-    /// The stride-4 FPN level ('0') and its scale.
-    pub fine_features: &'a Tensor<4>,
+    /// The stride-4 FPN level ('0') on the host, and its scale.
+    pub fine_features: &'a HostFeatures,
     pub fine_scale: f32,
 }
 
@@ -222,13 +299,16 @@ impl PointRendInference<'_> {
 
     fn masks_chunk(&self, rois: &[(usize, Box)], labels: &[usize]) -> (Vec<Vec<f32>>, usize) {
         let r = rois.len();
+        let device = self.coarse_head.coarse_mask_fc1.weight.val().device();
+        let c = self.fine_features.channels();
         let grid = regular_grid(COARSE_INPUT_SIDE);
         let grid_points: Vec<Vec<[f32; 2]>> = vec![grid; r];
-        let point_features = sample_box_points(self.fine_features, self.fine_scale, rois, &grid_points);
-        let c = point_features.dims()[1];
-        let coarse = self.coarse_head.forward(point_features.reshape([r, c, COARSE_INPUT_SIDE, COARSE_INPUT_SIDE]));
+        let rows = sample_box_points_host(self.fine_features, self.fine_scale, rois, &grid_points);
+        let point_features: Tensor<4> =
+            tensor_from_vec(rows, [r, COARSE_INPUT_SIDE, COARSE_INPUT_SIDE, c], &device).permute([0, 3, 1, 2]);
+        let coarse = self.coarse_head.forward(point_features);
         let [_, k, s7, _] = coarse.dims();
-        let coarse_host = tensor_to_vec(coarse.clone());
+        let coarse_host = tensor_to_vec(coarse);
         let mut logits: Vec<Vec<f32>> = (0..r).map(|i| coarse_host[(i * k + labels[i]) * s7 * s7..(i * k + labels[i] + 1) * s7 * s7].to_vec()).collect();
         let mut side = s7;
         for step in 0..SUBDIVISION_STEPS {
@@ -246,14 +326,13 @@ impl PointRendInference<'_> {
                 indices.push(idx);
                 coords.push(pts);
             }
-            let fine = sample_box_points(self.fine_features, self.fine_scale, rois, &coords);
-            let coarse_at_points = sample_coarse(&coarse, &coords);
-            let point_logits = tensor_to_vec(self.point_head.forward(fine, coarse_at_points));
             let p = coords[0].len();
+            let fine = tensor_from_vec(sample_box_points_host(self.fine_features, self.fine_scale, rois, &coords), [r * p, c], &device);
+            let coarse_at_points = tensor_from_vec(sample_coarse_host(&coarse_host, k, s7, &coords), [r * p, k], &device);
+            let point_logits = tensor_to_vec(self.point_head.forward_rows(fine, coarse_at_points));
             for (i, idx) in indices.iter().enumerate() {
-                let row = &point_logits[(i * k + labels[i]) * p..(i * k + labels[i] + 1) * p];
                 for (j, &cell) in idx.iter().enumerate() {
-                    logits[i][cell] = row[j];
+                    logits[i][cell] = point_logits[(i * p + j) * k + labels[i]];
                 }
             }
         }
@@ -297,6 +376,51 @@ mod tests {
         let rois = vec![(0, [2.0, 4.0, 4.0, 6.0])];
         let sampled = tensor_to_vec(sample_box_points(&map, 0.5, &rois, &[vec![[0.5, 0.5]]]));
         assert!((sampled[0] - 9.0).abs() < 1e-5, "{sampled:?}");
+    }
+
+    /// The inference path (host features, point rows) reads exactly what the training path's
+    /// tensor gather reads, for several RoIs, images and points partly outside the map.
+    #[test]
+    fn host_sampling_and_row_layout_match_the_tensor_path() {
+        let device = Device::default();
+        let (n, c, h, w) = (2, 5, 6, 7);
+        let values: Vec<f32> = (0..n * c * h * w).map(|i| ((i as f32) * 0.37).sin()).collect();
+        let map: Tensor<4> = tensor_from_vec(values, [n, c, h, w], &device);
+        let rois = vec![(0, [1.0, 2.0, 20.0, 15.0]), (1, [-3.0, 0.5, 10.0, 30.0]), (1, [5.0, 5.0, 6.0, 6.5])];
+        let points: Vec<Vec<[f32; 2]>> = (0..3).map(|r| (0..9).map(|j| [(j as f32 * 0.13 + r as f32 * 0.2) % 1.0, (j as f32 * 0.29) % 1.0]).collect()).collect();
+        let tensor = tensor_to_vec(sample_box_points(&map, 0.25, &rois, &points)); // [R, C, P]
+        let host = sample_box_points_host(&HostFeatures::from_tensor(&map), 0.25, &rois, &points); // [R * P, C]
+        for r in 0..3 {
+            for ch in 0..c {
+                for j in 0..9 {
+                    let (a, b) = (tensor[(r * c + ch) * 9 + j], host[(r * 9 + j) * c + ch]);
+                    assert!((a - b).abs() < 1e-6, "roi {r} channel {ch} point {j}: {a} vs {b}");
+                }
+            }
+        }
+        // Coarse logits sampled on the host equal the tensor path too.
+        let coarse: Tensor<4> = tensor_from_vec((0..3 * 4 * 49).map(|i| (i as f32 * 0.11).cos()).collect(), [3, 4, 7, 7], &device);
+        let t = tensor_to_vec(sample_coarse(&coarse, &points));
+        let hst = sample_coarse_host(&tensor_to_vec(coarse.clone()), 4, 7, &points);
+        for r in 0..3 {
+            for k in 0..4 {
+                for j in 0..9 {
+                    assert!((t[(r * 4 + k) * 9 + j] - hst[(r * 9 + j) * 4 + k]).abs() < 1e-6);
+                }
+            }
+        }
+        // And the point head gives the same logits in either layout.
+        let head = PointHead::new(c, 4, &device);
+        let fine = sample_box_points(&map, 0.25, &rois, &points);
+        let by_roi = tensor_to_vec(head.forward(fine, sample_coarse(&coarse, &points)));
+        let by_row = tensor_to_vec(head.forward_rows(tensor_from_vec(host, [27, c], &device), tensor_from_vec(hst, [27, 4], &device)));
+        for r in 0..3 {
+            for k in 0..4 {
+                for j in 0..9 {
+                    assert!((by_roi[(r * 4 + k) * 9 + j] - by_row[(r * 9 + j) * 4 + k]).abs() < 1e-4);
+                }
+            }
+        }
     }
 
     #[test]
