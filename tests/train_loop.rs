@@ -83,8 +83,13 @@ fn assert_same_weights(a: &Path, b: &Path, what: &str) {
 #[test]
 fn killed_and_resumed_run_ends_with_identical_weights() {
     let data = synthetic(4, 11);
-    let config = tiny_config(4);
-    for (optimizer, schedule) in [(OptimizerKind::Sgd, ScheduleKind::Multistep), (OptimizerKind::Adamw, ScheduleKind::Onecycle)] {
+    // The AdamW run also trains batch norm, so its running statistics must survive the kill too.
+    for (optimizer, schedule, norm) in [
+        (OptimizerKind::Sgd, ScheduleKind::Multistep, maskrcnn::config::NormKind::Frozen),
+        (OptimizerKind::Adamw, ScheduleKind::Onecycle, maskrcnn::config::NormKind::Batch),
+    ] {
+        let mut config = tiny_config(4);
+        config.backbone.norm = norm;
         let lr = if optimizer == OptimizerKind::Sgd { 0.01 } else { 1e-3 };
         let options = quiet(TrainOptions {
             steps: Some(6),
@@ -118,6 +123,11 @@ fn killed_and_resumed_run_ends_with_identical_weights() {
         assert!(resumed.finished && resumed.steps == 6);
 
         assert_same_weights(&full_dir.join("model"), &killed_dir.join("model"), &format!("{optimizer:?}: resumed vs uninterrupted run"));
+        let weights = maskrcnn::weights::StateDict::read(&full_dir.join("model/model.safetensors")).unwrap();
+        let running_mean = &weights.get("backbone.body.layer1.0.bn1.running_mean").unwrap().data;
+        let bn_weight = &weights.get("backbone.body.layer1.0.bn1.weight").unwrap().data;
+        let moved = running_mean.iter().any(|v| *v != 0.0) && bn_weight.iter().any(|v| *v != 1.0);
+        assert_eq!(moved, norm == maskrcnn::config::NormKind::Batch, "{norm:?}: batch-norm statistics and affine terms train only with norm = batch");
         let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
         let strip = |s: String| s.lines().map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
