@@ -183,10 +183,7 @@ pub fn sample_box_points(feature: &Tensor<4>, scale: f32, rois: &[(usize, Box)],
     let mut weights = vec![0.0f32; rois.len() * p * 4];
     let mut filled = vec![0usize; rois.len() * p];
     for (r, ((batch, b), pts)) in rois.iter().zip(points).enumerate() {
-        let normalised: Vec<[f32; 2]> = pts
-            .iter()
-            .map(|pt| [(b[0] + pt[0] * (b[2] - b[0])) / extent_x, (b[1] + pt[1] * (b[3] - b[1])) / extent_y])
-            .collect();
+        let normalised = box_points_in_map(b, pts, extent_x, extent_y);
         visit_point_taps(&normalised, h, w, |i, pos, wt| {
             let slot = r * p + i;
             let k = slot * 4 + filled[slot];
@@ -200,6 +197,12 @@ pub fn sample_box_points(feature: &Tensor<4>, scale: f32, rois: &[(usize, Box)],
     let gathered = flat.select(0, int_tensor_from_vec(rows, &device)) * tensor_from_vec::<2>(weights, [taps, 1], &device);
     let sampled: Tensor<3> = gathered.reshape([rois.len() * p, 4, c]).sum_dim(1).reshape([rois.len(), p, c]);
     sampled.swap_dims(1, 2)
+}
+
+/// Box-relative points as `[0, 1]` coordinates of a feature map covering `extent_x x extent_y`
+/// image pixels (the padded batch), as detectron2 normalises them for `grid_sample`.
+fn box_points_in_map(b: &Box, points: &[[f32; 2]], extent_x: f32, extent_y: f32) -> Vec<[f32; 2]> {
+    points.iter().map(|pt| [(b[0] + pt[0] * (b[2] - b[0])) / extent_x, (b[1] + pt[1] * (b[3] - b[1])) / extent_y]).collect()
 }
 
 /// A feature map copied to the host once, channels last (`[N, H, W, C]`), so inference can read
@@ -231,10 +234,7 @@ pub fn sample_box_points_host(feature: &HostFeatures, scale: f32, rois: &[(usize
     let extent_x = w as f32 / scale;
     let extent_y = h as f32 / scale;
     for (r, ((batch, b), pts)) in rois.iter().zip(points).enumerate() {
-        let normalised: Vec<[f32; 2]> = pts
-            .iter()
-            .map(|pt| [(b[0] + pt[0] * (b[2] - b[0])) / extent_x, (b[1] + pt[1] * (b[3] - b[1])) / extent_y])
-            .collect();
+        let normalised = box_points_in_map(b, pts, extent_x, extent_y);
         let base = batch * h * w;
         visit_point_taps(&normalised, h, w, |i, pos, wt| {
             let src = &feature.data[(base + pos) * c..(base + pos + 1) * c];
