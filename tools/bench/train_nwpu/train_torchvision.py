@@ -2,8 +2,9 @@
 then score it on the dev split with pycocotools.
 
 The recipe mirrors src/train/optim.rs and src/train/trainer.rs of this repository:
-- backbone: resnet_fpn_backbone('resnet18', weights=None, trainable_layers=5,
-  norm_layer=FrozenBatchNorm2d) -> identity FrozenBN statistics, as our from-scratch ResNet;
+- backbone: resnet_fpn_backbone('resnet18', weights=None, trainable_layers=5, norm_layer=...):
+  `--norm batch` is nn.BatchNorm2d (torchvision's from-scratch choice; ours `maskrcnn train --norm batch`, the
+  default without --init), `--norm frozen` is FrozenBatchNorm2d with identity statistics (ours `--norm frozen`);
 - AdamW(betas=(0.9, 0.99), weight_decay=0.01, eps=1e-5), fastai one-cycle (cosine warm-up from
   lr/25 over round(0.3 * steps), cosine decay to lr/25e4), the lr a pure function of the step;
 - clip_grad_norm_(10) every step (our default --clip-grad-norm 10);
@@ -14,7 +15,7 @@ The recipe mirrors src/train/optim.rs and src/train/trainer.rs of this repositor
 
 Usage:
   python train_torchvision.py --train train.json --dev dev.json --images DIR --output RUN \
-      --steps 64 --batch-size 2 --size 256 --lr 1e-4 --seed 0
+      --steps 640 --batch-size 2 --size 256 --lr 1e-3 --seed 0 --norm batch
 Writes RUN/losses.jsonl (one line per step: losses, lr, seconds), RUN/model.pt,
 RUN/dev_results.json (COCO results, masks as RLE) and RUN/metrics.json (pycocotools AP).
 """
