@@ -173,8 +173,7 @@ pub fn new_model_config(depth: usize, class_names: &[String], bands: usize, trai
     config.backbone.trainable_layers = trainable_layers;
     config.backbone.in_channels = bands;
     if bands != 3 {
-        config.transform.image_mean = (0..bands).map(|b| [0.485, 0.456, 0.406][b % 3]).collect();
-        config.transform.image_std = (0..bands).map(|b| [0.229, 0.224, 0.225][b % 3]).collect();
+        use_imagenet_normalisation(&mut config.transform, bands);
     }
     config.class_names = std::iter::once("__background__".to_string()).chain(class_names.iter().cloned()).collect();
     config
@@ -239,6 +238,14 @@ pub fn adapt_input_bands(model: &mut MaskRcnn, bands: usize) {
 pub enum Normalization {
     Imagenet,
     Data,
+}
+
+/// torchvision's ImageNet mean/std, repeated over `bands` bands, in place of any data statistics.
+fn use_imagenet_normalisation(t: &mut crate::config::TransformConfig, bands: usize) {
+    let imagenet = crate::config::TransformConfig::default();
+    t.image_mean = (0..bands).map(|b| imagenet.image_mean[b % 3]).collect();
+    t.image_std = (0..bands).map(|b| imagenet.image_std[b % 3]).collect();
+    t.band_stats = None;
 }
 
 /// Uses the dataset's per-band statistics (raw units, divided by `pixel_scale`) as the model's
@@ -318,13 +325,9 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             apply_band_stats(&mut model.config, stats, pixel_scale);
         }
         Normalization::Imagenet if args.normalize.is_some() => {
-            let defaults = crate::config::TransformConfig::default();
             let bands = model.config.backbone.in_channels;
-            let t = &mut model.config.transform;
-            t.image_mean = (0..bands).map(|b| defaults.image_mean[b % 3]).collect();
-            t.image_std = (0..bands).map(|b| defaults.image_std[b % 3]).collect();
-            t.band_stats = None;
-            t.pixel_scale = Some(pixel_scale);
+            use_imagenet_normalisation(&mut model.config.transform, bands);
+            model.config.transform.pixel_scale = Some(pixel_scale);
         }
         Normalization::Imagenet => model.config.transform.pixel_scale = Some(pixel_scale),
     }
