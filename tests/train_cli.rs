@@ -21,6 +21,7 @@ fn train_command_writes_a_loadable_model_folder() {
     let args = [
         "test", "--data", json.to_str().unwrap(), "--output", out.to_str().unwrap(), "--backbone", "18", "--steps", "2",
         "--batch-size", "1", "--min-size", "96", "--max-size", "96", "--val-split", "0.34", "--log-every", "1", "--quiet",
+        "--monitor", "mask-ap",
     ];
     run_train(Cli::parse_from(args).train).unwrap();
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
@@ -35,6 +36,8 @@ fn train_command_writes_a_loadable_model_folder() {
         let v = epoch[key].as_f64().unwrap_or_else(|| panic!("epoch line lacks {key}: {epoch}"));
         assert!((-1.0..=1.0).contains(&v), "{key} = {v}");
     }
+    assert_eq!(epoch["best"], true, "--monitor mask-ap picks best/ by validation mask AP: {epoch}");
+    assert!(out.join("best/config.json").is_file());
     let curves = image::open(out.join("loss_curves.png")).expect("loss_curves.png written beside metrics.jsonl");
     assert!(curves.width() > 100 && curves.height() > 100);
     let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
