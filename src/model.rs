@@ -38,6 +38,13 @@ pub struct PointRendHeads {
     pub point_head: PointHead,
 }
 
+impl PointRendHeads {
+    /// Freshly initialised coarse and point heads over `channels`-wide FPN features.
+    pub fn new(channels: usize, num_classes: usize, device: &Device) -> Self {
+        Self { coarse_head: CoarseMaskHead::new(channels, num_classes, device), point_head: PointHead::new(channels, num_classes, device) }
+    }
+}
+
 impl NamedTensors for MaskRcnnNet {
     fn visit_named(&mut self, prefix: &str, visit: &mut dyn FnMut(String, TensorSlot<'_>)) {
         let p = |s: &str| if prefix.is_empty() { s.to_string() } else { format!("{prefix}.{s}") };
@@ -112,10 +119,7 @@ impl MaskRcnn {
             mask_predictor: (!config.pointrend).then(|| {
                 MaskPredictor::new(*rh.mask_layers.last().unwrap_or(&c), rh.mask_predictor_channels, config.num_classes, device)
             }),
-            pointrend: config.pointrend.then(|| PointRendHeads {
-                coarse_head: CoarseMaskHead::new(c, config.num_classes, device),
-                point_head: PointHead::new(c, config.num_classes, device),
-            }),
+            pointrend: config.pointrend.then(|| PointRendHeads::new(c, config.num_classes, device)),
         };
         Ok(Self { config, net, device: device.clone() })
     }
@@ -130,10 +134,7 @@ impl MaskRcnn {
         let c = self.config.backbone.fpn_out_channels;
         self.net.mask_head = None;
         self.net.mask_predictor = None;
-        self.net.pointrend = Some(PointRendHeads {
-            coarse_head: CoarseMaskHead::new(c, self.config.num_classes, &self.device),
-            point_head: PointHead::new(c, self.config.num_classes, &self.device),
-        });
+        self.net.pointrend = Some(PointRendHeads::new(c, self.config.num_classes, &self.device));
         self.config.pointrend = true;
         self
     }

@@ -1,5 +1,5 @@
 //! ResNet-18/34/50/101/152 (torchvision v1.5: stride on the 3x3 conv). Batch norm is frozen
-//! (`BatchNorm2d`) except when training with `norm = batch`, where the batch statistics of
+//! (`FrozenBatchNorm2d`) except when training with `norm = batch`, where the batch statistics of
 //! every layer are returned in forward order so the trainer can update the running averages.
 
 use burn::module::Module;
