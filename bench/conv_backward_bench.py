@@ -1,7 +1,7 @@
-"""PyTorch counterpart of examples/conv_backward_bench.rs: a torchvision ResNet-50 body
-(conv1 .. layer4, FrozenBatchNorm2d) at batch 1; forward alone (no_grad) and forward + backward of
-sum(layer4) w.r.t. every conv weight. Median of RUNS timed runs after one warm-up, wall time and
-process CPU time (steadier than wall time on a loaded machine).
+"""PyTorch counterpart of crates/maskrcnn-kernels/examples/conv_backward_bench.rs: a torchvision
+ResNet-50 body (conv1 .. layer4, FrozenBatchNorm2d) at batch 1; forward alone (no_grad) and
+forward + backward of sum(layer4) w.r.t. every conv weight. Median of RUNS timed runs after one
+warm-up, wall time and process CPU time (steadier than wall time on a loaded machine).
 
 Usage: python conv_backward_bench.py [SIZE=512] [RUNS=5] [THREADS=1]
 """

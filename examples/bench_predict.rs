@@ -152,18 +152,19 @@ fn time_components(model: &MaskRcnn, trace: &ForwardTrace, original_hw: (usize, 
     let pooled = clock.time("box roi_align", || {
         multiscale_roi_align(&features[..levels], &rois, &trace.image_sizes, rh.box_roi_output_size, rh.sampling_ratio)
     });
-    let hidden = clock.time("box MLP (fc6+fc7)", || net.box_head.forward(pooled));
-    let (logits, regression) = clock.time("box predictor", || net.box_predictor.forward(hidden));
+    let hidden = clock.time("box MLP (fc6+fc7)", || net.roi_heads.box_head.forward(pooled));
+    let (logits, regression) = clock.time("box predictor", || net.roi_heads.box_predictor.forward(hidden));
     let _ = clock.time("box postprocess (softmax, decode, NMS)", || {
         let (logits, regression) = (tensor_to_vec(logits), tensor_to_vec(regression));
-        let classes = net.box_predictor.num_classes();
+        let classes = net.roi_heads.box_predictor.num_classes();
         postprocess_detections(&logits, &regression, &trace.proposals[0], classes, trace.image_sizes[0], rh)
     });
 
     let mask_rois: Vec<_> =
         trace.detections.iter().enumerate().flat_map(|(i, d)| d.boxes.iter().map(move |b| (i, *b))).collect();
     // PointRend models have no plain mask branch; the split covers the plain 28x28 head only.
-    let (Some(mask_head), Some(mask_predictor)) = (&net.mask_head, &net.mask_predictor) else { return };
+    let maskrcnn::roi_heads::MaskBranch::Standard(heads) = &net.roi_heads.mask else { return };
+    let (mask_head, mask_predictor) = (&heads.head, &heads.predictor);
     if mask_rois.is_empty() {
         return;
     }

@@ -22,17 +22,7 @@ fn main() -> anyhow::Result<()> {
     config.transform.min_size = size;
     config.transform.max_size = size;
     if which == "tiny" {
-        config.backbone.depth = 18;
-        config.backbone.returned_layers = vec![1, 2];
-        config.backbone.fpn_out_channels = 32;
-        config.backbone.trainable_layers = 5;
-        config.rpn.anchor_sizes = vec![vec![16.0], vec![32.0], vec![64.0]];
-        config.rpn.pre_nms_top_n_train = 600;
-        config.rpn.post_nms_top_n_train = 300;
-        config.roi_heads.box_batch_size_per_image = 128;
-        config.roi_heads.representation_size = 128;
-        config.roi_heads.mask_layers = vec![32, 32];
-        config.roi_heads.mask_predictor_channels = 32;
+        config = MaskRcnnConfig::small(4, size, 32);
     } else {
         config.backbone.depth = 50;
         config.backbone.trainable_layers = 3;

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::image_io::{list_images, load_image};
+use crate::image_io::{list_images, load_model_input};
 use crate::predict::{display_name, image_id_for, image_ids_from_coco, to_coco_results};
 use crate::weights::load_model;
 
@@ -39,7 +39,7 @@ enum Command {
     /// Cut a raster and label polygons into training chips (Esri RCNN_Masks or COCO).
     ExportChips(ExportChipsArgs),
     /// Train a model on COCO, Esri RCNN_Masks or instance-mask PNG data.
-    Train(crate::train::cli::TrainArgs),
+    Train(crate::train_cli::TrainArgs),
     /// Generate a labelled synthetic dataset, train a small model on it, predict on held-back
     /// images and score them: the whole workflow in a few minutes.
     Demo(DemoArgs),
@@ -55,7 +55,7 @@ struct LrFindArgs {
     #[arg(long)]
     images: Option<PathBuf>,
     #[arg(long, value_enum)]
-    format: Option<crate::train::cli::DataFormat>,
+    format: Option<crate::train_cli::DataFormat>,
     #[arg(long, default_value = "object")]
     class_name: String,
     /// A checkpoint to start from (default: a new model).
@@ -71,7 +71,7 @@ struct LrFindArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 150)]
     iterations: usize,
-    #[arg(long, value_enum, default_value = "adamw")]
+    #[arg(long, value_parser = named::<crate::train::optim::OptimizerKind>(&["sgd", "adamw"]), default_value = "adamw")]
     optimizer: crate::train::optim::OptimizerKind,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -330,9 +330,56 @@ pub fn run() -> Result<()> {
         Command::Vectorize(args) => vectorize(args),
         Command::Package(args) => package(args),
         Command::ExportChips(args) => export_chips(args),
-        Command::Train(args) => crate::train::cli::run_train(args),
+        Command::Train(args) => crate::train_cli::run_train(args),
         Command::Demo(args) => demo(args),
         Command::LrFind(args) => lr_find(args),
+    }
+}
+
+/// A clap parser for a model enum, by its serde names (the model crate does not depend on clap).
+#[allow(clippy::type_complexity)]
+pub(crate) fn named<T>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|s| serde_json::from_value(serde_json::Value::String(s)).expect("the names are the enum's serde names"))
+}
+
+/// The training loop's progress as an indicatif bar.
+pub struct StepBar(ProgressBar);
+
+impl StepBar {
+    pub fn new(hidden: bool) -> Self {
+        let bar = if hidden { ProgressBar::hidden() } else { ProgressBar::new(0) };
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {elapsed_precise}<{eta_precise}  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Self(bar)
+    }
+}
+
+impl crate::train::progress::TrainProgress for StepBar {
+    fn start(&self, total: u64, position: u64) {
+        self.0.set_length(total);
+        self.0.set_position(position);
+    }
+    fn set_position(&self, position: u64) {
+        self.0.set_position(position);
+    }
+    fn set_message(&self, message: String) {
+        self.0.set_message(message);
+    }
+    fn println(&self, line: String) {
+        self.0.println(line);
+    }
+    fn finish(&self, note: Option<&str>) {
+        match note {
+            Some(note) => self.0.abandon_with_message(note.to_string()),
+            None => self.0.finish(),
+        }
     }
 }
 
@@ -369,7 +416,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     let mut results = Vec::new();
     let mut total = 0usize;
     for (index, path) in images.iter().enumerate() {
-        let image = load_image(path, model.config.backbone.in_channels)?;
+        let image = load_model_input(path, &model.config)?;
         let image_id = image_id_for(path, index, ids.as_ref())?;
         let mut dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
         if let Some(t) = args.score_threshold {
@@ -404,7 +451,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
     let mut grid = None;
     let (ground_truth, results) = if let Some(model_path) = &args.model {
         let data = args.data.as_deref().expect("clap requires --data with --model");
-        let dataset = crate::evaluate::CocoDataset::open(data, args.images.as_deref())?;
+        let dataset = crate::evaluate::GroundTruthSet::open(data, args.images.as_deref())?;
         let device = burn::tensor::Device::default();
         let mut model = load_model(model_path, &device)?.model;
         // The model must keep at least as many detections as are scored.
@@ -466,7 +513,7 @@ fn show_results(args: ShowResultsArgs) -> Result<()> {
     if args.rows == 0 {
         bail!("--rows must be at least 1");
     }
-    let dataset = crate::evaluate::CocoDataset::open(&args.data, args.images.as_deref())?;
+    let dataset = crate::evaluate::GroundTruthSet::open(&args.data, args.images.as_deref())?;
     let device = burn::tensor::Device::default();
     let model = load_model(&args.model, &device)?.model;
     let grid = crate::evaluate::show_results(&model, &dataset, args.rows, mode, args.score_threshold)?;
@@ -666,18 +713,18 @@ fn lr_find(args: LrFindArgs) -> Result<()> {
     if args.batch_size == 0 || args.iterations < 12 {
         bail!("--batch-size must be at least 1 and --iterations at least 12");
     }
-    let dataset = crate::train::cli::open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
+    let dataset = crate::train_cli::open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
     let class_names = dataset.class_names().to_vec();
     let bands = dataset.image(0).context("reading the first image")?.channels;
     let device = burn::tensor::Device::default().autodiff();
     let mut model = match &args.init {
         Some(path) => {
             let mut m = load_model(path, &device)?.model;
-            crate::train::cli::adapt_classes(&mut m, &class_names);
+            m.adapt_classes(&class_names);
             m
         }
         None => crate::model::MaskRcnn::new(
-            crate::train::cli::new_model_config(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, 5),
+            crate::config::MaskRcnnConfig::for_classes(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, 5),
             &device,
         )?,
     };

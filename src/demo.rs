@@ -31,27 +31,13 @@ pub struct DemoReport {
     pub segm_ap: f64,
 }
 
-/// A ResNet-18 cut after its second stage with slim heads: big enough for the synthetic shapes,
-/// small enough to train in minutes on two cores.
+/// [`MaskRcnnConfig::small`] at 64 channels for the demo's classes.
 pub fn small_config(class_names: &[String], image_size: usize, pointrend: bool) -> MaskRcnnConfig {
-    let mut c = MaskRcnnConfig { num_classes: class_names.len() + 1, pointrend, ..Default::default() };
+    let mut c = MaskRcnnConfig::small(class_names.len() + 1, image_size, 64);
     c.class_names = std::iter::once("background".to_string()).chain(class_names.iter().cloned()).collect();
-    c.backbone.depth = 18;
-    c.backbone.returned_layers = vec![1, 2];
-    c.backbone.fpn_out_channels = 64;
-    c.backbone.trainable_layers = 5;
-    c.transform.min_size = image_size;
-    c.transform.max_size = image_size;
-    c.rpn.anchor_sizes = vec![vec![16.0], vec![32.0], vec![64.0]];
-    c.rpn.pre_nms_top_n_train = 600;
-    c.rpn.post_nms_top_n_train = 300;
-    c.rpn.pre_nms_top_n_test = 300;
-    c.rpn.post_nms_top_n_test = 100;
-    c.roi_heads.box_batch_size_per_image = 128;
-    c.roi_heads.representation_size = 256;
-    c.roi_heads.mask_layers = vec![64, 64];
-    c.roi_heads.mask_predictor_channels = 64;
-    c.roi_heads.box_detections_per_img = 20;
+    if pointrend {
+        c.mask_head = crate::config::MaskHeadKind::PointRend;
+    }
     c
 }
 
@@ -94,7 +80,7 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
     let model_dir = report.final_model.context("training stopped before writing the final model")?;
 
     let trained = crate::weights::load_model(&model_dir, &Device::default())?.model;
-    let dataset = crate::evaluate::CocoDataset::open(&heldout_json, None)?;
+    let dataset = crate::evaluate::GroundTruthSet::open(&heldout_json, None)?;
     let overlays = out.join("overlays");
     std::fs::create_dir_all(&overlays)?;
     let results = crate::evaluate::predict_dataset(&trained, &dataset, |p| {

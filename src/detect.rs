@@ -22,26 +22,39 @@ pub struct DetectJob {
     pub test_time_augmentation: bool,
 }
 
-/// Pixel values are divided by the full range of their type so that 8-bit imagery gives the
-/// 0..1 range the model was trained on (float rasters are taken as already scaled).
-pub fn value_scale(sample_type: SampleType) -> f32 {
+/// The raster's sample type in maskrcnn-data's terms, for the pixel-scaling rule.
+fn scaling_type(sample_type: SampleType) -> maskrcnn_data::scaling::SampleType {
+    use maskrcnn_data::scaling::SampleType as S;
     match sample_type {
-        SampleType::U8 => 255.0,
-        SampleType::U16 => 65535.0,
-        SampleType::I8 => 127.0,
-        SampleType::I16 => 32767.0,
-        _ => 1.0,
+        SampleType::U8 => S::U8,
+        SampleType::U16 => S::U16,
+        SampleType::U32 => S::U32,
+        SampleType::U64 => S::U64,
+        SampleType::I8 => S::I8,
+        SampleType::I16 => S::I16,
+        SampleType::I32 => S::I32,
+        SampleType::I64 => S::I64,
+        SampleType::F32 => S::F32,
+        SampleType::F64 => S::F64,
     }
 }
 
 /// Runs the model on one tile and turns its detections into tile-sized binary masks.
-pub fn detect_tile(model: &MaskRcnn, tile: &TileImage, scale: f32, tta: bool, keep: &[usize]) -> Result<Vec<TileInstance>> {
+pub fn detect_tile(
+    model: &MaskRcnn,
+    tile: &TileImage,
+    scale: maskrcnn_data::scaling::PixelScale,
+    tta: bool,
+    keep: &[usize],
+) -> Result<Vec<TileInstance>> {
     let (w, h) = (tile.width as usize, tile.height as usize);
     let channels = tile.bands.len();
     if channels != model.config.backbone.in_channels {
         bail!("tile has {channels} bands but the model expects {}", model.config.backbone.in_channels);
     }
-    let image = ImageChw { channels, height: h, width: w, data: tile.data.iter().map(|v| v / scale).collect() };
+    let mut data = tile.data.clone();
+    scale.apply(&mut data);
+    let image = ImageChw { channels, height: h, width: w, data };
     let dets = if tta { crate::tta::predict_with_flips(model, &image) } else { model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default() };
     Ok(dets
         .into_iter()
@@ -79,7 +92,7 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     if info.geotransform.is_none() {
         eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", job.raster.display());
     }
-    let scale = value_scale(info.sample_type);
+    let scale = model.config.transform.pixel_scale_for(scaling_type(info.sample_type));
     let detector = |tile: &TileImage| detect_tile(model, tile, scale, job.test_time_augmentation, &keep);
     if options.shard.count > 1 {
         let grid = TileGrid::new(info.width, info.height, options.tile_size, options.overlap)?;

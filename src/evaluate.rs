@@ -7,19 +7,20 @@ use maskrcnn_eval::{CocoGroundTruth, DetectionResult};
 use maskrcnn_masks::Segmentation;
 use maskrcnn_viz::{class_color, draw_instances, results_grid, DrawInstance, DrawMode, DrawOptions, MaskRef};
 
-use crate::image_io::load_image;
+use crate::image_io::load_model_input;
 use crate::model::{Detection, MaskRcnn};
 use crate::predict::{to_coco_results, CocoResult};
 use crate::transform::ImageChw;
 
-/// A COCO dataset on disk: the annotation file and the folder its `file_name`s are relative to.
-pub struct CocoDataset {
+/// COCO ground truth to score against: the annotation file, the folder its `file_name`s are
+/// relative to, and the annotations as the evaluator reads them.
+pub struct GroundTruthSet {
     pub annotations: PathBuf,
     pub images: PathBuf,
     pub ground_truth: CocoGroundTruth,
 }
 
-impl CocoDataset {
+impl GroundTruthSet {
     /// `data` is a COCO JSON file, or a folder holding `instances.json` (or `annotations.json`) and
     /// `images/`. Without `images`, images are looked up in `images/` beside the JSON, then beside it.
     pub fn open(data: &Path, images: Option<&Path>) -> Result<Self> {
@@ -33,12 +34,7 @@ impl CocoDataset {
             data.to_path_buf()
         };
         let ground_truth = maskrcnn_eval::load_ground_truth(&annotations).with_context(|| format!("{}", annotations.display()))?;
-        let base = annotations.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let images = match images {
-            Some(dir) => dir.to_path_buf(),
-            None if base.join("images").is_dir() => base.join("images"),
-            None => base,
-        };
+        let images = images.map_or_else(|| maskrcnn_data::coco::default_image_dir(&annotations), Path::to_path_buf);
         Ok(Self { annotations, images, ground_truth })
     }
 
@@ -60,14 +56,14 @@ pub struct PredictedImage<'a> {
 /// and its detections (for progress or pictures) without predicting again.
 pub fn predict_dataset(
     model: &MaskRcnn,
-    dataset: &CocoDataset,
+    dataset: &GroundTruthSet,
     mut on_image: impl FnMut(PredictedImage<'_>) -> Result<()>,
 ) -> Result<Vec<CocoResult>> {
     let images = &dataset.ground_truth.images;
     let mut results = Vec::new();
     for (i, info) in images.iter().enumerate() {
         let path = dataset.image_path(&info.file_name);
-        let image = load_image(&path, model.config.backbone.in_channels)?;
+        let image = load_model_input(&path, &model.config)?;
         if (image.height, image.width) != (info.height, info.width) {
             bail!("{}: image is {}x{} but the annotations say {}x{}", path.display(), image.width, image.height, info.width, info.height);
         }
@@ -89,7 +85,7 @@ const CELL: (u32, u32) = (480, 360);
 /// Ground truth and predictions side by side for the first `rows` images.
 pub fn show_results(
     model: &MaskRcnn,
-    dataset: &CocoDataset,
+    dataset: &GroundTruthSet,
     rows: usize,
     mode: DrawMode,
     score_threshold: f32,
@@ -99,7 +95,7 @@ pub fn show_results(
     let mut titles = Vec::new();
     for info in gt.images.iter().take(rows) {
         let path = dataset.image_path(&info.file_name);
-        let image = load_image(&path, model.config.backbone.in_channels)?;
+        let image = load_model_input(&path, &model.config)?;
         let mut dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
         dets.retain(|d| d.score >= score_threshold);
         // Small chips are enlarged by whole factors (nearest) so they fill the grid cell.

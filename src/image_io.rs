@@ -1,50 +1,55 @@
-//! Reading images for the model: JPEG, PNG and TIFF at 8 or 16 bits.
+//! Reading images for the model: maskrcnn-data's reader (JPEG, PNG and TIFF of any sample type
+//! and band count), the model's bands, and the model's pixel scale.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
-use image::DynamicImage;
+use anyhow::{bail, Context, Result};
+use maskrcnn_data::scaling::PixelScale;
 
+use crate::config::MaskRcnnConfig;
 use crate::transform::ImageChw;
 
-pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "tif", "tiff", "bmp"];
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "tif", "tiff"];
 
-/// Decodes an image into `[bands, h, w]` floats in 0..1 (8-bit / 255, 16-bit / 65535).
-/// Grey images are repeated to three bands and alpha is dropped when `bands` is 3.
+/// Decodes an image into `[bands, h, w]` floats divided by its sample type's range (8-bit / 255,
+/// 16-bit / 65535), the scale torchvision checkpoints expect. Grey images are repeated to three
+/// bands when `bands` is 3; alpha is dropped.
 pub fn load_image(path: &Path, bands: usize) -> Result<ImageChw> {
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let img = reader.decode().map_err(|e| anyhow!("{}: not a readable image ({e})", path.display()))?;
-    to_chw(&img, bands).with_context(|| format!("{}", path.display()))
+    load_scaled(path, bands, |sample_type| PixelScale::from_sample_type(sample_type))
 }
 
-pub fn to_chw(img: &DynamicImage, bands: usize) -> Result<ImageChw> {
-    let (width, height) = (img.width() as usize, img.height() as usize);
-    let native_bands = img.color().channel_count() as usize;
-    let has_alpha = img.color().has_alpha();
-    let sixteen = matches!(img.color().bytes_per_pixel() / img.color().channel_count(), 2);
-    let (raw, scale): (Vec<f32>, f32) = if sixteen {
-        (img.to_rgba16().into_raw().into_iter().map(f32::from).collect(), 65535.0)
-    } else if img.color().bytes_per_pixel() / img.color().channel_count() == 4 {
-        (img.to_rgba32f().into_raw(), 1.0)
-    } else {
-        (img.to_rgba8().into_raw().into_iter().map(f32::from).collect(), 255.0)
-    };
-    let colour_bands = if has_alpha { native_bands - 1 } else { native_bands };
-    let take: Vec<usize> = match (colour_bands, bands) {
-        (1, 3) | (3, 3) => vec![0, 1, 2],
-        (1, 1) => vec![0],
-        (c, b) => bail!("image has {c} band(s) but the model expects {b}"),
-    };
-    let plane = width * height;
-    let mut data = vec![0.0f32; bands * plane];
-    for (b, &src) in take.iter().enumerate() {
-        for p in 0..plane {
-            data[b * plane + p] = raw[p * 4 + src] / scale;
-        }
+/// An image as `config`'s model expects it: its bands, scaled by
+/// [`crate::config::TransformConfig::pixel_scale_for`] (the scale it was trained with).
+pub fn load_model_input(path: &Path, config: &MaskRcnnConfig) -> Result<ImageChw> {
+    load_scaled(path, config.backbone.in_channels, |sample_type| config.transform.pixel_scale_for(sample_type))
+}
+
+fn load_scaled(
+    path: &Path,
+    bands: usize,
+    scale: impl Fn(maskrcnn_data::scaling::SampleType) -> PixelScale,
+) -> Result<ImageChw> {
+    if !path.is_file() {
+        bail!("{}: no such file", path.display());
     }
+    let typed = maskrcnn_data::image_io::read_image_typed(path)
+        .map_err(|e| anyhow::anyhow!("{}: not a readable image ({:#})", path.display(), e))?;
+    let image = typed.image;
+    let (height, width) = (image.height, image.width);
+    let plane = height * width;
+    let take: Vec<usize> = match (image.channels, bands) {
+        (1, b) => vec![0; b],
+        (c, b) if c == b => (0..b).collect(),
+        (c, b) => bail!(
+            "{}: the image has {c} band(s) but the model expects {b} (pick or repeat bands to match)",
+            path.display()
+        ),
+    };
+    let mut data = Vec::with_capacity(bands * plane);
+    for &src in &take {
+        data.extend_from_slice(image.plane(src));
+    }
+    scale(typed.sample_type).apply(&mut data);
     Ok(ImageChw { channels: bands, height, width, data })
 }
 
@@ -59,7 +64,11 @@ pub fn list_images(input: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(input)
         .with_context(|| format!("reading {}", input.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str())))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
+        })
         .collect();
     files.sort();
     if files.is_empty() {

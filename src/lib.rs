@@ -1,26 +1,18 @@
-//! Mask R-CNN instance segmentation with torchvision's architecture, defaults and weight layout,
-//! on burn's pure-Rust CPU backend.
+//! The `maskrcnn` application: the command line, the drivers that run a model over image folders,
+//! datasets and georeferenced rasters, overlays, and the demo. The model itself (architecture,
+//! weights, training) is the `maskrcnn-model` crate, re-exported here under its module names.
 
-pub mod backbone;
-pub mod image_io;
-pub mod predict;
-pub mod config;
+pub use maskrcnn_model::{
+    backbone, config, io_util, layers, model, ops, proposal, roi_heads, tensor_util, train, transform, weights,
+    Detection, MaskRcnn, MaskRcnnConfig,
+};
+
+pub mod cli;
 pub mod demo;
 pub mod detect;
-pub mod tta;
-pub mod io_util;
-pub mod layers;
-pub mod cli;
 pub mod evaluate;
-pub mod model;
+pub mod image_io;
 pub mod overlay;
-pub mod ops;
-pub mod proposal;
-pub mod roi_heads;
-pub mod tensor_util;
-pub mod transform;
-pub mod train;
-pub mod weights;
-
-pub use config::MaskRcnnConfig;
-pub use model::{Detection, MaskRcnn};
+pub mod predict;
+pub mod train_cli;
+pub mod tta;

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use maskrcnn_masks::Rle;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Detection, MaskRcnn};
@@ -26,16 +25,10 @@ pub struct RleJson {
     pub counts: String,
 }
 
-/// The binary mask (probability > 0.5, as torchvision users threshold it) of a detection as RLE
-/// over the whole image.
-pub fn detection_rle(det: &Detection, height: usize, width: usize) -> Rle {
-    Rle::from_mask(&det.mask.to_binary_full(height, width), height, width)
-}
-
 pub fn to_coco_results(model: &MaskRcnn, image_id: u64, file_name: &str, size: (usize, usize), dets: &[Detection]) -> Vec<CocoResult> {
     dets.iter()
         .map(|d| {
-            let rle = detection_rle(d, size.0, size.1);
+            let rle = d.to_rle(size.0, size.1);
             let b = d.bbox;
             CocoResult {
                 image_id,

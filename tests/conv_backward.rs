@@ -1,5 +1,6 @@
-//! The vendored burn-flex conv2d backward (patches/burn-flex) against direct f64 loops, through
-//! burn's autodiff as the trainer uses it.
+//! burn's own conv2d backward on flex (burn-backend's generic defaults) against direct f64 loops,
+//! through burn's autodiff. The GEMM kernels the model uses instead are tested in
+//! `crates/maskrcnn-kernels`.
 
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;

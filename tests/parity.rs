@@ -194,10 +194,10 @@ fn run_isolated_stages(dir: &str) {
     assert_close("box_roi_pool", &tensor_to_vec(pooled), &get("box_roi_pool").1, TOL);
     let (ps, pv) = get("box_roi_pool");
     let their_pooled = tensor_from_vec(pv, [ps[0], ps[1], ps[2], ps[3]], &device);
-    let box_features = model.net.box_head.forward(their_pooled);
+    let box_features = model.net.roi_heads.box_head.forward(their_pooled);
     assert_close("box_head", &tensor_to_vec(box_features), &get("box_head").1, TOL);
     let (hs, hv) = get("box_head");
-    let (logits, regression) = model.net.box_predictor.forward(tensor_from_vec(hv, [hs[0], hs[1]], &device));
+    let (logits, regression) = model.net.roi_heads.box_predictor.forward(tensor_from_vec(hv, [hs[0], hs[1]], &device));
     assert_close("class_logits", &tensor_to_vec(logits), &get("class_logits").1, TOL);
     assert_close("box_regression", &tensor_to_vec(regression), &get("box_regression").1, TOL);
     let raw = postprocess_detections(&get("class_logits").1, &get("box_regression").1, &ref_proposals, cfg.num_classes, image_size, rh);
@@ -210,7 +210,8 @@ fn run_isolated_stages(dir: &str) {
     let mask_pooled = multiscale_roi_align(&t.features[..levels], &mask_rois, &t.image_sizes, rh.mask_roi_output_size, rh.sampling_ratio);
     assert_close("mask_roi_pool", &tensor_to_vec(mask_pooled), &get("mask_roi_pool").1, TOL);
     let (ms, mv) = get("mask_roi_pool");
-    let (head, predictor) = (model.net.mask_head.as_ref().unwrap(), model.net.mask_predictor.as_ref().unwrap());
+    let maskrcnn::roi_heads::MaskBranch::Standard(heads) = &model.net.roi_heads.mask else { panic!("the fixture has the standard mask head") };
+    let (head, predictor) = (&heads.head, &heads.predictor);
     let mask_logits = predictor.forward(head.forward(tensor_from_vec(mv, [ms[0], ms[1], ms[2], ms[3]], &device)));
     assert_close("mask_logits", &tensor_to_vec(mask_logits), &get("mask_logits").1, TOL);
 

@@ -12,7 +12,7 @@ use maskrcnn::MaskRcnn;
 
 fn tiny_pointrend_config() -> maskrcnn::MaskRcnnConfig {
     let mut config = read_config(&fixture("parity/r18_tiny/config.json")).unwrap();
-    config.pointrend = true;
+    config.mask_head = maskrcnn::config::MaskHeadKind::PointRend;
     config
 }
 
@@ -36,10 +36,10 @@ fn pointrend_model_saves_reloads_and_predicts_224_masks() {
     assert_eq!(sd.shape("roi_heads.mask_head.prediction.weight"), Some(&[4 * 49, 1024][..]));
     assert_eq!(sd.shape("roi_heads.mask_predictor.mask_point_head.fc1.weight"), Some(&[256, 32 + 4, 1][..]));
     assert!(sd.get("roi_heads.mask_head.0.0.weight").is_none());
-    assert!(infer_config(&sd).unwrap().pointrend, "PointRend is recognised from the keys");
+    assert!(infer_config(&sd).unwrap().is_pointrend(), "PointRend is recognised from the keys");
 
     let reloaded = load_model(dir.path(), &device).unwrap().model;
-    assert!(reloaded.config.pointrend);
+    assert!(reloaded.config.is_pointrend());
     let image = maskrcnn::image_io::load_image(&fixture("parity/r18_tiny/image.png"), 3).unwrap();
     let mut trace = Some(ForwardTrace::default());
     let dets = reloaded.predict_traced(std::slice::from_ref(&image), &mut trace);
@@ -70,7 +70,7 @@ fn a_plain_checkpoint_starts_pointrend_fine_tuning_with_a_new_head_keeping_the_r
     let mut plain_for_keys = load_model(&fixture("parity/r18_tiny"), &device).unwrap().model;
     let before = StateDict::from_module(&mut plain_for_keys.net, "");
     let mut converted = plain.with_new_pointrend_head();
-    assert!(converted.config.pointrend && converted.net.mask_head.is_none() && converted.net.pointrend.is_some());
+    assert!(converted.config.is_pointrend() && matches!(converted.net.roi_heads.mask, maskrcnn::roi_heads::MaskBranch::PointRend(_)));
     let after = StateDict::from_module(&mut converted.net, "");
     for key in ["backbone.body.conv1.weight", "rpn.head.conv.0.0.weight", "roi_heads.box_predictor.cls_score.weight"] {
         assert_eq!(before.get(key).unwrap().data, after.get(key).unwrap().data, "{key} kept");

@@ -3,7 +3,7 @@
 
 use burn::tensor::Device;
 use clap::Parser;
-use maskrcnn::train::cli::{run_train, TrainArgs};
+use maskrcnn::train_cli::{run_train, TrainArgs};
 use maskrcnn_data::synthetic::{generate, write_coco, SyntheticConfig};
 
 #[derive(Parser)]

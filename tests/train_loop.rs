@@ -15,24 +15,7 @@ use maskrcnn_data::Dataset;
 
 /// R18 cut after layer2, 32-channel FPN, small heads, 128 px images.
 fn tiny_config(num_classes: usize) -> MaskRcnnConfig {
-    let mut c = MaskRcnnConfig { num_classes, ..Default::default() };
-    c.backbone.depth = 18;
-    c.backbone.returned_layers = vec![1, 2];
-    c.backbone.fpn_out_channels = 32;
-    c.backbone.trainable_layers = 5;
-    c.transform.min_size = 128;
-    c.transform.max_size = 128;
-    c.rpn.anchor_sizes = vec![vec![16.0], vec![32.0], vec![64.0]];
-    c.rpn.pre_nms_top_n_train = 600;
-    c.rpn.post_nms_top_n_train = 300;
-    c.rpn.pre_nms_top_n_test = 300;
-    c.rpn.post_nms_top_n_test = 100;
-    c.roi_heads.box_batch_size_per_image = 128;
-    c.roi_heads.representation_size = 128;
-    c.roi_heads.mask_layers = vec![32, 32];
-    c.roi_heads.mask_predictor_channels = 32;
-    c.roi_heads.box_detections_per_img = 20;
-    c
+    MaskRcnnConfig::small(num_classes, 128, 32)
 }
 
 fn synthetic(num_images: usize, seed: u64) -> SyntheticDataset {

@@ -6,9 +6,7 @@ fn main() -> anyhow::Result<()> {
     let out = args.first().map(String::as_str).unwrap_or("synthetic");
     let parse = |i: usize, default: u64| -> anyhow::Result<u64> {
         Ok(match args.get(i) {
-            Some(v) => v
-                .parse()
-                .map_err(|_| anyhow::anyhow!("argument {i} ({v}) is not a number"))?,
+            Some(v) => v.parse().map_err(|_| anyhow::anyhow!("argument {i} ({v}) is not a number"))?,
             None => default,
         })
     };
@@ -21,10 +19,6 @@ fn main() -> anyhow::Result<()> {
     let ds = generate(&config)?;
     let json = write_coco(&ds, std::path::Path::new(out))?;
     let instances: usize = ds.images.iter().map(|i| i.objects.len()).sum();
-    println!(
-        "wrote {} images, {instances} instances: {}",
-        ds.images.len(),
-        json.display()
-    );
+    println!("wrote {} images, {instances} instances: {}", ds.images.len(), json.display());
     Ok(())
 }

@@ -93,6 +93,19 @@ struct ImageEntry {
     annotations: Vec<Annotation>,
 }
 
+/// Where a COCO JSON's images are when no folder is given: `images/` beside the JSON when that
+/// folder exists (the layout `synthetic::write_coco` and chip export write), else the JSON's
+/// own folder (COCO's `train2017/` style, where the JSON sits next to the pictures).
+pub fn default_image_dir(annotation_file: &Path) -> PathBuf {
+    let dir = annotation_file.parent().unwrap_or(Path::new("."));
+    let images = dir.join("images");
+    if images.is_dir() {
+        images
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 /// A COCO instances file plus the folder its `file_name`s are relative to.
 #[derive(Debug, Clone)]
 pub struct CocoDataset {
@@ -113,35 +126,24 @@ impl CocoDataset {
             .with_context(|| format!("loading COCO annotations {}", annotation_file.display()))
     }
 
+    /// [`CocoDataset::open`] on JSON text already in memory.
     pub fn from_json_str(json: &str, image_dir: &Path) -> Result<Self> {
         ensure!(!json.trim().is_empty(), "the annotation file is empty");
         let raw: RawFile = serde_json::from_str(json).context("not a valid COCO instances JSON")?;
         let raw_images = raw.images.context("the JSON has no \"images\" list")?;
-        let raw_categories = raw
-            .categories
-            .context("the JSON has no \"categories\" list (needed to name the classes)")?;
-        ensure!(
-            !raw_categories.is_empty(),
-            "the \"categories\" list is empty"
-        );
+        let raw_categories =
+            raw.categories.context("the JSON has no \"categories\" list (needed to name the classes)")?;
+        ensure!(!raw_categories.is_empty(), "the \"categories\" list is empty");
         let raw_annotations = raw.annotations.unwrap_or_default();
 
         let mut categories: Vec<RawCategory> = raw_categories;
         categories.sort_by_key(|c| c.id);
         for pair in categories.windows(2) {
-            ensure!(
-                pair[0].id != pair[1].id,
-                "category id {} appears twice",
-                pair[0].id
-            );
+            ensure!(pair[0].id != pair[1].id, "category id {} appears twice", pair[0].id);
         }
         let category_ids: Vec<u64> = categories.iter().map(|c| c.id).collect();
         let class_names: Vec<String> = categories.into_iter().map(|c| c.name).collect();
-        let label_of: HashMap<u64, i64> = category_ids
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| (id, i as i64 + 1))
-            .collect();
+        let label_of: HashMap<u64, i64> = category_ids.iter().enumerate().map(|(i, &id)| (id, i as i64 + 1)).collect();
 
         let mut images: Vec<ImageEntry> = Vec::with_capacity(raw_images.len());
         let mut index_of: HashMap<u64, usize> = HashMap::new();
@@ -158,20 +160,12 @@ impl CocoDataset {
                 bail!("image id {} appears twice in \"images\"", img.id);
             }
             images.push(ImageEntry {
-                info: CocoImageInfo {
-                    id: img.id,
-                    file_name: img.file_name,
-                    height: img.height,
-                    width: img.width,
-                },
+                info: CocoImageInfo { id: img.id, file_name: img.file_name, height: img.height, width: img.width },
                 annotations: Vec::new(),
             });
         }
 
-        let mut report = CocoLoadReport {
-            images: images.len(),
-            ..Default::default()
-        };
+        let mut report = CocoLoadReport { images: images.len(), ..Default::default() };
         let mut seen_annotation_ids = HashSet::new();
         for (position, ann) in raw_annotations.into_iter().enumerate() {
             let name = match ann.id {
@@ -181,12 +175,9 @@ impl CocoDataset {
             if let Some(id) = ann.id {
                 ensure!(seen_annotation_ids.insert(id), "{name} appears twice");
             }
-            let &image_index = index_of.get(&ann.image_id).with_context(|| {
-                format!(
-                    "{name} refers to image id {} which is not in \"images\"",
-                    ann.image_id
-                )
-            })?;
+            let &image_index = index_of
+                .get(&ann.image_id)
+                .with_context(|| format!("{name} refers to image id {} which is not in \"images\"", ann.image_id))?;
             let &label = label_of.get(&ann.category_id).with_context(|| {
                 format!(
                     "{name} has category id {} which is not in \"categories\" (known ids: {:?})",
@@ -200,26 +191,17 @@ impl CocoDataset {
                 Some(other) => bail!("{name} has iscrowd = {other}, expected 0 or 1"),
             };
             let info = &images[image_index].info;
-            let segmentation =
-                parse_segmentation(ann.segmentation).with_context(|| name.clone())?;
+            let segmentation = parse_segmentation(ann.segmentation).with_context(|| name.clone())?;
             let xywh: [f64; 4] = match ann.bbox {
                 Some(b) => {
-                    ensure!(
-                        b.len() == 4,
-                        "{name} has a bbox with {} numbers, expected [x, y, w, h]",
-                        b.len()
-                    );
-                    ensure!(
-                        b.iter().all(|v| v.is_finite()),
-                        "{name} has a non-finite bbox {b:?}"
-                    );
+                    ensure!(b.len() == 4, "{name} has a bbox with {} numbers, expected [x, y, w, h]", b.len());
+                    ensure!(b.iter().all(|v| v.is_finite()), "{name} has a non-finite bbox {b:?}");
                     [b[0], b[1], b[2], b[3]]
                 }
                 None => match &segmentation {
-                    Some(seg) => seg
-                        .to_rle(info.height, info.width)
-                        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
-                        .to_bbox(),
+                    Some(seg) => {
+                        seg.to_rle(info.height, info.width).map_err(|e| anyhow::anyhow!("{name}: {e}"))?.to_bbox()
+                    }
                     None => bail!("{name} has neither a bbox nor a segmentation"),
                 },
             };
@@ -241,8 +223,7 @@ impl CocoDataset {
                 iscrowd,
             });
         }
-        report.images_without_annotations =
-            images.iter().filter(|i| i.annotations.is_empty()).count();
+        report.images_without_annotations = images.iter().filter(|i| i.annotations.is_empty()).count();
         Ok(CocoDataset {
             image_dir: image_dir.to_path_buf(),
             images,
@@ -270,16 +251,12 @@ impl CocoDataset {
 
     /// COCO category id of a contiguous label (`1..=C`).
     pub fn label_to_category_id(&self, label: i64) -> Option<u64> {
-        usize::try_from(label - 1)
-            .ok()
-            .and_then(|i| self.category_ids.get(i).copied())
+        usize::try_from(label - 1).ok().and_then(|i| self.category_ids.get(i).copied())
     }
 
+    /// Contiguous label (`1..=C`) of a COCO category id; `None` for an id the JSON does not list.
     pub fn category_id_to_label(&self, category_id: u64) -> Option<i64> {
-        self.category_ids
-            .binary_search(&category_id)
-            .ok()
-            .map(|i| i as i64 + 1)
+        self.category_ids.binary_search(&category_id).ok().map(|i| i as i64 + 1)
     }
 
     /// Category ids in label order: `category_ids()[label - 1]`.
@@ -291,45 +268,32 @@ impl CocoDataset {
         self.images.get(index).map(|e| &e.info)
     }
 
+    /// Dataset index of the image with COCO id `image_id`.
     pub fn index_of_image_id(&self, image_id: u64) -> Option<usize> {
         self.images.iter().position(|e| e.info.id == image_id)
     }
 
     /// COCO annotation ids of the kept instances of image `index`, in target order.
     pub fn annotation_ids(&self, index: usize) -> Vec<Option<u64>> {
-        self.images
-            .get(index)
-            .map(|e| e.annotations.iter().map(|a| a.id).collect())
-            .unwrap_or_default()
+        self.images.get(index).map(|e| e.annotations.iter().map(|a| a.id).collect()).unwrap_or_default()
     }
 
     /// The target of image `index` at the size given in the JSON, without reading the image.
     pub fn target(&self, index: usize) -> Result<Target> {
-        let entry = self.images.get(index).with_context(|| {
-            format!(
-                "index {index} is out of range for a dataset of {} images",
-                self.images.len()
-            )
-        })?;
+        let entry = self
+            .images
+            .get(index)
+            .with_context(|| format!("index {index} is out of range for a dataset of {} images", self.images.len()))?;
         let (h, w) = (entry.info.height, entry.info.width);
         let mut target = Target::default();
         for ann in &entry.annotations {
             let rle = match &ann.segmentation {
                 Some(seg) => seg.to_rle(h, w).map_err(|e| {
-                    anyhow::anyhow!(
-                        "image {} ({}), annotation {:?}: {e}",
-                        entry.info.id,
-                        entry.info.file_name,
-                        ann.id
-                    )
+                    anyhow::anyhow!("image {} ({}), annotation {:?}: {e}", entry.info.id, entry.info.file_name, ann.id)
                 })?,
                 None => {
                     let [x1, y1, x2, y2] = ann.bbox;
-                    Rle::from_bbox(
-                        [x1 as f64, y1 as f64, (x2 - x1) as f64, (y2 - y1) as f64],
-                        h,
-                        w,
-                    )
+                    Rle::from_bbox([x1 as f64, y1 as f64, (x2 - x1) as f64, (y2 - y1) as f64], h, w)
                 }
             };
             target.push(ann.bbox, ann.label, rle.to_mask(), ann.iscrowd);
@@ -343,9 +307,8 @@ fn parse_segmentation(value: Option<serde_json::Value>) -> Result<Option<Segment
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::Array(a)) if a.is_empty() => Ok(None),
         Some(v) => {
-            let seg: Segmentation = serde_json::from_value(v).context(
-                "segmentation is neither a polygon list, {size, counts: [..]} nor {size, counts: \"..\"}",
-            )?;
+            let seg: Segmentation = serde_json::from_value(v)
+                .context("segmentation is neither a polygon list, {size, counts: [..]} nor {size, counts: \"..\"}")?;
             if let Segmentation::Polygons(polygons) = &seg {
                 if polygons.iter().all(|p| p.is_empty()) {
                     return Ok(None);
@@ -374,21 +337,14 @@ impl Dataset for CocoDataset {
         let target = self.target(index)?;
         let image = self.image(index)?;
         let info = &self.images[index].info;
-        Ok(Sample {
-            image,
-            target,
-            image_id: info.id,
-            file_name: info.file_name.clone(),
-        })
+        Ok(Sample { image, target, image_id: info.id, file_name: info.file_name.clone() })
     }
 
     fn image(&self, index: usize) -> Result<crate::ImageTensor> {
-        let entry = self.images.get(index).with_context(|| {
-            format!(
-                "index {index} is out of range for a dataset of {} images",
-                self.images.len()
-            )
-        })?;
+        let entry = self
+            .images
+            .get(index)
+            .with_context(|| format!("index {index} is out of range for a dataset of {} images", self.images.len()))?;
         let info = &entry.info;
         let path = self.image_dir.join(&info.file_name);
         let mut image = read_image(&path)?;
@@ -433,4 +389,21 @@ pub fn images_per_label(dataset: &CocoDataset) -> BTreeMap<i64, usize> {
         }
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_folder_beside_the_json_is_preferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("instances.json");
+        assert_eq!(default_image_dir(&json), dir.path());
+        std::fs::write(dir.path().join("images"), b"a file, not a folder").unwrap();
+        assert_eq!(default_image_dir(&json), dir.path());
+        std::fs::remove_file(dir.path().join("images")).unwrap();
+        std::fs::create_dir(dir.path().join("images")).unwrap();
+        assert_eq!(default_image_dir(&json), dir.path().join("images"));
+    }
 }

@@ -31,8 +31,11 @@ use crate::{mask_to_box, Dataset, ImageTensor, Sample, Target};
 /// One class of the `.emd`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EsriClass {
+    /// The pixel value of the class in the label rasters (`Value` / `ClassValue`).
     pub value: i64,
+    /// `Name` / `ClassName`, else the value as text.
     pub name: String,
+    /// RGB display colour, when the `.emd` gives one.
     pub color: Option<[u8; 3]>,
 }
 
@@ -54,14 +57,18 @@ pub struct EsriExportInfo {
     pub image_space_used: String,
     pub band_names: Vec<String>,
     pub sensor_name: Option<String>,
+    /// One entry per band, in band order.
     pub tile_stats: Vec<EsriTileStats>,
+    /// Chip size in pixels (`ImageHeight` / `ImageWidth`).
     pub image_height: Option<usize>,
     pub image_width: Option<usize>,
+    /// Ground size of a pixel in the source raster's units (`MinCellSize` / `MaxCellSize`).
     pub min_cell_size: Option<f64>,
     pub max_cell_size: Option<f64>,
 }
 
 impl EsriExportInfo {
+    /// Whether chips were exported in map space, so flips and 90 degree turns keep them valid.
     pub fn is_map_space(&self) -> bool {
         self.image_space_used.eq_ignore_ascii_case("MAP_SPACE")
     }
@@ -70,9 +77,11 @@ impl EsriExportInfo {
 /// What was found while opening the export.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EsriLoadReport {
+    /// Image chips found in `images/`.
     pub chips: usize,
     /// Stems of chips with no label file in any class folder, kept as negative examples.
     pub negative_chips: Vec<String>,
+    /// Label rasters matched to a chip, over all class folders.
     pub label_files: usize,
     /// Metadata files arcgis.learn requires that were absent (`map.txt`, the stats JSON).
     pub missing_metadata: Vec<String>,
@@ -88,6 +97,8 @@ struct Chip {
     labels: Vec<(i64, PathBuf)>,
 }
 
+/// An ArcGIS "Export Training Data For Deep Learning" folder in `RCNN_Masks` format: `images/`
+/// chips, `labels/<class>/` instance rasters with the same stems, and the `.emd` naming the classes.
 #[derive(Debug, Clone)]
 pub struct EsriRcnnMasksDataset {
     root: PathBuf,
@@ -97,14 +108,18 @@ pub struct EsriRcnnMasksDataset {
     report: EsriLoadReport,
 }
 
+/// The model definition ArcGIS writes beside the chips: classes, bands, chip size.
 pub const EMD_FILE: &str = "esri_model_definition.emd";
+/// Export statistics; its `MetaDataMode` says which export format the folder holds.
 pub const STATS_FILE: &str = "esri_accumulated_stats.json";
+/// Chip-to-label listing, read for the label files' extension.
 pub const MAP_FILE: &str = "map.txt";
 
 impl EsriRcnnMasksDataset {
+    /// Indexes the export at `root` (chips and labels are read lazily on [`Dataset::get`]).
+    /// Missing `map.txt` or stats JSON are tolerated and listed in the [`EsriLoadReport`].
     pub fn open(root: &Path) -> Result<Self> {
-        Self::open_inner(root)
-            .with_context(|| format!("opening RCNN_Masks export {}", root.display()))
+        Self::open_inner(root).with_context(|| format!("opening RCNN_Masks export {}", root.display()))
     }
 
     fn open_inner(root: &Path) -> Result<Self> {
@@ -127,8 +142,7 @@ impl EsriRcnnMasksDataset {
         }
 
         let emd_path = find_emd(root)?;
-        let info = parse_emd(&read_json(&emd_path)?)
-            .with_context(|| format!("in {}", emd_path.display()))?;
+        let info = parse_emd(&read_json(&emd_path)?).with_context(|| format!("in {}", emd_path.display()))?;
         let class_names: Vec<String> = info.classes.iter().map(|c| c.name.clone()).collect();
 
         let label_ext = match std::fs::read_to_string(root.join(MAP_FILE)) {
@@ -140,10 +154,7 @@ impl EsriRcnnMasksDataset {
         };
 
         let labels_dir = root.join("labels");
-        ensure!(
-            labels_dir.is_dir(),
-            "there is no labels/ folder (an RCNN_Masks export has labels/<class>/)"
-        );
+        ensure!(labels_dir.is_dir(), "there is no labels/ folder (an RCNN_Masks export has labels/<class>/)");
         let mut folders: Vec<(i64, PathBuf)> = Vec::new();
         let mut label_of_folder: HashMap<i64, String> = HashMap::new();
         for entry in sorted_entries(&labels_dir)? {
@@ -152,10 +163,7 @@ impl EsriRcnnMasksDataset {
             }
             let folder = entry.file_name().unwrap().to_string_lossy().to_string();
             let by_name = info.classes.iter().position(|c| c.name == folder);
-            let by_value = folder
-                .parse::<i64>()
-                .ok()
-                .and_then(|v| info.classes.iter().position(|c| c.value == v));
+            let by_value = folder.parse::<i64>().ok().and_then(|v| info.classes.iter().position(|c| c.value == v));
             let index = match (by_name, by_value) {
                 (Some(i), _) => i,
                 (None, Some(i)) => {
@@ -171,17 +179,11 @@ impl EsriRcnnMasksDataset {
             };
             let label = index as i64 + 1;
             if let Some(other) = label_of_folder.insert(label, folder.clone()) {
-                bail!(
-                    "labels/{other} and labels/{folder} are both class \"{}\"",
-                    info.classes[index].name
-                );
+                bail!("labels/{other} and labels/{folder} are both class \"{}\"", info.classes[index].name);
             }
             folders.push((label, entry));
         }
-        ensure!(
-            !folders.is_empty(),
-            "labels/ has no class folders (the export produced no labels)"
-        );
+        ensure!(!folders.is_empty(), "labels/ has no class folders (the export produced no labels)");
         // Instances come out in label order whatever the folders are called.
         folders.sort_by_key(|(label, _)| *label);
 
@@ -203,25 +205,11 @@ impl EsriRcnnMasksDataset {
                 report.negative_chips.push(stem.clone());
             }
             report.label_files += labels.len();
-            chips.push(Chip {
-                stem,
-                image,
-                labels,
-            });
+            chips.push(Chip { stem, image, labels });
         }
-        ensure!(
-            !chips.is_empty(),
-            "images/ holds no rasters ({:?})",
-            RASTER_EXTENSIONS
-        );
+        ensure!(!chips.is_empty(), "images/ holds no rasters ({:?})", RASTER_EXTENSIONS);
         report.chips = chips.len();
-        Ok(EsriRcnnMasksDataset {
-            root: root.to_path_buf(),
-            info,
-            class_names,
-            chips,
-            report,
-        })
+        Ok(EsriRcnnMasksDataset { root: root.to_path_buf(), info, class_names, chips, report })
     }
 
     pub fn root(&self) -> &Path {
@@ -238,23 +226,16 @@ impl EsriRcnnMasksDataset {
 
     /// The `.emd` class value of a model label (`1..=C`), for writing results back.
     pub fn label_to_class_value(&self, label: i64) -> Option<i64> {
-        usize::try_from(label - 1)
-            .ok()
-            .and_then(|i| self.info.classes.get(i))
-            .map(|c| c.value)
+        usize::try_from(label - 1).ok().and_then(|i| self.info.classes.get(i)).map(|c| c.value)
     }
 
+    /// File stem of chip `index`, which names its label rasters too.
     pub fn chip_stem(&self, index: usize) -> Option<&str> {
         self.chips.get(index).map(|c| c.stem.as_str())
     }
 
     fn chip(&self, index: usize) -> Result<&Chip> {
-        self.chips.get(index).with_context(|| {
-            format!(
-                "index {index} is out of range for {} chips",
-                self.chips.len()
-            )
-        })
+        self.chips.get(index).with_context(|| format!("index {index} is out of range for {} chips", self.chips.len()))
     }
 }
 
@@ -287,12 +268,7 @@ impl Dataset for EsriRcnnMasksDataset {
                 }
             }
         }
-        Ok(Sample {
-            image,
-            target,
-            image_id: index as u64,
-            file_name: chip.stem.clone(),
-        })
+        Ok(Sample { image, target, image_id: index as u64, file_name: chip.stem.clone() })
     }
 
     fn image(&self, index: usize) -> Result<ImageTensor> {
@@ -305,8 +281,7 @@ impl Dataset for EsriRcnnMasksDataset {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     ensure!(!text.trim().is_empty(), "{} is empty", path.display());
     // Some exports start with a UTF-8 byte-order mark, which serde_json rejects.
     serde_json::from_str(text.trim_start_matches('\u{feff}'))
@@ -339,10 +314,7 @@ fn parse_emd(emd: &Value) -> Result<EsriExportInfo> {
         let value = c
             .get("Value")
             .or_else(|| c.get("ClassValue"))
-            .and_then(|v| {
-                v.as_i64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            })
+            .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())))
             .with_context(|| format!("Classes[{i}] has no integer Value/ClassValue"))?;
         let name = c
             .get("Name")
@@ -351,42 +323,25 @@ fn parse_emd(emd: &Value) -> Result<EsriExportInfo> {
             .map(str::to_string)
             .unwrap_or_else(|| value.to_string());
         let color = c.get("Color").and_then(Value::as_array).and_then(|rgb| {
-            let v: Vec<u8> = rgb
-                .iter()
-                .filter_map(|x| x.as_u64().map(|x| x.min(255) as u8))
-                .collect();
+            let v: Vec<u8> = rgb.iter().filter_map(|x| x.as_u64().map(|x| x.min(255) as u8)).collect();
             (v.len() >= 3).then(|| [v[0], v[1], v[2]])
         });
         if value != 0 {
             classes.push(EsriClass { value, name, color });
         }
     }
-    ensure!(
-        !classes.is_empty(),
-        "the .emd \"Classes\" list has no class with a non-zero value"
-    );
+    ensure!(!classes.is_empty(), "the .emd \"Classes\" list has no class with a non-zero value");
     classes.sort_by_key(|c| c.value);
     for pair in classes.windows(2) {
-        ensure!(
-            pair[0].value != pair[1].value,
-            "class value {} appears twice in the .emd",
-            pair[0].value
-        );
+        ensure!(pair[0].value != pair[1].value, "class value {} appears twice in the .emd", pair[0].value);
     }
     let props = emd.get("InputRastersProps");
     let band_names = props
         .and_then(|p| p.get("BandNames"))
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|b| b.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|b| b.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
-    let sensor_name = props
-        .and_then(|p| p.get("SensorName"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let sensor_name = props.and_then(|p| p.get("SensorName")).and_then(Value::as_str).map(str::to_string);
     let tile_stats = emd
         .get("AllTilesStats")
         .and_then(Value::as_array)
@@ -394,12 +349,7 @@ fn parse_emd(emd: &Value) -> Result<EsriExportInfo> {
             a.iter()
                 .filter_map(|s| {
                     let f = |k: &str| s.get(k).and_then(Value::as_f64);
-                    Some(EsriTileStats {
-                        min: f("Min")?,
-                        max: f("Max")?,
-                        mean: f("Mean")?,
-                        std: f("StdDev")?,
-                    })
+                    Some(EsriTileStats { min: f("Min")?, max: f("Max")?, mean: f("Mean")?, std: f("StdDev")? })
                 })
                 .collect()
         })
@@ -407,11 +357,7 @@ fn parse_emd(emd: &Value) -> Result<EsriExportInfo> {
     let usize_field = |k: &str| emd.get(k).and_then(Value::as_u64).map(|v| v as usize);
     Ok(EsriExportInfo {
         classes,
-        image_space_used: emd
-            .get("ImageSpaceUsed")
-            .and_then(Value::as_str)
-            .unwrap_or("MAP_SPACE")
-            .to_string(),
+        image_space_used: emd.get("ImageSpaceUsed").and_then(Value::as_str).unwrap_or("MAP_SPACE").to_string(),
         band_names,
         sensor_name,
         tile_stats,
@@ -427,15 +373,11 @@ fn parse_emd(emd: &Value) -> Result<EsriExportInfo> {
 fn label_extension_from_map(text: &str) -> Option<String> {
     let line = text.lines().find(|l| l.split_whitespace().count() >= 2)?;
     let last = line.split_whitespace().last()?.replace('\\', "/");
-    Path::new(&last)
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+    Path::new(&last).extension().map(|e| e.to_string_lossy().to_ascii_lowercase())
 }
 
 fn find_by_stem(folder: &Path, stem: &str, preferred_ext: Option<&str>) -> Option<PathBuf> {
-    let candidates = preferred_ext
-        .into_iter()
-        .chain(RASTER_EXTENSIONS.iter().copied());
+    let candidates = preferred_ext.into_iter().chain(RASTER_EXTENSIONS.iter().copied());
     for ext in candidates {
         for e in [ext.to_string(), ext.to_ascii_uppercase()] {
             let p = folder.join(format!("{stem}.{e}"));
@@ -463,10 +405,7 @@ mod tests {
 
     #[test]
     fn map_txt_extension_uses_first_line_with_two_tokens() {
-        assert_eq!(
-            label_extension_from_map("\nonly\nimages\\a.tif labels\\B\\a.PNG\nx y.tif\n"),
-            Some("png".into())
-        );
+        assert_eq!(label_extension_from_map("\nonly\nimages\\a.tif labels\\B\\a.PNG\nx y.tif\n"), Some("png".into()));
         assert_eq!(label_extension_from_map("single\n"), None);
     }
 
@@ -478,18 +417,12 @@ mod tests {
         .unwrap();
         let info = parse_emd(&emd).unwrap();
         assert_eq!(
-            info.classes
-                .iter()
-                .map(|c| (c.value, c.name.as_str()))
-                .collect::<Vec<_>>(),
+            info.classes.iter().map(|c| (c.value, c.name.as_str())).collect::<Vec<_>>(),
             vec![(2, "Ship"), (5, "Tank")]
         );
         assert_eq!(info.classes[0].color, Some([1, 2, 3]));
         assert!(info.is_map_space());
-        let msg = format!(
-            "{:#}",
-            parse_emd(&serde_json::json!({"ImageHeight": 256})).unwrap_err()
-        );
+        let msg = format!("{:#}", parse_emd(&serde_json::json!({"ImageHeight": 256})).unwrap_err());
         assert!(msg.contains("Classes"), "{msg}");
     }
 }

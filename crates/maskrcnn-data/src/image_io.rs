@@ -7,20 +7,27 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
+use crate::scaling::SampleType;
 use crate::ImageTensor;
 
 /// Extensions recognised as rasters when looking files up by stem, in preference order.
 pub const RASTER_EXTENSIONS: &[&str] = &["tif", "tiff", "png", "jpg", "jpeg"];
 
 fn extension_lowercase(path: &Path) -> String {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase()
+    path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
 }
 
 pub fn is_raster_path(path: &Path) -> bool {
     RASTER_EXTENSIONS.contains(&extension_lowercase(path).as_str())
+}
+
+/// An image as read from disk: raw values plus how the file stored them, which decides how
+/// they are scaled for a model without a stored scale ([`crate::scaling::PixelScale`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedImage {
+    pub image: ImageTensor,
+    /// The file's sample type; half floats and formats the decoder converts report `F32`.
+    pub sample_type: SampleType,
 }
 
 /// Reads an image as CHW raw values.
@@ -30,50 +37,38 @@ pub fn is_raster_path(path: &Path) -> bool {
 /// expanded to RGB, 16-bit values are kept, and an alpha channel is dropped since it is
 /// transparency, not a band.
 pub fn read_image(path: &Path) -> Result<ImageTensor> {
+    read_image_typed(path).map(|typed| typed.image)
+}
+
+/// [`read_image`], also saying which sample type the file holds.
+pub fn read_image_typed(path: &Path) -> Result<TypedImage> {
     let ext = extension_lowercase(path);
-    let result = if ext == "tif" || ext == "tiff" {
-        read_tiff(path)
-    } else {
-        read_with_image_crate(path)
-    };
+    let result = if ext == "tif" || ext == "tiff" { read_tiff(path) } else { read_with_image_crate(path) };
     result.with_context(|| format!("reading image {}", path.display()))
 }
 
-fn read_with_image_crate(path: &Path) -> Result<ImageTensor> {
+fn read_with_image_crate(path: &Path) -> Result<TypedImage> {
     use image::DynamicImage as D;
-    let img = image::ImageReader::open(path)?
-        .with_guessed_format()?
-        .decode()?;
+    let img = image::ImageReader::open(path)?.with_guessed_format()?.decode()?;
     let (w, h) = (img.width() as usize, img.height() as usize);
-    match img {
-        D::ImageLuma8(b) => ImageTensor::from_interleaved(1, h, w, b.as_raw()),
-        D::ImageLumaA8(b) => {
-            let gray: Vec<u8> = b.as_raw().chunks_exact(2).map(|p| p[0]).collect();
-            ImageTensor::from_interleaved(1, h, w, &gray)
-        }
-        D::ImageRgb8(b) => ImageTensor::from_interleaved(3, h, w, b.as_raw()),
-        D::ImageRgba8(b) => ImageTensor::from_interleaved(3, h, w, &drop_alpha(b.as_raw(), 4)),
-        D::ImageLuma16(b) => ImageTensor::from_interleaved(1, h, w, b.as_raw()),
-        D::ImageLumaA16(b) => {
-            let gray: Vec<u16> = b.as_raw().chunks_exact(2).map(|p| p[0]).collect();
-            ImageTensor::from_interleaved(1, h, w, &gray)
-        }
-        D::ImageRgb16(b) => ImageTensor::from_interleaved(3, h, w, b.as_raw()),
-        D::ImageRgba16(b) => ImageTensor::from_interleaved(3, h, w, &drop_alpha(b.as_raw(), 4)),
-        D::ImageRgb32F(b) => ImageTensor::from_interleaved(3, h, w, b.as_raw()),
-        D::ImageRgba32F(b) => ImageTensor::from_interleaved(3, h, w, &drop_alpha(b.as_raw(), 4)),
-        other => {
-            let rgb = other.to_rgb32f();
-            ImageTensor::from_interleaved(3, h, w, rgb.as_raw())
-        }
-    }
+    let (image, sample_type) = match img {
+        D::ImageLuma8(b) => (ImageTensor::from_interleaved(1, h, w, b.as_raw()), SampleType::U8),
+        D::ImageLumaA8(b) => (ImageTensor::from_interleaved(1, h, w, &drop_alpha(b.as_raw(), 2)), SampleType::U8),
+        D::ImageRgb8(b) => (ImageTensor::from_interleaved(3, h, w, b.as_raw()), SampleType::U8),
+        D::ImageRgba8(b) => (ImageTensor::from_interleaved(3, h, w, &drop_alpha(b.as_raw(), 4)), SampleType::U8),
+        D::ImageLuma16(b) => (ImageTensor::from_interleaved(1, h, w, b.as_raw()), SampleType::U16),
+        D::ImageLumaA16(b) => (ImageTensor::from_interleaved(1, h, w, &drop_alpha(b.as_raw(), 2)), SampleType::U16),
+        D::ImageRgb16(b) => (ImageTensor::from_interleaved(3, h, w, b.as_raw()), SampleType::U16),
+        D::ImageRgba16(b) => (ImageTensor::from_interleaved(3, h, w, &drop_alpha(b.as_raw(), 4)), SampleType::U16),
+        D::ImageRgb32F(b) => (ImageTensor::from_interleaved(3, h, w, b.as_raw()), SampleType::F32),
+        D::ImageRgba32F(b) => (ImageTensor::from_interleaved(3, h, w, &drop_alpha(b.as_raw(), 4)), SampleType::F32),
+        other => (ImageTensor::from_interleaved(3, h, w, other.to_rgb32f().as_raw()), SampleType::F32),
+    };
+    Ok(TypedImage { image: image?, sample_type })
 }
 
 fn drop_alpha<T: Copy>(samples: &[T], channels: usize) -> Vec<T> {
-    samples
-        .chunks_exact(channels)
-        .flat_map(|p| p[..channels - 1].iter().copied())
-        .collect()
+    samples.chunks_exact(channels).flat_map(|p| p[..channels - 1].iter().copied()).collect()
 }
 
 /// Pixel samples of a decoded raster, in the file's own type.
@@ -102,6 +97,19 @@ impl Samples {
         }
     }
 
+    fn sample_type(&self) -> SampleType {
+        match self {
+            Samples::U8(_) => SampleType::U8,
+            Samples::U16(_) => SampleType::U16,
+            Samples::U32(_) => SampleType::U32,
+            Samples::I8(_) => SampleType::I8,
+            Samples::I16(_) => SampleType::I16,
+            Samples::I32(_) => SampleType::I32,
+            Samples::F32(_) => SampleType::F32,
+            Samples::F64(_) => SampleType::F64,
+        }
+    }
+
     fn get_f64(&self, i: usize) -> f64 {
         match self {
             Samples::U8(v) => v[i] as f64,
@@ -127,11 +135,7 @@ struct TiffRaster {
 
 impl TiffRaster {
     fn sample(&self, band: usize, pixel: usize) -> f64 {
-        let i = if self.planar {
-            band * self.height * self.width + pixel
-        } else {
-            pixel * self.bands + band
-        };
+        let i = if self.planar { band * self.height * self.width + pixel } else { pixel * self.bands + band };
         self.samples.get_f64(i)
     }
 }
@@ -144,9 +148,7 @@ fn decode_tiff(path: &Path) -> Result<TiffRaster> {
         Ok(Decoder::new(std::io::Cursor::new(bytes.to_vec()))?.with_limits(Limits::unlimited()))
     };
     let mut decoder = open(&bytes)?;
-    let samples_per_pixel: usize = decoder
-        .find_tag_unsigned(Tag::SamplesPerPixel)?
-        .unwrap_or(1);
+    let samples_per_pixel: usize = decoder.find_tag_unsigned(Tag::SamplesPerPixel)?.unwrap_or(1);
     let mut color = decoder.colortype()?;
     if matches!(color, tiff::ColorType::RGB(_) | tiff::ColorType::RGBA(_))
         && color.num_samples() as usize != samples_per_pixel
@@ -195,13 +197,7 @@ fn decode_tiff(path: &Path) -> Result<TiffRaster> {
         width,
         bands
     );
-    Ok(TiffRaster {
-        bands,
-        height,
-        width,
-        planar,
-        samples,
-    })
+    Ok(TiffRaster { bands, height, width, planar, samples })
 }
 
 /// Rewrites the PhotometricInterpretation (262) of the first IFD to 1 (BlackIsZero), in place.
@@ -222,11 +218,8 @@ fn patch_photometric_to_min_is_black(bytes: &mut [u8]) -> Result<()> {
         Ok(v)
     };
     let big_tiff = read(bytes, 2, 2)? == 43;
-    let (ifd, count_len, entry_len, value_at) = if big_tiff {
-        (read(bytes, 8, 8)? as usize, 8, 20, 12)
-    } else {
-        (read(bytes, 4, 4)? as usize, 2, 12, 8)
-    };
+    let (ifd, count_len, entry_len, value_at) =
+        if big_tiff { (read(bytes, 8, 8)? as usize, 8, 20, 12) } else { (read(bytes, 4, 4)? as usize, 2, 12, 8) };
     let count = read(bytes, ifd, count_len)? as usize;
     for i in 0..count {
         let entry = ifd + count_len + i * entry_len;
@@ -239,7 +232,7 @@ fn patch_photometric_to_min_is_black(bytes: &mut [u8]) -> Result<()> {
     bail!("TIFF has no PhotometricInterpretation tag")
 }
 
-fn read_tiff(path: &Path) -> Result<ImageTensor> {
+fn read_tiff(path: &Path) -> Result<TypedImage> {
     let raster = decode_tiff(path)?;
     let plane = raster.height * raster.width;
     let mut out = ImageTensor::zeros(raster.bands, raster.height, raster.width);
@@ -249,7 +242,7 @@ fn read_tiff(path: &Path) -> Result<ImageTensor> {
             *v = raster.sample(band, pixel) as f32;
         }
     }
-    Ok(out)
+    Ok(TypedImage { image: out, sample_type: raster.samples.sample_type() })
 }
 
 /// An integer label raster (instance ids or class values), band-major like [`ImageTensor`].
@@ -277,9 +270,7 @@ pub fn read_label_raster(path: &Path) -> Result<LabelRaster> {
     let result = match ext.as_str() {
         "png" => read_label_png(path),
         "tif" | "tiff" => read_label_tiff(path),
-        _ => Err(anyhow!(
-            "unsupported label raster extension '.{ext}' (use .png or .tif; JPEG would corrupt ids)"
-        )),
+        _ => Err(anyhow!("unsupported label raster extension '.{ext}' (use .png or .tif; JPEG would corrupt ids)")),
     };
     result.with_context(|| format!("reading label raster {}", path.display()))
 }
@@ -291,31 +282,18 @@ fn read_label_tiff(path: &Path) -> Result<LabelRaster> {
     for band in 0..raster.bands {
         for pixel in 0..plane {
             let v = raster.sample(band, pixel);
-            data[band * plane + pixel] = label_value(v).with_context(|| {
-                format!(
-                    "band {band}, row {}, col {}",
-                    pixel / raster.width,
-                    pixel % raster.width
-                )
-            })?;
+            data[band * plane + pixel] = label_value(v)
+                .with_context(|| format!("band {band}, row {}, col {}", pixel / raster.width, pixel % raster.width))?;
         }
     }
-    Ok(LabelRaster {
-        bands: raster.bands,
-        height: raster.height,
-        width: raster.width,
-        data,
-    })
+    Ok(LabelRaster { bands: raster.bands, height: raster.height, width: raster.width, data })
 }
 
 fn label_value(v: f64) -> Result<u32> {
     if v.is_nan() {
         return Ok(0);
     }
-    ensure!(
-        v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64,
-        "label value {v} is not a non-negative integer"
-    );
+    ensure!(v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64, "label value {v} is not a non-negative integer");
     Ok(v as u32)
 }
 
@@ -325,9 +303,7 @@ fn read_label_png(path: &Path) -> Result<LabelRaster> {
     let mut decoder = png::Decoder::new(BufReader::new(file));
     decoder.set_transformations(Transformations::IDENTITY);
     let mut reader = decoder.read_info()?;
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| anyhow!("PNG is too large to decode"))?;
+    let size = reader.output_buffer_size().ok_or_else(|| anyhow!("PNG is too large to decode"))?;
     let mut buf = vec![0u8; size];
     let info = reader.next_frame(&mut buf)?;
     let (width, height) = (info.width as usize, info.height as usize);
@@ -365,42 +341,18 @@ fn read_label_png(path: &Path) -> Result<LabelRaster> {
             }
         }
     }
-    Ok(LabelRaster {
-        bands: 1,
-        height,
-        width,
-        data,
-    })
+    Ok(LabelRaster { bands: 1, height, width, data })
 }
 
 /// Writes 8-bit samples (1 = gray, 3 = RGB, 4 = RGBA; interleaved HWC) as PNG.
-pub fn write_png_u8(
-    path: &Path,
-    channels: usize,
-    height: usize,
-    width: usize,
-    hwc: &[u8],
-) -> Result<()> {
+pub fn write_png_u8(path: &Path, channels: usize, height: usize, width: usize, hwc: &[u8]) -> Result<()> {
     write_png(path, channels, height, width, png::BitDepth::Eight, hwc)
 }
 
 /// Writes 16-bit samples (interleaved HWC) as PNG.
-pub fn write_png_u16(
-    path: &Path,
-    channels: usize,
-    height: usize,
-    width: usize,
-    hwc: &[u16],
-) -> Result<()> {
+pub fn write_png_u16(path: &Path, channels: usize, height: usize, width: usize, hwc: &[u16]) -> Result<()> {
     let bytes: Vec<u8> = hwc.iter().flat_map(|v| v.to_be_bytes()).collect();
-    write_png(
-        path,
-        channels,
-        height,
-        width,
-        png::BitDepth::Sixteen,
-        &bytes,
-    )
+    write_png(path, channels, height, width, png::BitDepth::Sixteen, &bytes)
 }
 
 fn write_png(
@@ -442,12 +394,7 @@ pub enum TiffSampleType {
 /// Writes an uncompressed baseline TIFF with any number of bands, chunky or planar. The `tiff`
 /// crate's encoder only covers fixed colour types, and multispectral fixtures need 4+ bands.
 /// Values are converted from the tensor with saturation for the integer types.
-pub fn write_tiff(
-    path: &Path,
-    image: &ImageTensor,
-    sample_type: TiffSampleType,
-    planar: bool,
-) -> Result<()> {
+pub fn write_tiff(path: &Path, image: &ImageTensor, sample_type: TiffSampleType, planar: bool) -> Result<()> {
     let run = || -> Result<()> {
         let file = BufWriter::new(File::create(path)?);
         write_tiff_to(file, image, sample_type, planar)
@@ -462,10 +409,7 @@ fn write_tiff_to<W: Write + Seek>(
     planar: bool,
 ) -> Result<()> {
     let (bands, height, width) = (image.channels, image.height, image.width);
-    ensure!(
-        bands >= 1 && height >= 1 && width >= 1,
-        "cannot write an empty TIFF"
-    );
+    ensure!(bands >= 1 && height >= 1 && width >= 1, "cannot write an empty TIFF");
     let bytes_per_sample = match sample_type {
         TiffSampleType::U8 => 1usize,
         TiffSampleType::U16 => 2,
@@ -491,16 +435,11 @@ fn write_tiff_to<W: Write + Seek>(
     }
     let strips: Vec<(u32, u32)> = if planar {
         let len = plane * bytes_per_sample;
-        (0..bands)
-            .map(|b| ((8 + b * len) as u32, len as u32))
-            .collect()
+        (0..bands).map(|b| ((8 + b * len) as u32, len as u32)).collect()
     } else {
         vec![(8, pixels.len() as u32)]
     };
-    ensure!(
-        pixels.len() < (u32::MAX as usize) / 2,
-        "image too large for a baseline TIFF"
-    );
+    ensure!(pixels.len() < (u32::MAX as usize) / 2, "image too large for a baseline TIFF");
 
     // Layout: header, pixel data, then out-of-line tag values, then the IFD.
     let mut extra: Vec<u8> = Vec::new();
@@ -543,10 +482,7 @@ fn write_tiff_to<W: Write + Seek>(
     };
     entries.push((256, 4, 1, (width as u32).to_le_bytes()));
     entries.push((257, 4, 1, (height as u32).to_le_bytes()));
-    let (c, v) = short_array(
-        &vec![(bytes_per_sample * 8) as u16; bands],
-        &mut out_of_line,
-    );
+    let (c, v) = short_array(&vec![(bytes_per_sample * 8) as u16; bands], &mut out_of_line);
     entries.push((258, 3, c, v));
     entries.push((259, 3, 1, short1(1)));
     let photometric = if bands == 3 || bands == 4 { 2 } else { 1 };
@@ -570,11 +506,7 @@ fn write_tiff_to<W: Write + Seek>(
         let (c, v) = short_array(&vec![0u16; extra_samples], &mut out_of_line);
         entries.push((338, 3, c, v));
     }
-    let format = if sample_type == TiffSampleType::F32 {
-        3
-    } else {
-        1
-    };
+    let format = if sample_type == TiffSampleType::F32 { 3 } else { 1 };
     let (c, v) = short_array(&vec![format; bands], &mut out_of_line);
     entries.push((339, 3, c, v));
     entries.sort_by_key(|e| e.0);
@@ -622,15 +554,9 @@ mod tests {
             for planar in [false, true] {
                 let img = ramp(bands, 7, 9, scale);
                 let img = if ty == TiffSampleType::U8 {
-                    ImageTensor {
-                        data: img.data.iter().map(|v| v.round().min(255.0)).collect(),
-                        ..img
-                    }
+                    ImageTensor { data: img.data.iter().map(|v| v.round().min(255.0)).collect(), ..img }
                 } else if ty == TiffSampleType::U16 {
-                    ImageTensor {
-                        data: img.data.iter().map(|v| v.round()).collect(),
-                        ..img
-                    }
+                    ImageTensor { data: img.data.iter().map(|v| v.round()).collect(), ..img }
                 } else {
                     img
                 };
@@ -697,20 +623,12 @@ mod tests {
         std::fs::write(&path, b"not a tiff").unwrap();
         let msg = format!("{:#}", read_image(&path).unwrap_err());
         assert!(msg.contains("broken.tif"), "{msg}");
-        let msg = format!(
-            "{:#}",
-            read_label_raster(&dir.path().join("x.jpg")).unwrap_err()
-        );
+        let msg = format!("{:#}", read_label_raster(&dir.path().join("x.jpg")).unwrap_err());
         assert!(msg.contains("x.jpg") && msg.contains("JPEG"), "{msg}");
         let fractional = dir.path().join("f.tif");
         write_tiff(
             &fractional,
-            &ImageTensor {
-                channels: 1,
-                height: 1,
-                width: 2,
-                data: vec![1.0, 2.5],
-            },
+            &ImageTensor { channels: 1, height: 1, width: 2, data: vec![1.0, 2.5] },
             TiffSampleType::F32,
             false,
         )

@@ -21,6 +21,7 @@ use crate::{mask_to_box, Dataset, ImageTensor, Sample, Target};
 
 const MASK_EXTENSIONS: &[&str] = &["png", "tif", "tiff"];
 
+/// An `images/` + `masks/` folder (see the module docs), paired by file stem.
 #[derive(Debug, Clone)]
 pub struct InstanceMaskFolder {
     pairs: Vec<(PathBuf, PathBuf)>,
@@ -33,25 +34,17 @@ impl InstanceMaskFolder {
     /// All instances are one class called `class_name`.
     pub fn open(dir: &Path, class_name: &str) -> Result<Self> {
         let pairs = pair_images_and_masks(dir)?;
-        Ok(InstanceMaskFolder {
-            pairs,
-            class_names: vec![class_name.to_string()],
-            label_of_value: None,
-        })
+        Ok(InstanceMaskFolder { pairs, class_names: vec![class_name.to_string()], label_of_value: None })
     }
 
     /// Instance values are assigned classes by the JSON object in `class_map`.
     pub fn open_with_class_map(dir: &Path, class_map: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(class_map)
-            .with_context(|| format!("reading class map {}", class_map.display()))?;
-        let (class_names, label_of_value) = parse_class_map(&text)
-            .with_context(|| format!("in class map {}", class_map.display()))?;
+        let text =
+            std::fs::read_to_string(class_map).with_context(|| format!("reading class map {}", class_map.display()))?;
+        let (class_names, label_of_value) =
+            parse_class_map(&text).with_context(|| format!("in class map {}", class_map.display()))?;
         let pairs = pair_images_and_masks(dir)?;
-        Ok(InstanceMaskFolder {
-            pairs,
-            class_names,
-            label_of_value: Some(label_of_value),
-        })
+        Ok(InstanceMaskFolder { pairs, class_names, label_of_value: Some(label_of_value) })
     }
 
     pub fn image_path(&self, index: usize) -> Option<&Path> {
@@ -63,30 +56,18 @@ impl InstanceMaskFolder {
     }
 
     fn pair(&self, index: usize) -> Result<&(PathBuf, PathBuf)> {
-        self.pairs.get(index).with_context(|| {
-            format!(
-                "index {index} is out of range for {} images",
-                self.pairs.len()
-            )
-        })
+        self.pairs.get(index).with_context(|| format!("index {index} is out of range for {} images", self.pairs.len()))
     }
 }
 
 fn parse_class_map(text: &str) -> Result<(Vec<String>, BTreeMap<u32, i64>)> {
-    let raw: BTreeMap<String, String> = serde_json::from_str(text).context(
-        "a class map must be a JSON object of mask value -> class name, e.g. {\"1\": \"person\"}",
-    )?;
+    let raw: BTreeMap<String, String> = serde_json::from_str(text)
+        .context("a class map must be a JSON object of mask value -> class name, e.g. {\"1\": \"person\"}")?;
     ensure!(!raw.is_empty(), "the class map is empty");
     let mut by_value: BTreeMap<u32, String> = BTreeMap::new();
     for (key, name) in raw {
-        let value: u32 = key
-            .trim()
-            .parse()
-            .with_context(|| format!("key \"{key}\" is not a mask value"))?;
-        ensure!(
-            value != 0,
-            "mask value 0 is background and cannot have a class"
-        );
+        let value: u32 = key.trim().parse().with_context(|| format!("key \"{key}\" is not a mask value"))?;
+        ensure!(value != 0, "mask value 0 is background and cannot have a class");
         by_value.insert(value, name);
     }
     let mut class_names: Vec<String> = Vec::new();
@@ -107,11 +88,7 @@ fn parse_class_map(text: &str) -> Result<(Vec<String>, BTreeMap<u32, i64>)> {
 fn pair_images_and_masks(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     let images_dir = dir.join("images");
     let masks_dir = dir.join("masks");
-    ensure!(
-        images_dir.is_dir(),
-        "{} has no images/ folder",
-        dir.display()
-    );
+    ensure!(images_dir.is_dir(), "{} has no images/ folder", dir.display());
     ensure!(masks_dir.is_dir(), "{} has no masks/ folder", dir.display());
     let mut pairs = Vec::new();
     let mut missing = Vec::new();
@@ -120,14 +97,9 @@ fn pair_images_and_masks(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
             continue;
         }
         let stem = image.file_stem().unwrap().to_string_lossy().to_string();
-        let found = [format!("{stem}_mask"), stem.clone()]
-            .into_iter()
-            .find_map(|name| {
-                MASK_EXTENSIONS
-                    .iter()
-                    .map(|ext| masks_dir.join(format!("{name}.{ext}")))
-                    .find(|p| p.is_file())
-            });
+        let found = [format!("{stem}_mask"), stem.clone()].into_iter().find_map(|name| {
+            MASK_EXTENSIONS.iter().map(|ext| masks_dir.join(format!("{name}.{ext}"))).find(|p| p.is_file())
+        });
         match found {
             Some(mask) => pairs.push((image, mask)),
             None => missing.push(stem),
@@ -143,11 +115,7 @@ fn pair_images_and_masks(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
             &missing[..missing.len().min(5)]
         );
     }
-    ensure!(
-        !pairs.is_empty(),
-        "{} holds no images",
-        images_dir.display()
-    );
+    ensure!(!pairs.is_empty(), "{} holds no images", images_dir.display());
     Ok(pairs)
 }
 
@@ -187,21 +155,11 @@ impl Dataset for InstanceMaskFolder {
                     )
                 })?,
             };
-            let bbox =
-                mask_to_box(&mask, ids.height, ids.width).expect("instance masks are non-empty");
+            let bbox = mask_to_box(&mask, ids.height, ids.width).expect("instance masks are non-empty");
             target.push(bbox, label, mask, false);
         }
-        let file_name = image_path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
-        Ok(Sample {
-            image,
-            target,
-            image_id: index as u64,
-            file_name,
-        })
+        let file_name = image_path.file_name().unwrap().to_string_lossy().to_string();
+        Ok(Sample { image, target, image_id: index as u64, file_name })
     }
 
     fn image(&self, index: usize) -> Result<ImageTensor> {
@@ -221,10 +179,7 @@ mod tests {
     fn class_map_orders_classes_by_smallest_value() {
         let (names, map) = parse_class_map(r#"{"7": "car", "2": "person", "3": "car"}"#).unwrap();
         assert_eq!(names, vec!["person", "car"]);
-        assert_eq!(
-            map.into_iter().collect::<Vec<_>>(),
-            vec![(2, 1), (3, 2), (7, 2)]
-        );
+        assert_eq!(map.into_iter().collect::<Vec<_>>(), vec![(2, 1), (3, 2), (7, 2)]);
         assert!(parse_class_map(r#"{"0": "bg"}"#).is_err());
         assert!(parse_class_map(r#"{"x": "bg"}"#).is_err());
         assert!(parse_class_map(r#"[1]"#).is_err());

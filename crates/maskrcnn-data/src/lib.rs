@@ -7,7 +7,8 @@
 //! - [`instance_masks::InstanceMaskFolder`]: `images/` + `masks/` with instance-id PNGs (Penn-Fudan).
 //! - [`synthetic`]: a seeded generator of simple shapes, in memory or written as COCO.
 //!
-//! [`stats::compute_band_stats`] gives per-band statistics to store with a model, and
+//! [`stats::compute_band_stats`] gives per-band statistics to store with a model,
+//! [`scaling::PixelScale`] the one rule mapping raw values to the model's input range, and
 //! [`transforms`] holds seeded, mask-consistent augmentation.
 //!
 //! Box convention everywhere: `[x1, y1, x2, y2]` in continuous pixel coordinates, where pixel
@@ -18,6 +19,7 @@ pub mod coco;
 pub mod esri;
 pub mod image_io;
 pub mod instance_masks;
+pub mod scaling;
 pub mod stats;
 pub mod synthetic;
 pub mod transforms;
@@ -37,12 +39,7 @@ pub struct ImageTensor {
 
 impl ImageTensor {
     pub fn zeros(channels: usize, height: usize, width: usize) -> Self {
-        ImageTensor {
-            channels,
-            height,
-            width,
-            data: vec![0.0; channels * height * width],
-        }
+        ImageTensor { channels, height, width, data: vec![0.0; channels * height * width] }
     }
 
     /// Builds a CHW tensor from interleaved (HWC) samples, the layout most decoders produce.
@@ -68,12 +65,7 @@ impl ImageTensor {
                 data[c * plane + pixel] = v.into() as f32;
             }
         }
-        Ok(ImageTensor {
-            channels,
-            height,
-            width,
-            data,
-        })
+        Ok(ImageTensor { channels, height, width, data })
     }
 
     pub fn plane(&self, channel: usize) -> &[f32] {
@@ -100,12 +92,7 @@ impl ImageTensor {
         for _ in 0..3 {
             data.extend_from_slice(&self.data);
         }
-        ImageTensor {
-            channels: 3,
-            height: self.height,
-            width: self.width,
-            data,
-        }
+        ImageTensor { channels: 3, height: self.height, width: self.width, data }
     }
 }
 
@@ -158,7 +145,10 @@ impl Target {
 pub struct Sample {
     pub image: ImageTensor,
     pub target: Target,
+    /// An id for results files: the COCO image id where the format has one, else derived from
+    /// the index.
     pub image_id: u64,
+    /// The image's file name (the chip stem for RCNN_Masks exports), for messages.
     pub file_name: String,
 }
 
@@ -210,10 +200,7 @@ pub fn split_instance_ids(ids: &[u32]) -> Vec<(u32, Vec<u8>)> {
     let mut distinct: Vec<u32> = ids.iter().copied().filter(|&v| v != 0).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    distinct
-        .into_iter()
-        .map(|id| (id, ids.iter().map(|&v| (v == id) as u8).collect()))
-        .collect()
+    distinct.into_iter().map(|id| (id, ids.iter().map(|&v| (v == id) as u8).collect())).collect()
 }
 
 #[cfg(test)]
@@ -280,22 +267,11 @@ pub fn open_dataset(
 ) -> Result<(DatasetFormat, Box<dyn Dataset>)> {
     use anyhow::bail;
     let coco = |json: &std::path::Path| -> Result<(DatasetFormat, Box<dyn Dataset>)> {
-        let dir = json.parent().unwrap_or(std::path::Path::new("."));
-        let images = match image_dir {
-            Some(d) => d.to_path_buf(),
-            None if dir.join("images").is_dir() => dir.join("images"),
-            None => dir.to_path_buf(),
-        };
-        Ok((
-            DatasetFormat::Coco,
-            Box::new(coco::CocoDataset::open(json, &images)?),
-        ))
+        let images = image_dir.map_or_else(|| coco::default_image_dir(json), std::path::Path::to_path_buf);
+        Ok((DatasetFormat::Coco, Box::new(coco::CocoDataset::open(json, &images)?)))
     };
     if path.is_file() {
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-        {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
             return coco(path);
         }
         bail!("{} is a file but not a COCO .json", path.display());
@@ -303,16 +279,11 @@ pub fn open_dataset(
     if !path.is_dir() {
         bail!("{} does not exist", path.display());
     }
-    let has_emd = std::fs::read_dir(path)?.filter_map(|e| e.ok()).any(|e| {
-        e.path()
-            .extension()
-            .is_some_and(|x| x.eq_ignore_ascii_case("emd"))
-    });
+    let has_emd = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok())
+        .any(|e| e.path().extension().is_some_and(|x| x.eq_ignore_ascii_case("emd")));
     if has_emd && path.join("labels").is_dir() {
-        return Ok((
-            DatasetFormat::EsriRcnnMasks,
-            Box::new(esri::EsriRcnnMasksDataset::open(path)?),
-        ));
+        return Ok((DatasetFormat::EsriRcnnMasks, Box::new(esri::EsriRcnnMasksDataset::open(path)?)));
     }
     if path.join("images").is_dir() && path.join("masks").is_dir() {
         return Ok((
@@ -356,29 +327,26 @@ pub struct Subset<'a> {
     pub indices: Vec<usize>,
 }
 
+impl Subset<'_> {
+    fn inner_index(&self, index: usize) -> Result<usize> {
+        self.indices
+            .get(index)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("index {index} is out of range for a subset of {}", self.indices.len()))
+    }
+}
+
 impl Dataset for Subset<'_> {
     fn len(&self) -> usize {
         self.indices.len()
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
-        let &i = self.indices.get(index).ok_or_else(|| {
-            anyhow::anyhow!(
-                "index {index} is out of range for a subset of {}",
-                self.indices.len()
-            )
-        })?;
-        self.inner.get(i)
+        self.inner.get(self.inner_index(index)?)
     }
 
     fn image(&self, index: usize) -> Result<ImageTensor> {
-        let &i = self.indices.get(index).ok_or_else(|| {
-            anyhow::anyhow!(
-                "index {index} is out of range for a subset of {}",
-                self.indices.len()
-            )
-        })?;
-        self.inner.image(i)
+        self.inner.image(self.inner_index(index)?)
     }
 
     fn class_names(&self) -> &[String] {
@@ -400,11 +368,7 @@ mod split_tests {
         assert_eq!(all, (0..50).collect::<Vec<_>>());
         assert_eq!(split_indices(50, 0.1, 42), (train, val.clone()));
         assert_ne!(split_indices(50, 0.1, 43).1, val);
-        assert_eq!(
-            split_indices(3, 0.1, 0).1.len(),
-            1,
-            "tiny datasets still validate"
-        );
+        assert_eq!(split_indices(3, 0.1, 0).1.len(), 1, "tiny datasets still validate");
         assert_eq!(split_indices(3, 0.0, 0).1.len(), 0);
     }
 }

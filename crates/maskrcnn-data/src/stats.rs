@@ -12,12 +12,14 @@ use crate::{Dataset, ImageTensor};
 /// NaN pixels (NoData in float rasters) are skipped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BandStats {
+    /// One entry per band in each of `min`, `max`, `mean` and `std`.
     pub min: Vec<f64>,
     pub max: Vec<f64>,
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
     /// Valid (non-NaN) pixels seen per band.
     pub pixel_count: Vec<u64>,
+    /// Images the statistics were computed over.
     pub images: usize,
 }
 
@@ -30,33 +32,28 @@ impl BandStats {
         serde_json::to_string_pretty(self).expect("band statistics serialise")
     }
 
+    /// Parses [`BandStats::to_json`] output, rejecting band lists of different lengths.
     pub fn from_json(json: &str) -> Result<Self> {
-        let stats: BandStats =
-            serde_json::from_str(json).context("parsing band statistics JSON")?;
+        let stats: BandStats = serde_json::from_str(json).context("parsing band statistics JSON")?;
         stats.validate()?;
         Ok(stats)
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_json())
-            .with_context(|| format!("writing band statistics {}", path.display()))
+        std::fs::write(path, self.to_json()).with_context(|| format!("writing band statistics {}", path.display()))
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading band statistics {}", path.display()))?;
-        Self::from_json(&text)
-            .with_context(|| format!("loading band statistics {}", path.display()))
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading band statistics {}", path.display()))?;
+        Self::from_json(&text).with_context(|| format!("loading band statistics {}", path.display()))
     }
 
     fn validate(&self) -> Result<()> {
         let n = self.mean.len();
         ensure!(n > 0, "band statistics have no bands");
         ensure!(
-            self.min.len() == n
-                && self.max.len() == n
-                && self.std.len() == n
-                && self.pixel_count.len() == n,
+            self.min.len() == n && self.max.len() == n && self.std.len() == n && self.pixel_count.len() == n,
             "band statistics vectors have different lengths"
         );
         Ok(())
@@ -116,6 +113,7 @@ impl BandStatsAccumulator {
         }
     }
 
+    /// Merges all pixels of `image`, which must have the accumulator's band count.
     pub fn add_image(&mut self, image: &ImageTensor) -> Result<()> {
         ensure!(
             image.channels == self.count.len(),
@@ -138,11 +136,7 @@ impl BandStatsAccumulator {
                 continue;
             }
             let mean = sum / n as f64;
-            let m2: f64 = plane
-                .iter()
-                .filter(|v| !v.is_nan())
-                .map(|&v| (v as f64 - mean).powi(2))
-                .sum();
+            let m2: f64 = plane.iter().filter(|v| !v.is_nan()).map(|&v| (v as f64 - mean).powi(2)).sum();
             let (na, nb) = (self.count[b] as f64, n as f64);
             let delta = mean - self.mean[b];
             let total = na + nb;
@@ -156,18 +150,14 @@ impl BandStatsAccumulator {
         Ok(())
     }
 
+    /// The statistics so far; an error when no image was added or a band has no valid pixel.
     pub fn finish(self) -> Result<BandStats> {
         ensure!(self.images > 0, "no images to compute band statistics from");
         if let Some(b) = self.count.iter().position(|&c| c == 0) {
             anyhow::bail!("band {b} has no valid (non-NaN) pixels in any image");
         }
         Ok(BandStats {
-            std: self
-                .m2
-                .iter()
-                .zip(&self.count)
-                .map(|(m2, &n)| (m2 / n as f64).sqrt())
-                .collect(),
+            std: self.m2.iter().zip(&self.count).map(|(m2, &n)| (m2 / n as f64).sqrt()).collect(),
             min: self.min,
             max: self.max,
             mean: self.mean,
@@ -179,18 +169,12 @@ impl BandStatsAccumulator {
 
 /// Statistics over every image of a dataset (all bands it has).
 pub fn compute_band_stats(dataset: &dyn Dataset) -> Result<BandStats> {
-    ensure!(
-        !dataset.is_empty(),
-        "the dataset has no images to compute band statistics from"
-    );
+    ensure!(!dataset.is_empty(), "the dataset has no images to compute band statistics from");
     let mut acc: Option<BandStatsAccumulator> = None;
     for index in 0..dataset.len() {
-        let image = dataset
-            .image(index)
-            .with_context(|| format!("band statistics: image {index}"))?;
+        let image = dataset.image(index).with_context(|| format!("band statistics: image {index}"))?;
         let acc = acc.get_or_insert_with(|| BandStatsAccumulator::new(image.channels));
-        acc.add_image(&image)
-            .with_context(|| format!("band statistics: image {index}"))?;
+        acc.add_image(&image).with_context(|| format!("band statistics: image {index}"))?;
     }
     acc.expect("dataset is non-empty").finish()
 }
@@ -201,18 +185,8 @@ mod tests {
 
     #[test]
     fn merged_stats_equal_direct_computation() {
-        let a = ImageTensor {
-            channels: 2,
-            height: 1,
-            width: 3,
-            data: vec![1.0, 2.0, 3.0, 1000.0, 1000.0, 1000.0],
-        };
-        let b = ImageTensor {
-            channels: 2,
-            height: 1,
-            width: 2,
-            data: vec![10.0, f32::NAN, 0.0, 60000.0],
-        };
+        let a = ImageTensor { channels: 2, height: 1, width: 3, data: vec![1.0, 2.0, 3.0, 1000.0, 1000.0, 1000.0] };
+        let b = ImageTensor { channels: 2, height: 1, width: 2, data: vec![10.0, f32::NAN, 0.0, 60000.0] };
         let mut acc = BandStatsAccumulator::new(2);
         acc.add_image(&a).unwrap();
         acc.add_image(&b).unwrap();
@@ -238,10 +212,9 @@ mod tests {
         let mut acc = BandStatsAccumulator::new(3);
         assert!(acc.add_image(&ImageTensor::zeros(4, 2, 2)).is_err());
         assert!(BandStatsAccumulator::new(3).finish().is_err());
-        assert!(BandStats::from_json(
-            r#"{"min":[1],"max":[],"mean":[1],"std":[1],"pixel_count":[1],"images":1}"#
-        )
-        .is_err());
+        assert!(
+            BandStats::from_json(r#"{"min":[1],"max":[],"mean":[1],"std":[1],"pixel_count":[1],"images":1}"#).is_err()
+        );
     }
 
     #[test]
@@ -254,12 +227,7 @@ mod tests {
             pixel_count: vec![4],
             images: 1,
         };
-        let mut img = ImageTensor {
-            channels: 1,
-            height: 1,
-            width: 3,
-            data: vec![0.0, 4.0, f32::NAN],
-        };
+        let mut img = ImageTensor { channels: 1, height: 1, width: 3, data: vec![0.0, 4.0, f32::NAN] };
         stats.normalize(&mut img).unwrap();
         assert_eq!(img.data, vec![-1.0, 1.0, 0.0]);
     }

@@ -19,13 +19,17 @@ use serde_json::json;
 use crate::image_io::write_png_u8;
 use crate::{mask_to_box, Dataset, ImageTensor, Sample, Target};
 
+/// Class names of the synthetic objects, in label order (rectangles, discs, ellipses).
 pub const SYNTHETIC_CLASSES: [&str; 3] = ["building", "tank", "ship"];
 
+/// What [`generate`] draws; the same config and seed always give the same images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyntheticConfig {
     pub num_images: usize,
     /// Images are square, `image_size` pixels a side.
     pub image_size: usize,
+    /// Objects tried per image, drawn from `min_objects..=max_objects`; one that finds no free
+    /// spot is left out, so crowded images can hold fewer.
     pub min_objects: usize,
     pub max_objects: usize,
     /// Object extent (rectangle side, disc diameter, ellipse length) in pixels.
@@ -50,15 +54,8 @@ impl Default for SyntheticConfig {
 
 impl SyntheticConfig {
     fn validate(&self) -> Result<()> {
-        ensure!(
-            self.image_size >= 16,
-            "synthetic images must be at least 16 px (got {})",
-            self.image_size
-        );
-        ensure!(
-            self.min_objects <= self.max_objects,
-            "min_objects > max_objects"
-        );
+        ensure!(self.image_size >= 16, "synthetic images must be at least 16 px (got {})", self.image_size);
+        ensure!(self.min_objects <= self.max_objects, "min_objects > max_objects");
         ensure!(
             self.min_object_size >= 4.0 && self.min_object_size <= self.max_object_size,
             "object sizes must satisfy 4 <= min <= max (got {}..{})",
@@ -98,11 +95,11 @@ pub struct SyntheticDataset {
     class_names: Vec<String>,
 }
 
+/// Draws `config.num_images` images; image `i` depends only on the seed and `i`, so a larger
+/// `num_images` extends a dataset without changing its first images.
 pub fn generate(config: &SyntheticConfig) -> Result<SyntheticDataset> {
     config.validate()?;
-    let images = (0..config.num_images)
-        .map(|i| generate_image(config, i))
-        .collect();
+    let images = (0..config.num_images).map(|i| generate_image(config, i)).collect();
     Ok(SyntheticDataset {
         config: config.clone(),
         images,
@@ -119,12 +116,7 @@ impl Dataset for SyntheticDataset {
         self.images
             .get(index)
             .map(|i| i.sample.clone())
-            .with_context(|| {
-                format!(
-                    "index {index} is out of range for {} synthetic images",
-                    self.images.len()
-                )
-            })
+            .with_context(|| format!("index {index} is out of range for {} synthetic images", self.images.len()))
     }
 
     fn class_names(&self) -> &[String] {
@@ -134,11 +126,7 @@ impl Dataset for SyntheticDataset {
 
 /// Mean object colour per class: red-brown roofs, pale tanks, dark blue hulls. Far apart in
 /// colour and from the green-grey ground so a small model separates them quickly.
-const CLASS_COLOURS: [[f32; 3]; 3] = [
-    [180.0, 72.0, 58.0],
-    [228.0, 226.0, 212.0],
-    [38.0, 52.0, 128.0],
-];
+const CLASS_COLOURS: [[f32; 3]; 3] = [[180.0, 72.0, 58.0], [228.0, 226.0, 212.0], [38.0, 52.0, 128.0]];
 
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
@@ -169,15 +157,7 @@ fn shape_polygon(label: i64, cx: f64, cy: f64, size: f64, angle: f64) -> Vec<f64
             }));
         }
     }
-    points
-        .into_iter()
-        .flat_map(|(x, y)| {
-            [
-                round2(cx + x * cos - y * sin),
-                round2(cy + x * sin + y * cos),
-            ]
-        })
-        .collect()
+    points.into_iter().flat_map(|(x, y)| [round2(cx + x * cos - y * sin), round2(cy + x * sin + y * cos)]).collect()
 }
 
 fn generate_image(config: &SyntheticConfig, index: usize) -> SyntheticImage {
@@ -187,11 +167,7 @@ fn generate_image(config: &SyntheticConfig, index: usize) -> SyntheticImage {
     let size_f = n as f64;
 
     // Ground: green-grey with a few low-frequency waves (fields, shadows) and pixel noise.
-    let base = [
-        rng.random_range(85.0..110.0f32),
-        rng.random_range(100.0..120.0f32),
-        rng.random_range(75.0..95.0f32),
-    ];
+    let base = [rng.random_range(85.0..110.0f32), rng.random_range(100.0..120.0f32), rng.random_range(75.0..95.0f32)];
     let waves: Vec<(f32, f32, f32, f32)> = (0..3)
         .map(|_| {
             (
@@ -205,10 +181,8 @@ fn generate_image(config: &SyntheticConfig, index: usize) -> SyntheticImage {
     let mut image = ImageTensor::zeros(3, n, n);
     for r in 0..n {
         for c in 0..n {
-            let texture: f32 = waves
-                .iter()
-                .map(|&(fx, fy, ph, amp)| amp * (fx * c as f32 + fy * r as f32 + ph).sin())
-                .sum();
+            let texture: f32 =
+                waves.iter().map(|&(fx, fy, ph, amp)| amp * (fx * c as f32 + fy * r as f32 + ph).sin()).sum();
             for (ch, &b) in base.iter().enumerate() {
                 let noise = rng.random_range(-10.0..10.0f32);
                 image.data[(ch * n + r) * n + c] = b + texture + noise;
@@ -224,16 +198,8 @@ fn generate_image(config: &SyntheticConfig, index: usize) -> SyntheticImage {
         let label = rng.random_range(1..=3i64);
         let size = rng.random_range(config.min_object_size..=config.max_object_size);
         // Circumradius, so placement keeps whole shapes inside the image and apart.
-        let radius = if label == 1 {
-            (size / 2.0) * (1.0 + 1.0 / (1.3f64 * 1.3)).sqrt()
-        } else {
-            size / 2.0
-        };
-        let angle = if label == 2 {
-            0.0
-        } else {
-            rng.random_range(0.0..std::f64::consts::PI)
-        };
+        let radius = if label == 1 { (size / 2.0) * (1.0 + 1.0 / (1.3f64 * 1.3)).sqrt() } else { size / 2.0 };
+        let angle = if label == 2 { 0.0 } else { rng.random_range(0.0..std::f64::consts::PI) };
         // Rejection sampling keeps objects apart, so masks never overlap.
         let (lo, hi) = (radius + 1.0, size_f - radius - 1.0);
         if lo > hi {
@@ -242,9 +208,8 @@ fn generate_image(config: &SyntheticConfig, index: usize) -> SyntheticImage {
         let spot = (0..50).find_map(|_| {
             let cx = rng.random_range(lo..=hi);
             let cy = rng.random_range(lo..=hi);
-            let free = placed.iter().all(|&(px, py, pr)| {
-                ((px - cx).powi(2) + (py - cy).powi(2)).sqrt() > pr + radius + 3.0
-            });
+            let free =
+                placed.iter().all(|&(px, py, pr)| ((px - cx).powi(2) + (py - cy).powi(2)).sqrt() > pr + radius + 3.0);
             free.then_some((cx, cy))
         });
         let Some((cx, cy)) = spot else { continue };
@@ -270,12 +235,7 @@ fn generate_image(config: &SyntheticConfig, index: usize) -> SyntheticImage {
         *v = v.round().clamp(0.0, 255.0);
     }
     SyntheticImage {
-        sample: Sample {
-            image,
-            target,
-            image_id: index as u64 + 1,
-            file_name: format!("{:06}.png", index + 1),
-        },
+        sample: Sample { image, target, image_id: index as u64 + 1, file_name: format!("{:06}.png", index + 1) },
         objects,
     }
 }
@@ -284,8 +244,7 @@ fn generate_image(config: &SyntheticConfig, index: usize) -> SyntheticImage {
 /// polygon segmentations, category ids 1..=3). Returns the path of the JSON.
 pub fn write_coco(dataset: &SyntheticDataset, out_dir: &Path) -> Result<PathBuf> {
     let images_dir = out_dir.join("images");
-    std::fs::create_dir_all(&images_dir)
-        .with_context(|| format!("creating {}", images_dir.display()))?;
+    std::fs::create_dir_all(&images_dir).with_context(|| format!("creating {}", images_dir.display()))?;
     let mut images = Vec::new();
     let mut annotations = Vec::new();
     for item in &dataset.images {
@@ -330,8 +289,7 @@ pub fn write_coco(dataset: &SyntheticDataset, out_dir: &Path) -> Result<PathBuf>
         "categories": categories,
     });
     let path = out_dir.join("annotations.json");
-    std::fs::write(&path, serde_json::to_string(&doc)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string(&doc)?).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
@@ -340,12 +298,7 @@ mod tests {
     use super::*;
 
     fn small() -> SyntheticConfig {
-        SyntheticConfig {
-            num_images: 6,
-            image_size: 96,
-            seed: 11,
-            ..Default::default()
-        }
+        SyntheticConfig { num_images: 6, image_size: 96, seed: 11, ..Default::default() }
     }
 
     #[test]
@@ -353,26 +306,15 @@ mod tests {
         let a = generate(&small()).unwrap();
         let b = generate(&small()).unwrap();
         assert_eq!(a.images, b.images);
-        let fewer = generate(&SyntheticConfig {
-            num_images: 3,
-            ..small()
-        })
-        .unwrap();
+        let fewer = generate(&SyntheticConfig { num_images: 3, ..small() }).unwrap();
         assert_eq!(&a.images[..3], &fewer.images[..]);
-        let other = generate(&SyntheticConfig {
-            seed: 12,
-            ..small()
-        })
-        .unwrap();
+        let other = generate(&SyntheticConfig { seed: 12, ..small() }).unwrap();
         assert_ne!(a.images[0].sample.image, other.images[0].sample.image);
     }
 
     #[test]
     fn objects_respect_the_config() {
-        let config = SyntheticConfig {
-            num_images: 40,
-            ..small()
-        };
+        let config = SyntheticConfig { num_images: 40, ..small() };
         let ds = generate(&config).unwrap();
         let mut per_class = [0usize; 3];
         for item in &ds.images {
@@ -381,14 +323,10 @@ mod tests {
             for (k, b) in t.boxes.iter().enumerate() {
                 let extent = (b[2] - b[0]).max(b[3] - b[1]) as f64;
                 assert!(
-                    extent >= config.min_object_size * 0.7 - 1.0
-                        && extent <= config.max_object_size * 1.27 + 2.0,
+                    extent >= config.min_object_size * 0.7 - 1.0 && extent <= config.max_object_size * 1.27 + 2.0,
                     "extent {extent}"
                 );
-                assert!(
-                    b[0] >= 1.0 && b[1] >= 1.0 && b[2] <= 95.0 && b[3] <= 95.0,
-                    "shape touches the border: {b:?}"
-                );
+                assert!(b[0] >= 1.0 && b[1] >= 1.0 && b[2] <= 95.0 && b[3] <= 95.0, "shape touches the border: {b:?}");
                 per_class[(t.labels[k] - 1) as usize] += 1;
                 assert_eq!(mask_to_box(&t.masks[k], 96, 96).as_ref(), Some(b));
             }
@@ -401,33 +339,16 @@ mod tests {
             }
             assert!(cover.iter().all(|&c| c <= 1));
         }
-        assert!(
-            per_class.iter().all(|&n| n >= 10),
-            "class balance {per_class:?}"
-        );
+        assert!(per_class.iter().all(|&n| n >= 10), "class balance {per_class:?}");
     }
 
     #[test]
     fn rejects_bad_configs() {
-        assert!(generate(&SyntheticConfig {
-            min_objects: 5,
-            max_objects: 2,
-            ..small()
-        })
-        .is_err());
-        assert!(generate(&SyntheticConfig {
-            max_object_size: 90.0,
-            ..small()
-        })
-        .is_err());
+        assert!(generate(&SyntheticConfig { min_objects: 5, max_objects: 2, ..small() }).is_err());
+        assert!(generate(&SyntheticConfig { max_object_size: 90.0, ..small() }).is_err());
         // The largest allowed objects on the smallest images still generate (no empty ranges).
-        let tiny = SyntheticConfig {
-            image_size: 16,
-            min_object_size: 4.0,
-            max_object_size: 9.6,
-            num_images: 20,
-            ..small()
-        };
+        let tiny =
+            SyntheticConfig { image_size: 16, min_object_size: 4.0, max_object_size: 9.6, num_images: 20, ..small() };
         assert_eq!(generate(&tiny).unwrap().images.len(), 20);
     }
 }

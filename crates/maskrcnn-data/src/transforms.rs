@@ -25,12 +25,7 @@ pub fn sample_rng(seed: u64, epoch: u64, index: u64) -> ChaCha8Rng {
 }
 
 /// Maps output pixel (row, col) of an `out_h x out_w` result to the input pixel it copies.
-fn remap<T: Copy>(
-    src: &[T],
-    out_h: usize,
-    out_w: usize,
-    source_of: impl Fn(usize, usize) -> usize,
-) -> Vec<T> {
+fn remap<T: Copy>(src: &[T], out_h: usize, out_w: usize, source_of: impl Fn(usize, usize) -> usize) -> Vec<T> {
     let mut out = Vec::with_capacity(out_h * out_w);
     for r in 0..out_h {
         for c in 0..out_w {
@@ -62,12 +57,7 @@ pub fn dihedral(sample: &mut Sample, k: u8) {
     for ch in 0..img.channels {
         data.extend(remap(img.plane(ch), out_h, out_w, source_of));
     }
-    sample.image = ImageTensor {
-        channels: img.channels,
-        height: out_h,
-        width: out_w,
-        data,
-    };
+    sample.image = ImageTensor { channels: img.channels, height: out_h, width: out_w, data };
     for mask in &mut sample.target.masks {
         *mask = remap(mask, out_h, out_w, source_of);
     }
@@ -98,22 +88,19 @@ pub fn dihedral_inverse(k: u8) -> u8 {
     }
 }
 
+/// Mirrors image, masks and boxes left to right ([`dihedral`] 2).
 pub fn hflip(sample: &mut Sample) {
     dihedral(sample, 2);
 }
 
+/// Mirrors image, masks and boxes top to bottom ([`dihedral`] 1).
 pub fn vflip(sample: &mut Sample) {
     dihedral(sample, 1);
 }
 
 /// Brightness and contrast in raw pixel units: `x' = (x - mean) * contrast + mean + shift`,
 /// per band around the band's mean, clamped to `[0, pixel_max]`. NaN (NoData) stays NaN.
-pub fn adjust_brightness_contrast(
-    image: &mut ImageTensor,
-    shift: f32,
-    contrast: f32,
-    pixel_max: f32,
-) {
+pub fn adjust_brightness_contrast(image: &mut ImageTensor, shift: f32, contrast: f32, pixel_max: f32) {
     for ch in 0..image.channels {
         let plane = image.plane_mut(ch);
         let valid: Vec<f32> = plane.iter().copied().filter(|v| !v.is_nan()).collect();
@@ -159,24 +146,17 @@ pub fn resize_image(image: &ImageTensor, out_h: usize, out_w: usize) -> ImageTen
 }
 
 fn resize_mask_nearest(mask: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<u8> {
-    let src_row: Vec<usize> = (0..out_h)
-        .map(|r| (((r as f64 + 0.5) * h as f64 / out_h as f64) as usize).min(h - 1))
-        .collect();
-    let src_col: Vec<usize> = (0..out_w)
-        .map(|c| (((c as f64 + 0.5) * w as f64 / out_w as f64) as usize).min(w - 1))
-        .collect();
+    let src_row: Vec<usize> =
+        (0..out_h).map(|r| (((r as f64 + 0.5) * h as f64 / out_h as f64) as usize).min(h - 1)).collect();
+    let src_col: Vec<usize> =
+        (0..out_w).map(|c| (((c as f64 + 0.5) * w as f64 / out_w as f64) as usize).min(w - 1)).collect();
     remap(mask, out_h, out_w, |r, c| src_row[r] * w + src_col[c])
 }
 
 /// Removes instances whose mask is empty; returns how many were removed.
 fn drop_empty_instances(sample: &mut Sample) -> usize {
     let before = sample.target.len();
-    let keep: Vec<bool> = sample
-        .target
-        .masks
-        .iter()
-        .map(|m| m.iter().any(|&v| v != 0))
-        .collect();
+    let keep: Vec<bool> = sample.target.masks.iter().map(|m| m.iter().any(|&v| v != 0)).collect();
     sample.target.retain_indices(|i| keep[i]);
     before - sample.target.len()
 }
@@ -224,12 +204,7 @@ pub fn crop(sample: &mut Sample, top: usize, left: usize, out_h: usize, out_w: u
     for ch in 0..img.channels {
         data.extend(cut(img.plane(ch), 0.0));
     }
-    sample.image = ImageTensor {
-        channels: img.channels,
-        height: out_h,
-        width: out_w,
-        data,
-    };
+    sample.image = ImageTensor { channels: img.channels, height: out_h, width: out_w, data };
     for m in &mut sample.target.masks {
         let mut out = vec![0u8; out_h * out_w];
         for r in 0..out_h.min(h.saturating_sub(top)) {
@@ -314,39 +289,31 @@ impl AugmentConfig {
 
     /// For ground-level photos: horizontal flips only, mild colour jitter.
     pub fn photo() -> Self {
-        AugmentConfig {
-            hflip: true,
-            brightness: 0.1,
-            contrast: 0.2,
-            ..Default::default()
-        }
+        AugmentConfig { hflip: true, brightness: 0.1, contrast: 0.2, ..Default::default() }
     }
 }
 
 /// What [`augment`] did, for logging and tests.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AugmentRecord {
+    /// Resize factor applied (1 when not resized).
     pub scale: f32,
+    /// The [`dihedral`] variant applied (0 = unchanged).
     pub dihedral: u8,
+    /// Brightness shift, in raw pixel units.
     pub shift: f32,
+    /// Contrast factor (1 = unchanged).
     pub contrast: f32,
+    /// Instances dropped because resizing or cropping left them empty.
     pub instances_removed: usize,
 }
 
 /// Applies scale -> crop -> dihedral/flips -> brightness/contrast.
 pub fn augment(sample: &mut Sample, config: &AugmentConfig, rng: &mut impl Rng) -> AugmentRecord {
-    let mut record = AugmentRecord {
-        scale: 1.0,
-        contrast: 1.0,
-        ..Default::default()
-    };
+    let mut record = AugmentRecord { scale: 1.0, contrast: 1.0, ..Default::default() };
     let (lo, hi) = config.scale_range;
     if hi > lo || (lo - 1.0).abs() > f32::EPSILON {
-        let s = if hi > lo {
-            rng.random_range(lo..=hi)
-        } else {
-            lo
-        };
+        let s = if hi > lo { rng.random_range(lo..=hi) } else { lo };
         let (h, w) = (sample.image.height, sample.image.width);
         let out_h = ((h as f32 * s).round() as usize).max(1);
         let out_w = ((w as f32 * s).round() as usize).max(1);
@@ -371,11 +338,8 @@ pub fn augment(sample: &mut Sample, config: &AugmentConfig, rng: &mut impl Rng) 
         } else {
             0.0
         };
-        let contrast = if config.contrast > 0.0 {
-            rng.random_range(1.0 - config.contrast..=1.0 + config.contrast)
-        } else {
-            1.0
-        };
+        let contrast =
+            if config.contrast > 0.0 { rng.random_range(1.0 - config.contrast..=1.0 + config.contrast) } else { 1.0 };
         adjust_brightness_contrast(&mut sample.image, shift, contrast, config.pixel_max);
         record.shift = shift;
         record.contrast = contrast;
@@ -415,25 +379,16 @@ mod tests {
         for (m, label) in [(l_shape, 1), (square, 2)] {
             target.push(mask_to_box(&m, h, w).unwrap(), label, m, label == 2);
         }
-        Sample {
-            image,
-            target,
-            image_id: 7,
-            file_name: "s".into(),
-        }
+        Sample { image, target, image_id: 7, file_name: "s".into() }
     }
 
     fn assert_boxes_fit_masks(s: &Sample, tolerance: f32) {
         assert_eq!(s.target.boxes.len(), s.target.masks.len());
         for (b, m) in s.target.boxes.iter().zip(&s.target.masks) {
             assert_eq!(m.len(), s.image.height * s.image.width);
-            let tight =
-                mask_to_box(m, s.image.height, s.image.width).expect("no empty masks survive");
+            let tight = mask_to_box(m, s.image.height, s.image.width).expect("no empty masks survive");
             for k in 0..4 {
-                assert!(
-                    (b[k] - tight[k]).abs() <= tolerance,
-                    "box {b:?} vs mask box {tight:?}"
-                );
+                assert!((b[k] - tight[k]).abs() <= tolerance, "box {b:?} vs mask box {tight:?}");
             }
         }
     }
@@ -450,10 +405,7 @@ mod tests {
             if k & 4 != 0 {
                 assert_eq!((s.image.height, s.image.width), (24, 16));
             }
-            assert!(
-                !seen.contains(&s.image.data),
-                "dihedral {k} repeats another"
-            );
+            assert!(!seen.contains(&s.image.data), "dihedral {k} repeats another");
             seen.push(s.image.data.clone());
             dihedral(&mut s, dihedral_inverse(k));
             assert_eq!(s, original, "inverse of {k}");
@@ -492,23 +444,13 @@ mod tests {
             assert_boxes_fit_masks(&s, 1.0);
         }
         // Bilinear with half-pixel centres: doubling a ramp keeps its mean position.
-        let img = ImageTensor {
-            channels: 1,
-            height: 1,
-            width: 2,
-            data: vec![0.0, 4.0],
-        };
+        let img = ImageTensor { channels: 1, height: 1, width: 2, data: vec![0.0, 4.0] };
         assert_eq!(resize_image(&img, 1, 4).data, vec![0.0, 1.0, 3.0, 4.0]);
     }
 
     #[test]
     fn brightness_contrast_clamps_and_keeps_nan() {
-        let mut img = ImageTensor {
-            channels: 1,
-            height: 1,
-            width: 4,
-            data: vec![0.0, 100.0, 200.0, f32::NAN],
-        };
+        let mut img = ImageTensor { channels: 1, height: 1, width: 4, data: vec![0.0, 100.0, 200.0, f32::NAN] };
         adjust_brightness_contrast(&mut img, 10.0, 2.0, 255.0);
         // mean 100: (0-100)*2+110 = -90 -> 0; 110; 310 -> 255.
         assert_eq!(&img.data[..3], &[0.0, 110.0, 255.0]);
@@ -517,24 +459,15 @@ mod tests {
 
     #[test]
     fn augment_is_deterministic_per_seed_epoch_index_and_consistent() {
-        let config = AugmentConfig {
-            scale_range: (0.8, 1.3),
-            crop: Some((14, 14)),
-            ..AugmentConfig::overhead(14)
-        };
+        let config = AugmentConfig { scale_range: (0.8, 1.3), crop: Some((14, 14)), ..AugmentConfig::overhead(14) };
         let run = |seed, epoch, index| {
             let mut s = sample(16, 24);
             let rec = augment(&mut s, &config, &mut sample_rng(seed, epoch, index));
             (s, rec)
         };
         assert_eq!(run(1, 0, 3), run(1, 0, 3));
-        let differing = (0..20)
-            .filter(|&i| run(1, 0, i).1 != run(1, 1, i).1)
-            .count();
-        assert!(
-            differing >= 18,
-            "epochs should draw different augmentations ({differing}/20)"
-        );
+        let differing = (0..20).filter(|&i| run(1, 0, i).1 != run(1, 1, i).1).count();
+        assert!(differing >= 18, "epochs should draw different augmentations ({differing}/20)");
         let mut ks = [0usize; 8];
         for i in 0..200 {
             let (s, rec) = run(5, 0, i);

@@ -5,11 +5,7 @@ use maskrcnn_data::coco::CocoDataset;
 use maskrcnn_data::{mask_to_box, Dataset};
 
 fn tiny() -> CocoDataset {
-    CocoDataset::open(
-        &fixture("coco_tiny/instances.json"),
-        &fixture("coco_tiny/images"),
-    )
-    .unwrap()
+    CocoDataset::open(&fixture("coco_tiny/instances.json"), &fixture("coco_tiny/images")).unwrap()
 }
 
 #[test]
@@ -33,10 +29,7 @@ fn report_counts_kept_crowd_and_dropped() {
     assert_eq!(r.images_without_annotations, 1);
     assert_eq!(r.annotations, 5);
     assert_eq!(r.crowd_annotations, 1);
-    assert_eq!(
-        r.dropped_degenerate, 2,
-        "zero-width box and fully-outside polygon"
-    );
+    assert_eq!(r.dropped_degenerate, 2, "zero-width box and fully-outside polygon");
     assert_eq!(ds.len(), 3, "images without instances are kept");
 }
 
@@ -44,8 +37,7 @@ fn report_counts_kept_crowd_and_dropped() {
 fn masks_match_pycocotools_areas() {
     let ds = tiny();
     let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("coco_tiny/expected.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture("coco_tiny/expected.json")).unwrap()).unwrap();
     let areas = &expected["pycocotools_mask_area"];
     let mut checked = 0;
     for index in 0..ds.len() {
@@ -55,11 +47,7 @@ fn masks_match_pycocotools_areas() {
         for (i, id) in ids.iter().enumerate() {
             let id = id.unwrap().to_string();
             let area: u64 = sample.target.masks[i].iter().map(|&v| v as u64).sum();
-            assert_eq!(
-                area,
-                areas[&id]["area"].as_u64().unwrap(),
-                "annotation {id}"
-            );
+            assert_eq!(area, areas[&id]["area"].as_u64().unwrap(), "annotation {id}");
             checked += 1;
         }
     }
@@ -70,10 +58,7 @@ fn masks_match_pycocotools_areas() {
 fn sample_contents() {
     let ds = tiny();
     let s = ds.get(0).unwrap();
-    assert_eq!(
-        (s.image.channels, s.image.height, s.image.width),
-        (3, 30, 40)
-    );
+    assert_eq!((s.image.channels, s.image.height, s.image.width), (3, 30, 40));
     assert_eq!(s.image_id, 101);
     assert_eq!(s.target.labels, vec![1, 2, 3, 2]);
     assert_eq!(s.target.iscrowd, vec![false, false, true, false]);
@@ -84,10 +69,7 @@ fn sample_contents() {
     for (b, m) in s.target.boxes.iter().zip(&s.target.masks) {
         let tight = mask_to_box(m, 30, 40).unwrap();
         for k in 0..4 {
-            assert!(
-                (b[k] - tight[k]).abs() <= 1.0,
-                "box {b:?} vs mask box {tight:?}"
-            );
+            assert!((b[k] - tight[k]).abs() <= 1.0, "box {b:?} vs mask box {tight:?}");
         }
     }
     let gray = ds.get(1).unwrap();
@@ -116,21 +98,13 @@ fn malformed_inputs_give_clear_errors() {
     let msg = load(&format!(
         r#"{{{base},"annotations":[{{"id":9,"image_id":1,"category_id":5,"bbox":[0,0,2,2],"segmentation":[[0,0,2,0,2,2]]}}]}}"#
     ));
-    assert!(
-        msg.contains("annotation id 9") && msg.contains("category id 5"),
-        "{msg}"
-    );
-    let msg = load(&format!(
-        r#"{{{base},"annotations":[{{"id":9,"image_id":4,"category_id":1,"bbox":[0,0,2,2]}}]}}"#
-    ));
+    assert!(msg.contains("annotation id 9") && msg.contains("category id 5"), "{msg}");
+    let msg = load(&format!(r#"{{{base},"annotations":[{{"id":9,"image_id":4,"category_id":1,"bbox":[0,0,2,2]}}]}}"#));
     assert!(msg.contains("image id 4"), "{msg}");
     let msg = load(&format!(
         r#"{{{base},"annotations":[{{"id":9,"image_id":1,"category_id":1,"bbox":[0,0,2,2],"segmentation":{{"size":[10,10],"counts":17}}}}]}}"#
     ));
-    assert!(
-        msg.contains("annotation id 9") && msg.contains("segmentation"),
-        "{msg}"
-    );
+    assert!(msg.contains("annotation id 9") && msg.contains("segmentation"), "{msg}");
     // An RLE of the wrong size is reported when the target is built.
     let ds = CocoDataset::from_json_str(
         &format!(
@@ -163,11 +137,7 @@ fn coco128_permissive_official_annotations() {
     let ds = CocoDataset::open(&root.join("instances.json"), &root.join("images")).unwrap();
     assert_eq!(ds.len(), 33);
     assert_eq!(ds.num_classes(), 80);
-    assert_eq!(
-        ds.label_to_category_id(80),
-        Some(90),
-        "COCO's sparse ids end at 90"
-    );
+    assert_eq!(ds.label_to_category_id(80), Some(90), "COCO's sparse ids end at 90");
     let r = ds.report().clone();
     assert_eq!(r.annotations + r.dropped_degenerate, 246);
     assert_eq!(r.crowd_annotations, 3);

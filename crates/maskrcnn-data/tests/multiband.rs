@@ -15,21 +15,14 @@ fn spacenet_uint16_tiles_match_their_source_image() {
     let big = read_image(&root.join("sample_geotiff.tif")).unwrap();
     assert_eq!((big.channels, big.height, big.width), (1, 900, 900));
     let max = big.data.iter().cloned().fold(f32::MIN, f32::max);
-    assert!(
-        max > 255.0,
-        "16-bit values must not be scaled to 8 bits (max {max})"
-    );
+    assert!(max > 255.0, "16-bit values must not be scaled to 8 bits (max {max})");
 
     let mut tiles = 0;
     let mut acc = BandStatsAccumulator::new(1);
     for entry in std::fs::read_dir(root.join("tiles_90px")).unwrap() {
         let path = entry.unwrap().path();
         let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let parts: Vec<f64> = stem
-            .rsplitn(3, '_')
-            .take(2)
-            .map(|v| v.parse().unwrap())
-            .collect();
+        let parts: Vec<f64> = stem.rsplitn(3, '_').take(2).map(|v| v.parse().unwrap()).collect();
         let (northing, easting) = (parts[0], parts[1]);
         let row = ((3_725_139.0 - northing) / 45.0 * 90.0) as usize;
         let col = ((easting - 733_601.0) / 45.0 * 90.0) as usize;
@@ -37,11 +30,7 @@ fn spacenet_uint16_tiles_match_their_source_image() {
         assert_eq!((tile.channels, tile.height, tile.width), (1, 90, 90));
         for y in 0..90 {
             for x in 0..90 {
-                assert_eq!(
-                    tile.get(0, y, x),
-                    big.get(0, row + y, col + x),
-                    "{stem} at ({y},{x})"
-                );
+                assert_eq!(tile.get(0, y, x), big.get(0, row + y, col + x), "{stem} at ({y},{x})");
             }
         }
         acc.add_image(&tile).unwrap();
@@ -53,10 +42,7 @@ fn spacenet_uint16_tiles_match_their_source_image() {
     whole.add_image(&big).unwrap();
     let whole = whole.finish().unwrap();
     assert_eq!(from_tiles.pixel_count, vec![810_000]);
-    assert_eq!(
-        (from_tiles.min[0], from_tiles.max[0]),
-        (whole.min[0], whole.max[0])
-    );
+    assert_eq!((from_tiles.min[0], from_tiles.max[0]), (whole.min[0], whole.max[0]));
     assert!((from_tiles.mean[0] - whole.mean[0]).abs() < 1e-9);
     assert!((from_tiles.std[0] - whole.std[0]).abs() < 1e-9);
     println!("spacenet band stats: {:?}", whole);
@@ -73,19 +59,12 @@ fn multispectral_16bit_export_and_band_stats() {
         let mut img = ImageTensor::zeros(4, 32, 32);
         for b in 0..4 {
             for (p, v) in img.plane_mut(b).iter_mut().enumerate() {
-                *v = ((p * 37 + i * 1000 + b * 7919) % 4096) as f32
-                    + if b == 3 { 20000.0 } else { 0.0 };
+                *v = ((p * 37 + i * 1000 + b * 7919) % 4096) as f32 + if b == 3 { 20000.0 } else { 0.0 };
                 expected_sum[b] += *v as f64;
                 all[b].push(*v as f64);
             }
         }
-        write_tiff(
-            &dir.path().join(format!("images/00000000{i}.tif")),
-            &img,
-            TiffSampleType::U16,
-            i == 1,
-        )
-        .unwrap();
+        write_tiff(&dir.path().join(format!("images/00000000{i}.tif")), &img, TiffSampleType::U16, i == 1).unwrap();
     }
     let ds = EsriRcnnMasksDataset::open(dir.path()).unwrap();
     let s = ds.get(0).unwrap();

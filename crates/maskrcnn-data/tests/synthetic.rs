@@ -6,12 +6,7 @@ use maskrcnn_data::Dataset;
 /// as exactly the in-memory dataset.
 #[test]
 fn written_coco_reads_back_identically() {
-    let config = SyntheticConfig {
-        num_images: 5,
-        image_size: 128,
-        seed: 3,
-        ..Default::default()
-    };
+    let config = SyntheticConfig { num_images: 5, image_size: 128, seed: 3, ..Default::default() };
     let ds = generate(&config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let json = write_coco(&ds, dir.path()).unwrap();

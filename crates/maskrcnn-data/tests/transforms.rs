@@ -10,11 +10,7 @@ fn check(s: &Sample, tolerance: f32) {
     for (b, m) in s.target.boxes.iter().zip(&s.target.masks) {
         let tight = mask_to_box(m, s.image.height, s.image.width).expect("empty masks are dropped");
         for k in 0..4 {
-            assert!(
-                (b[k] - tight[k]).abs() <= tolerance,
-                "{}: box {b:?} vs mask box {tight:?}",
-                s.file_name
-            );
+            assert!((b[k] - tight[k]).abs() <= tolerance, "{}: box {b:?} vs mask box {tight:?}", s.file_name);
         }
     }
 }
@@ -23,11 +19,7 @@ fn check(s: &Sample, tolerance: f32) {
 /// matching masks (COCO boxes are continuous polygon boxes, so within a pixel).
 #[test]
 fn augmented_reader_samples_keep_boxes_on_masks() {
-    let coco = CocoDataset::open(
-        &fixture("coco_tiny/instances.json"),
-        &fixture("coco_tiny/images"),
-    )
-    .unwrap();
+    let coco = CocoDataset::open(&fixture("coco_tiny/instances.json"), &fixture("coco_tiny/images")).unwrap();
     let esri = EsriRcnnMasksDataset::open(&fixture("esri_tiny")).unwrap();
     let datasets: [&dyn Dataset; 2] = [&coco, &esri];
     for ds in datasets {
@@ -42,16 +34,10 @@ fn augmented_reader_samples_keep_boxes_on_masks() {
             }
             for epoch in 0..10 {
                 let mut s = original.clone();
-                let config = AugmentConfig {
-                    scale_range: (0.7, 1.4),
-                    ..AugmentConfig::overhead(24)
-                };
+                let config = AugmentConfig { scale_range: (0.7, 1.4), ..AugmentConfig::overhead(24) };
                 let record = augment(&mut s, &config, &mut sample_rng(42, epoch, i as u64));
                 assert_eq!((s.image.height, s.image.width), (24, 24));
-                assert_eq!(
-                    s.target.len() + record.instances_removed,
-                    original.target.len()
-                );
+                assert_eq!(s.target.len() + record.instances_removed, original.target.len());
                 check(&s, 1.0);
             }
         }

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::coco::{CocoGroundTruth, DetectionResult};
 use crate::error::EvalError;
 
+/// What [`average_precision_score`] returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArcgisApScores {
     /// Per class name; `None` when the class has no ground truth in any image.
@@ -56,11 +57,7 @@ pub fn average_precision_score(
     detect_threshold: f64,
 ) -> Result<ArcgisApScores, EvalError> {
     let images = gt.image_index();
-    let categories: HashMap<i64, &str> = gt
-        .categories
-        .iter()
-        .map(|c| (c.id, c.name.as_str()))
-        .collect();
+    let categories: HashMap<i64, &str> = gt.categories.iter().map(|c| (c.id, c.name.as_str())).collect();
     let mut instances: HashMap<i64, Vec<Instance>> = HashMap::new();
     for ann in &gt.annotations {
         let image = images[&ann.image_id];
@@ -72,10 +69,7 @@ pub fn average_precision_score(
         };
         let mask = segmentation
             .to_rle(image.height, image.width)
-            .map_err(|source| EvalError::AnnotationMask {
-                annotation_id: ann.id,
-                source,
-            })?;
+            .map_err(|source| EvalError::AnnotationMask { annotation_id: ann.id, source })?;
         instances.entry(ann.image_id).or_default().push(Instance {
             category: ann.category_id,
             mask,
@@ -84,52 +78,24 @@ pub fn average_precision_score(
     }
     let mut detections: HashMap<i64, Vec<Detection>> = HashMap::new();
     for (index, result) in results.iter().enumerate() {
-        let Some(image) = images.get(&result.image_id) else {
-            return Err(EvalError::UnknownImage {
-                index,
-                image_id: result.image_id,
-            });
-        };
-        if !categories.contains_key(&result.category_id) {
-            return Err(EvalError::UnknownCategory {
-                index,
-                category_id: result.category_id,
-            });
-        }
-        if !result.score.is_finite() {
-            return Err(EvalError::InvalidResult {
-                index,
-                reason: format!("score {} is not finite", result.score),
-            });
-        }
+        let image = result.check_against(index, &images, &categories)?;
         if result.score < detect_threshold {
             continue;
         }
         let Some(segmentation) = &result.segmentation else {
-            return Err(EvalError::InvalidResult {
-                index,
-                reason: "mask AP needs a segmentation".into(),
-            });
+            return Err(EvalError::InvalidResult { index, reason: "mask AP needs a segmentation".into() });
         };
-        let mask = segmentation
-            .to_rle(image.height, image.width)
-            .map_err(|source| EvalError::ResultMask { index, source })?;
-        detections
-            .entry(result.image_id)
-            .or_default()
-            .push(Detection {
-                category: result.category_id,
-                mask,
-                score: result.score,
-            });
+        let mask =
+            segmentation.to_rle(image.height, image.width).map_err(|source| EvalError::ResultMask { index, source })?;
+        detections.entry(result.image_id).or_default().push(Detection {
+            category: result.category_id,
+            mask,
+            score: result.score,
+        });
     }
     for list in detections.values_mut() {
         // Stable, so equal scores keep file order.
-        list.sort_by(|a, b| {
-            b.score
-                .partial_cmp(&a.score)
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
+        list.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
     }
 
     let mut class_sums: HashMap<i64, (f64, usize)> = HashMap::new();
@@ -140,11 +106,7 @@ pub fn average_precision_score(
     for image_id in image_ids {
         let gts = &instances[&image_id];
         let dts = detections.get(&image_id).unwrap_or(&no_detections);
-        let mut present: Vec<i64> = gts
-            .iter()
-            .filter(|g| !g.crowd)
-            .map(|g| g.category)
-            .collect();
+        let mut present: Vec<i64> = gts.iter().filter(|g| !g.crowd).map(|g| g.category).collect();
         present.sort_unstable();
         present.dedup();
         for &category in &present {
@@ -158,20 +120,9 @@ pub fn average_precision_score(
             mean_count += 1;
         }
     }
-    let per_class = gt
-        .categories
-        .iter()
-        .map(|c| {
-            (
-                c.name.clone(),
-                class_sums.get(&c.id).map(|&(sum, n)| sum / n as f64),
-            )
-        })
-        .collect();
-    Ok(ArcgisApScores {
-        per_class,
-        mean: (mean_count > 0).then(|| mean_sum / mean_count as f64),
-    })
+    let per_class =
+        gt.categories.iter().map(|c| (c.name.clone(), class_sums.get(&c.id).map(|&(sum, n)| sum / n as f64))).collect();
+    Ok(ArcgisApScores { per_class, mean: (mean_count > 0).then(|| mean_sum / mean_count as f64) })
 }
 
 /// All-point AP of one image, for one class or (None) all classes pooled.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::EvalError;
 
+/// An entry of the ground truth's `images` list; sizes are what polygons are rasterised at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CocoImage {
     pub id: i64,
@@ -17,12 +18,14 @@ pub struct CocoImage {
     pub file_name: String,
 }
 
+/// An entry of the ground truth's `categories` list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CocoCategory {
     pub id: i64,
     pub name: String,
 }
 
+/// One ground-truth instance; `bbox` is COCO's `[x, y, w, h]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CocoAnnotation {
     pub id: i64,
@@ -58,15 +61,34 @@ pub struct CocoGroundTruth {
 pub struct DetectionResult {
     pub image_id: i64,
     pub category_id: i64,
-    #[serde(
-        default,
-        deserialize_with = "deserialize_optional_bbox",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "deserialize_optional_bbox", skip_serializing_if = "Option::is_none")]
     pub bbox: Option<[f64; 4]>,
     pub score: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segmentation: Option<Segmentation>,
+}
+
+impl DetectionResult {
+    /// What every evaluator checks before using result number `index`: its image and category
+    /// exist in the ground truth, and its score is finite, since a NaN would make the score
+    /// ranking arbitrary. Returns the result's image.
+    pub(crate) fn check_against<'a, V>(
+        &self,
+        index: usize,
+        images: &HashMap<i64, &'a CocoImage>,
+        categories: &HashMap<i64, V>,
+    ) -> Result<&'a CocoImage, EvalError> {
+        let Some(image) = images.get(&self.image_id) else {
+            return Err(EvalError::UnknownImage { index, image_id: self.image_id });
+        };
+        if !categories.contains_key(&self.category_id) {
+            return Err(EvalError::UnknownCategory { index, category_id: self.category_id });
+        }
+        if !self.score.is_finite() {
+            return Err(EvalError::InvalidResult { index, reason: format!("score {} is not finite", self.score) });
+        }
+        Ok(image)
+    }
 }
 
 fn deserialize_flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
@@ -83,27 +105,21 @@ fn deserialize_flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, 
 }
 
 /// pycocotools treats `"bbox": []` as "no box", so it maps to `None` here.
-fn deserialize_optional_bbox<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<[f64; 4]>, D::Error> {
+fn deserialize_optional_bbox<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<[f64; 4]>, D::Error> {
     let values: Option<Vec<f64>> = Option::deserialize(deserializer)?;
     match values {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
         Some(v) if v.len() == 4 => Ok(Some([v[0], v[1], v[2], v[3]])),
-        Some(v) => Err(serde::de::Error::custom(format!(
-            "bbox must have 4 numbers [x, y, w, h], got {}",
-            v.len()
-        ))),
+        Some(v) => Err(serde::de::Error::custom(format!("bbox must have 4 numbers [x, y, w, h], got {}", v.len()))),
     }
 }
 
 impl CocoGroundTruth {
+    /// Parses and [validates](CocoGroundTruth::validate) a ground-truth JSON already in memory.
     pub fn from_json_str(json: &str) -> Result<CocoGroundTruth, EvalError> {
-        let gt: CocoGroundTruth = serde_json::from_str(json).map_err(|source| EvalError::Json {
-            path: "<ground truth>".into(),
-            source,
-        })?;
+        let gt: CocoGroundTruth =
+            serde_json::from_str(json).map_err(|source| EvalError::Json { path: "<ground truth>".into(), source })?;
         gt.validate("<ground truth>")?;
         Ok(gt)
     }
@@ -111,10 +127,7 @@ impl CocoGroundTruth {
     /// Checks what evaluation relies on: unique ids and annotations that point at known
     /// images and categories.
     pub fn validate(&self, source: &str) -> Result<(), EvalError> {
-        let invalid = |reason: String| EvalError::InvalidGroundTruth {
-            path: source.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| EvalError::InvalidGroundTruth { path: source.to_string(), reason };
         let mut image_ids = HashSet::new();
         for image in &self.images {
             if !image_ids.insert(image.id) {
@@ -124,10 +137,7 @@ impl CocoGroundTruth {
         let mut category_ids = HashSet::new();
         for category in &self.categories {
             if !category_ids.insert(category.id) {
-                return Err(invalid(format!(
-                    "category id {} appears twice",
-                    category.id
-                )));
+                return Err(invalid(format!("category id {} appears twice", category.id)));
             }
         }
         let mut annotation_ids = HashSet::new();
@@ -136,10 +146,7 @@ impl CocoGroundTruth {
                 return Err(invalid(format!("annotation id {} appears twice", ann.id)));
             }
             if !image_ids.contains(&ann.image_id) {
-                return Err(invalid(format!(
-                    "annotation {} refers to unknown image id {}",
-                    ann.id, ann.image_id
-                )));
+                return Err(invalid(format!("annotation {} refers to unknown image id {}", ann.id, ann.image_id)));
             }
             if !category_ids.contains(&ann.category_id) {
                 return Err(invalid(format!(
@@ -151,6 +158,7 @@ impl CocoGroundTruth {
         Ok(())
     }
 
+    /// Images by id.
     pub fn image_index(&self) -> HashMap<i64, &CocoImage> {
         self.images.iter().map(|image| (image.id, image)).collect()
     }
@@ -159,14 +167,10 @@ impl CocoGroundTruth {
 /// Reads and validates a COCO instances JSON file.
 pub fn load_ground_truth(path: impl AsRef<Path>) -> Result<CocoGroundTruth, EvalError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let gt: CocoGroundTruth = serde_json::from_str(&text).map_err(|source| EvalError::Json {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| EvalError::Io { path: path.display().to_string(), source })?;
+    let gt: CocoGroundTruth =
+        serde_json::from_str(&text).map_err(|source| EvalError::Json { path: path.display().to_string(), source })?;
     gt.validate(&path.display().to_string())?;
     Ok(gt)
 }
@@ -175,12 +179,7 @@ pub fn load_ground_truth(path: impl AsRef<Path>) -> Result<CocoGroundTruth, Eval
 /// ground truth in [`crate::evaluate`].
 pub fn load_results(path: impl AsRef<Path>) -> Result<Vec<DetectionResult>, EvalError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| EvalError::Json {
-        path: path.display().to_string(),
-        source,
-    })
+    let text =
+        std::fs::read_to_string(path).map_err(|source| EvalError::Io { path: path.display().to_string(), source })?;
+    serde_json::from_str(&text).map_err(|source| EvalError::Json { path: path.display().to_string(), source })
 }

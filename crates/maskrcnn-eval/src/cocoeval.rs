@@ -36,6 +36,7 @@ pub enum IouType {
 }
 
 impl IouType {
+    /// The `iouType` string of pycocotools, also the key in reports.
     pub fn name(self) -> &'static str {
         match self {
             IouType::Bbox => "bbox",
@@ -45,6 +46,7 @@ impl IouType {
     }
 }
 
+/// What [`evaluate`] computes; IoU thresholds and area ranges are COCO's fixed ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalParams {
     pub iou_type: IouType,
@@ -56,12 +58,9 @@ pub struct EvalParams {
 }
 
 impl EvalParams {
+    /// COCO's defaults: max detections 1/10/100, boundary dilation ratio 0.02.
     pub fn new(iou_type: IouType) -> EvalParams {
-        EvalParams {
-            iou_type,
-            max_dets: [1, 10, 100],
-            boundary_dilation_ratio: 0.02,
-        }
+        EvalParams { iou_type, max_dets: [1, 10, 100], boundary_dilation_ratio: 0.02 }
     }
 
     pub fn with_max_dets(mut self, max_dets: [usize; 3]) -> EvalParams {
@@ -78,9 +77,8 @@ impl Default for EvalParams {
 
 /// COCO's summary numbers in the order pycocotools prints them. AR1/AR10/AR100 are recall
 /// at `max_dets[0]`, `[1]`, `[2]` (the names stay fixed so that output keys are stable).
-pub const STAT_NAMES: [&str; 12] = [
-    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
-];
+pub const STAT_NAMES: [&str; 12] =
+    ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"];
 
 /// Per-category AP over IoU 0.50:0.95 and at 0.50/0.75 (area "all", `max_dets[2]`);
 /// `None` (JSON null) when the category has no non-crowd ground truth.
@@ -96,9 +94,11 @@ pub struct ClassMetrics {
     pub ap75: Option<f64>,
     /// Non-crowd ground-truth instances of this category.
     pub num_ground_truth: usize,
+    /// Results of this category, as given (before any `max_dets` cut).
     pub num_detections: usize,
 }
 
+/// The result of one [`evaluate`] run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CocoMetrics {
     pub iou_type: IouType,
@@ -189,16 +189,12 @@ pub fn evaluate(
         return Err(EvalError::NoGroundTruthAnnotations);
     }
     if params.max_dets.contains(&0) {
-        return Err(EvalError::InvalidParams(
-            "max_dets entries must be at least 1".into(),
-        ));
+        return Err(EvalError::InvalidParams("max_dets entries must be at least 1".into()));
     }
     if params.iou_type == IouType::Boundary
         && !(params.boundary_dilation_ratio.is_finite() && params.boundary_dilation_ratio >= 0.0)
     {
-        return Err(EvalError::InvalidParams(
-            "boundary_dilation_ratio must be a finite non-negative number".into(),
-        ));
+        return Err(EvalError::InvalidParams("boundary_dilation_ratio must be a finite non-negative number".into()));
     }
     let mut max_dets = params.max_dets;
     max_dets.sort_unstable();
@@ -210,16 +206,8 @@ pub fn evaluate(
     let mut category_ids: Vec<i64> = gt.categories.iter().map(|category| category.id).collect();
     category_ids.sort_unstable();
     category_ids.dedup();
-    let image_position: HashMap<i64, usize> = image_ids
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| (id, i))
-        .collect();
-    let category_position: HashMap<i64, usize> = category_ids
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| (id, i))
-        .collect();
+    let image_position: HashMap<i64, usize> = image_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let category_position: HashMap<i64, usize> = category_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let images = gt.image_index();
 
     let ground_truths = prepare_ground_truth(gt, params, &images)?;
@@ -228,17 +216,11 @@ pub fn evaluate(
     // Bucket by (image, category) in file order, as COCO's index does.
     let mut buckets: BTreeMap<(usize, usize), (Vec<usize>, Vec<usize>)> = BTreeMap::new();
     for (index, ann) in gt.annotations.iter().enumerate() {
-        let key = (
-            image_position[&ann.image_id],
-            category_position[&ann.category_id],
-        );
+        let key = (image_position[&ann.image_id], category_position[&ann.category_id]);
         buckets.entry(key).or_default().0.push(index);
     }
     for (index, result) in results.iter().enumerate() {
-        let key = (
-            image_position[&result.image_id],
-            category_position[&result.category_id],
-        );
+        let key = (image_position[&result.image_id], category_position[&result.category_id]);
         buckets.entry(key).or_default().1.push(index);
     }
 
@@ -253,24 +235,18 @@ pub fn evaluate(
         let mut sorted_detections = dt_indices.clone();
         sort_by_score_descending(&mut sorted_detections, |&d| detections[d].score);
         sorted_detections.truncate(max_det_per_image);
-        let gts: Vec<&GroundTruthInstance> =
-            gt_indices.iter().map(|&g| &ground_truths[g]).collect();
-        let dts: Vec<&DetectionInstance> =
-            sorted_detections.iter().map(|&d| &detections[d]).collect();
+        let gts: Vec<&GroundTruthInstance> = gt_indices.iter().map(|&g| &ground_truths[g]).collect();
+        let dts: Vec<&DetectionInstance> = sorted_detections.iter().map(|&d| &detections[d]).collect();
         let image_info = images[&image_ids[image]];
         let ious = compute_ious(&gts, &dts, params, image_info.height, image_info.width);
         for (area_index, &area_range) in AREA_RANGES.iter().enumerate() {
             let evaluation = evaluate_image(&gts, &dts, &ious, area_range, &iou_thresholds);
-            evaluations[(category * num_areas + area_index) * num_images + image] =
-                Some(evaluation);
+            evaluations[(category * num_areas + area_index) * num_images + image] = Some(evaluation);
         }
     }
 
     let (precision, recall) = accumulate(&evaluations, num_categories, num_images, &max_dets);
-    let shape = Shape {
-        categories: num_categories,
-        max_dets: max_dets.len(),
-    };
+    let shape = Shape { categories: num_categories, max_dets: max_dets.len() };
     let mut stats = BTreeMap::new();
     let last = max_dets.len() - 1;
     let summaries: [(&str, bool, Option<usize>, usize, usize); 12] = [
@@ -289,26 +265,14 @@ pub fn evaluate(
     ];
     for (name, is_precision, threshold, area, max_det_index) in summaries {
         let value = if is_precision {
-            summarize(
-                &precision,
-                &shape,
-                true,
-                threshold,
-                None,
-                area,
-                max_det_index,
-            )
+            summarize(&precision, &shape, true, threshold, None, area, max_det_index)
         } else {
             summarize(&recall, &shape, false, threshold, None, area, max_det_index)
         };
         stats.insert(name.to_string(), value);
     }
 
-    let names: HashMap<i64, &str> = gt
-        .categories
-        .iter()
-        .map(|c| (c.id, c.name.as_str()))
-        .collect();
+    let names: HashMap<i64, &str> = gt.categories.iter().map(|c| (c.id, c.name.as_str())).collect();
     let per_class = category_ids
         .iter()
         .enumerate()
@@ -318,52 +282,20 @@ pub fn evaluate(
                 category_id,
                 name: names[&category_id].to_string(),
                 ap: defined(summarize(&precision, &shape, true, None, Some(k), 0, last)),
-                ap50: defined(summarize(
-                    &precision,
-                    &shape,
-                    true,
-                    Some(0),
-                    Some(k),
-                    0,
-                    last,
-                )),
-                ap75: defined(summarize(
-                    &precision,
-                    &shape,
-                    true,
-                    Some(5),
-                    Some(k),
-                    0,
-                    last,
-                )),
-                num_ground_truth: gt
-                    .annotations
-                    .iter()
-                    .filter(|a| a.category_id == category_id && !a.iscrowd)
-                    .count(),
-                num_detections: results
-                    .iter()
-                    .filter(|r| r.category_id == category_id)
-                    .count(),
+                ap50: defined(summarize(&precision, &shape, true, Some(0), Some(k), 0, last)),
+                ap75: defined(summarize(&precision, &shape, true, Some(5), Some(k), 0, last)),
+                num_ground_truth: gt.annotations.iter().filter(|a| a.category_id == category_id && !a.iscrowd).count(),
+                num_detections: results.iter().filter(|r| r.category_id == category_id).count(),
             }
         })
         .collect();
 
-    Ok(CocoMetrics {
-        iou_type: params.iou_type,
-        max_dets: params.max_dets,
-        stats,
-        per_class,
-    })
+    Ok(CocoMetrics { iou_type: params.iou_type, max_dets: params.max_dets, stats, per_class })
 }
 
 /// numpy `argsort(-scores, kind="mergesort")`: descending, ties keep input order.
 fn sort_by_score_descending<T>(items: &mut [T], score: impl Fn(&T) -> f64) {
-    items.sort_by(|a, b| {
-        score(b)
-            .partial_cmp(&score(a))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    items.sort_by(|a, b| score(b).partial_cmp(&score(a)).unwrap_or(std::cmp::Ordering::Equal));
 }
 
 fn prepare_ground_truth(
@@ -377,25 +309,15 @@ fn prepare_ground_truth(
         .map(|ann| {
             let image = images[&ann.image_id];
             let mask = match (&ann.segmentation, needs_masks) {
-                (Some(segmentation), _)
-                    if needs_masks || ann.area.is_none() || ann.bbox.is_none() =>
-                {
-                    Some(
-                        segmentation
-                            .to_rle(image.height, image.width)
-                            .map_err(|source| EvalError::AnnotationMask {
-                                annotation_id: ann.id,
-                                source,
-                            })?,
-                    )
-                }
+                (Some(segmentation), _) if needs_masks || ann.area.is_none() || ann.bbox.is_none() => Some(
+                    segmentation
+                        .to_rle(image.height, image.width)
+                        .map_err(|source| EvalError::AnnotationMask { annotation_id: ann.id, source })?,
+                ),
                 (None, true) => {
                     return Err(EvalError::InvalidAnnotation {
                         annotation_id: ann.id,
-                        reason: format!(
-                            "{} evaluation needs a segmentation",
-                            params.iou_type.name()
-                        ),
+                        reason: format!("{} evaluation needs a segmentation", params.iou_type.name()),
                     })
                 }
                 _ => None,
@@ -416,16 +338,10 @@ fn prepare_ground_truth(
                 (None, None) => bbox[2] * bbox[3],
             };
             let boundary = match (&mask, params.iou_type) {
-                (Some(mask), IouType::Boundary) => {
-                    Some(boundary_rle(mask, params.boundary_dilation_ratio))
-                }
+                (Some(mask), IouType::Boundary) => Some(boundary_rle(mask, params.boundary_dilation_ratio)),
                 _ => None,
             };
-            let ignore = if params.iou_type == IouType::Boundary {
-                ann.iscrowd || ann.ignore
-            } else {
-                ann.iscrowd
-            };
+            let ignore = if params.iou_type == IouType::Boundary { ann.iscrowd || ann.ignore } else { ann.iscrowd };
             Ok(GroundTruthInstance {
                 area,
                 crowd: ann.iscrowd,
@@ -457,15 +373,7 @@ fn prepare_detections(
         .iter()
         .enumerate()
         .map(|(index, result)| {
-            let Some(image) = images.get(&result.image_id) else {
-                return Err(EvalError::UnknownImage { index, image_id: result.image_id });
-            };
-            if !category_position.contains_key(&result.category_id) {
-                return Err(EvalError::UnknownCategory { index, category_id: result.category_id });
-            }
-            if !result.score.is_finite() {
-                return Err(EvalError::InvalidResult { index, reason: format!("score {} is not finite", result.score) });
-            }
+            let image = result.check_against(index, images, category_position)?;
             if let Some(bbox) = result.bbox {
                 if bbox.iter().any(|v| !v.is_finite()) {
                     return Err(EvalError::InvalidResult { index, reason: format!("bbox {bbox:?} is not finite") });
@@ -534,10 +442,8 @@ fn compute_ious(
             let dt_masks: Vec<Rle> = dts.iter().map(|d| mask_of(&d.mask)).collect();
             let gt_masks: Vec<Rle> = gts.iter().map(|g| mask_of(&g.mask)).collect();
             let mut ious = mask_iou(&dt_masks, &gt_masks, &crowd);
-            let dt_boundaries: Vec<Rle> = dt_masks
-                .iter()
-                .map(|m| boundary_rle(m, params.boundary_dilation_ratio))
-                .collect();
+            let dt_boundaries: Vec<Rle> =
+                dt_masks.iter().map(|m| boundary_rle(m, params.boundary_dilation_ratio)).collect();
             let gt_boundaries: Vec<Rle> = gts.iter().map(|g| mask_of(&g.boundary)).collect();
             let boundary_ious = mask_iou(&dt_boundaries, &gt_boundaries, &crowd);
             for (row, boundary_row) in ious.iter_mut().zip(&boundary_ious) {
@@ -623,21 +529,15 @@ fn accumulate(
     num_images: usize,
     max_dets: &[usize; 3],
 ) -> (Vec<f64>, Vec<f64>) {
-    let (t_len, r_len, k_len, a_len, m_len) = (
-        NUM_IOU_THRESHOLDS,
-        NUM_RECALL_THRESHOLDS,
-        num_categories,
-        AREA_RANGES.len(),
-        max_dets.len(),
-    );
+    let (t_len, r_len, k_len, a_len, m_len) =
+        (NUM_IOU_THRESHOLDS, NUM_RECALL_THRESHOLDS, num_categories, AREA_RANGES.len(), max_dets.len());
     let mut precision = vec![-1.0; t_len * r_len * k_len * a_len * m_len];
     let mut recall = vec![-1.0; t_len * k_len * a_len * m_len];
     let recall_thresholds = recall_thresholds();
     for k in 0..k_len {
         for a in 0..a_len {
-            let entries: Vec<&ImageEvaluation> = (0..num_images)
-                .filter_map(|i| evaluations[(k * a_len + a) * num_images + i].as_ref())
-                .collect();
+            let entries: Vec<&ImageEvaluation> =
+                (0..num_images).filter_map(|i| evaluations[(k * a_len + a) * num_images + i].as_ref()).collect();
             if entries.is_empty() {
                 continue;
             }
@@ -673,8 +573,7 @@ fn accumulate(
                         rc.push(tp / num_counted as f64);
                         pr.push(tp / (fp + tp + f64::EPSILON));
                     }
-                    recall[((t * k_len + k) * a_len + a) * m_len + m] =
-                        rc.last().copied().unwrap_or(0.0);
+                    recall[((t * k_len + k) * a_len + a) * m_len + m] = rc.last().copied().unwrap_or(0.0);
                     for i in (1..nd).rev() {
                         if pr[i] > pr[i - 1] {
                             pr[i - 1] = pr[i];
@@ -707,11 +606,7 @@ fn summarize(
     max_det_index: usize,
 ) -> f64 {
     let (k_len, a_len, m_len) = (shape.categories, AREA_RANGES.len(), shape.max_dets);
-    let r_len = if is_precision {
-        NUM_RECALL_THRESHOLDS
-    } else {
-        1
-    };
+    let r_len = if is_precision { NUM_RECALL_THRESHOLDS } else { 1 };
     let thresholds: Vec<usize> = match threshold {
         Some(t) => vec![t],
         None => (0..NUM_IOU_THRESHOLDS).collect(),
@@ -725,8 +620,7 @@ fn summarize(
     for &t in &thresholds {
         for r in 0..r_len {
             for &k in &categories {
-                let v =
-                    values[(((t * r_len + r) * k_len + k) * a_len + area) * m_len + max_det_index];
+                let v = values[(((t * r_len + r) * k_len + k) * a_len + area) * m_len + max_det_index];
                 if v > -1.0 {
                     sum += v;
                     count += 1;

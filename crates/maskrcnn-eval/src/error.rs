@@ -1,18 +1,14 @@
 use maskrcnn_masks::MaskError;
 use thiserror::Error;
 
+/// Why ground truth, results or parameters could not be evaluated; result errors give the
+/// result's position in the results list.
 #[derive(Debug, Error)]
 pub enum EvalError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path} is not valid COCO JSON: {source}")]
-    Json {
-        path: String,
-        source: serde_json::Error,
-    },
+    Json { path: String, source: serde_json::Error },
     #[error("invalid ground truth {path}: {reason}")]
     InvalidGroundTruth { path: String, reason: String },
     #[error("ground truth has no annotations, so there is nothing to evaluate against")]
@@ -26,10 +22,7 @@ pub enum EvalError {
     #[error("result #{index} segmentation: {source}")]
     ResultMask { index: usize, source: MaskError },
     #[error("ground-truth annotation {annotation_id} segmentation: {source}")]
-    AnnotationMask {
-        annotation_id: i64,
-        source: MaskError,
-    },
+    AnnotationMask { annotation_id: i64, source: MaskError },
     #[error("ground-truth annotation {annotation_id}: {reason}")]
     InvalidAnnotation { annotation_id: i64, reason: String },
     #[error("invalid evaluation parameters: {0}")]

@@ -13,8 +13,7 @@ mod report;
 
 pub use arcgis_ap::{average_precision_score, ArcgisApScores};
 pub use coco::{
-    load_ground_truth, load_results, CocoAnnotation, CocoCategory, CocoGroundTruth, CocoImage,
-    DetectionResult,
+    load_ground_truth, load_results, CocoAnnotation, CocoCategory, CocoGroundTruth, CocoImage, DetectionResult,
 };
 pub use cocoeval::{evaluate, ClassMetrics, CocoMetrics, EvalParams, IouType, STAT_NAMES};
 pub use error::EvalError;

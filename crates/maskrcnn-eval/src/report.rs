@@ -21,6 +21,7 @@ pub struct EvaluationReport {
 }
 
 impl EvaluationReport {
+    /// The metrics of one IoU type, if it was evaluated.
     pub fn get(&self, iou_type: IouType) -> Option<&CocoMetrics> {
         match iou_type {
             IouType::Bbox => self.bbox.as_ref(),
@@ -45,11 +46,7 @@ pub fn evaluate_all(
 ) -> Result<EvaluationReport, EvalError> {
     let mut report = EvaluationReport::default();
     for &iou_type in iou_types {
-        let metrics = evaluate(
-            gt,
-            results,
-            &EvalParams::new(iou_type).with_max_dets(max_dets),
-        )?;
+        let metrics = evaluate(gt, results, &EvalParams::new(iou_type).with_max_dets(max_dets))?;
         match iou_type {
             IouType::Bbox => report.bbox = Some(metrics),
             IouType::Segm => report.segm = Some(metrics),
@@ -90,18 +87,9 @@ pub fn format_table(metrics: &CocoMetrics) -> String {
             metrics.stat(name)
         );
     }
-    let classes: Vec<_> = metrics
-        .per_class
-        .iter()
-        .filter(|c| c.num_ground_truth > 0)
-        .collect();
+    let classes: Vec<_> = metrics.per_class.iter().filter(|c| c.num_ground_truth > 0).collect();
     if !classes.is_empty() {
-        let width = classes
-            .iter()
-            .map(|c| c.name.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
+        let width = classes.iter().map(|c| c.name.len()).max().unwrap_or(5).max(5);
         let _ = writeln!(
             out,
             "\n {:<width$}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}",

@@ -5,17 +5,8 @@ mod common;
 use common::*;
 use maskrcnn_eval::{evaluate, load_ground_truth, load_results, EvalParams, IouType};
 
-const SETS: [&str; 9] = [
-    "perfect",
-    "shifted",
-    "dropped",
-    "duplicates",
-    "misclassed",
-    "crowd",
-    "random_scores",
-    "segm_only",
-    "many",
-];
+const SETS: [&str; 9] =
+    ["perfect", "shifted", "dropped", "duplicates", "misclassed", "crowd", "random_scores", "segm_only", "many"];
 
 #[test]
 fn ground_truth_rasterisation_matches_pycocotools_ann_to_rle() {
@@ -24,19 +15,9 @@ fn ground_truth_rasterisation_matches_pycocotools_ann_to_rle() {
     let images = gt.image_index();
     for ann in &gt.annotations {
         let image = images[&ann.image_id];
-        let rle = ann
-            .segmentation
-            .as_ref()
-            .unwrap()
-            .to_rle(image.height, image.width)
-            .unwrap();
+        let rle = ann.segmentation.as_ref().unwrap().to_rle(image.height, image.width).unwrap();
         let reference = &expected[ann.id.to_string()];
-        assert_eq!(
-            rle.to_coco_string(),
-            reference["counts"].as_str().unwrap(),
-            "annotation {}",
-            ann.id
-        );
+        assert_eq!(rle.to_coco_string(), reference["counts"].as_str().unwrap(), "annotation {}", ann.id);
     }
     assert_eq!(gt.annotations.len(), 246);
 }
@@ -48,14 +29,8 @@ fn check(iou_type: IouType, max_dets: [usize; 3]) {
     let mut compared = 0;
     for set in SETS {
         let results = load_results(fixture(&format!("coco128_results_{set}.json"))).unwrap();
-        let metrics = evaluate(
-            &gt,
-            &results,
-            &EvalParams::new(iou_type).with_max_dets(max_dets),
-        )
-        .unwrap();
-        compared +=
-            assert_matches_reference(&metrics, &expected[set][&key], &format!("{set} {key}"));
+        let metrics = evaluate(&gt, &results, &EvalParams::new(iou_type).with_max_dets(max_dets)).unwrap();
+        compared += assert_matches_reference(&metrics, &expected[set][&key], &format!("{set} {key}"));
     }
     // 9 sets x (12 stats + 80 classes x 3)
     assert_eq!(compared, 9 * (12 + 80 * 3));
@@ -90,11 +65,7 @@ fn boundary_matches_python_boundary_iou_port() {
 fn max_dets_changes_dense_results() {
     // Guards the fixture itself: the "many" set must actually exceed 100 per image and class.
     let expected = read_json(&fixture("coco128_expected.json"));
-    let at_100 = expected["many"]["bbox_maxdets_100"]["stats"][8]
-        .as_f64()
-        .unwrap();
-    let at_300 = expected["many"]["bbox_maxdets_300"]["stats"][8]
-        .as_f64()
-        .unwrap();
+    let at_100 = expected["many"]["bbox_maxdets_100"]["stats"][8].as_f64().unwrap();
+    let at_300 = expected["many"]["bbox_maxdets_300"]["stats"][8].as_f64().unwrap();
     assert!(at_300 > at_100 + 0.01, "AR@300 {at_300} vs AR@100 {at_100}");
 }

@@ -5,17 +5,13 @@ mod common;
 
 use common::*;
 use maskrcnn_eval::{
-    average_precision_score, evaluate, evaluate_all, format_report, format_table,
-    load_ground_truth, load_results, CocoGroundTruth, DetectionResult, EvalError, EvalParams,
-    IouType,
+    average_precision_score, evaluate, evaluate_all, format_report, format_table, load_ground_truth, load_results,
+    CocoGroundTruth, DetectionResult, EvalError, EvalParams, IouType,
 };
 use maskrcnn_masks::Segmentation;
 
 fn synthetic() -> (CocoGroundTruth, Vec<DetectionResult>) {
-    (
-        load_ground_truth(fixture("synthetic_gt.json")).unwrap(),
-        load_results(fixture("synthetic_results.json")).unwrap(),
-    )
+    (load_ground_truth(fixture("synthetic_gt.json")).unwrap(), load_results(fixture("synthetic_results.json")).unwrap())
 }
 
 #[test]
@@ -25,12 +21,7 @@ fn synthetic_matches_pycocotools() {
     for iou_type in [IouType::Bbox, IouType::Segm, IouType::Boundary] {
         for max_dets in [[1, 10, 100], [1, 2, 3]] {
             let key = format!("{}_maxdets_{}", iou_type.name(), max_dets[2]);
-            let metrics = evaluate(
-                &gt,
-                &results,
-                &EvalParams::new(iou_type).with_max_dets(max_dets),
-            )
-            .unwrap();
+            let metrics = evaluate(&gt, &results, &EvalParams::new(iou_type).with_max_dets(max_dets)).unwrap();
             assert_matches_reference(&metrics, &expected[&key], &key);
         }
     }
@@ -43,16 +34,8 @@ fn synthetic_numbers_are_nontrivial() {
     let metrics = evaluate(&gt, &results, &EvalParams::new(IouType::Segm)).unwrap();
     let ap = metrics.stat("AP");
     assert!(ap > 0.3 && ap < 0.9, "AP {ap}");
-    assert_eq!(
-        metrics.stat("APl"),
-        -1.0,
-        "no large objects: undefined, as COCO prints it"
-    );
-    let unused = metrics
-        .per_class
-        .iter()
-        .find(|c| c.name == "unused")
-        .unwrap();
+    assert_eq!(metrics.stat("APl"), -1.0, "no large objects: undefined, as COCO prints it");
+    let unused = metrics.per_class.iter().find(|c| c.name == "unused").unwrap();
     assert_eq!((unused.ap, unused.num_ground_truth), (None, 0));
 }
 
@@ -74,49 +57,22 @@ fn bad_results_are_clear_errors() {
     let mut bad = results.clone();
     bad[3].image_id = 99;
     let err = evaluate(&gt, &bad, &params).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            EvalError::UnknownImage {
-                index: 3,
-                image_id: 99
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, EvalError::UnknownImage { index: 3, image_id: 99 }), "{err}");
     assert!(err.to_string().contains("image_id 99"));
 
     let mut bad = results.clone();
     bad[1].category_id = 3;
-    assert!(matches!(
-        evaluate(&gt, &bad, &params),
-        Err(EvalError::UnknownCategory {
-            index: 1,
-            category_id: 3
-        })
-    ));
+    assert!(matches!(evaluate(&gt, &bad, &params), Err(EvalError::UnknownCategory { index: 1, category_id: 3 })));
 
     let mut bad = results.clone();
-    bad[2].segmentation = Some(Segmentation::CompressedRle {
-        size: [48, 64],
-        counts: "0{{".into(),
-    });
+    bad[2].segmentation = Some(Segmentation::CompressedRle { size: [48, 64], counts: "0{{".into() });
     let err = evaluate(&gt, &bad, &params).unwrap_err();
-    assert!(
-        matches!(err, EvalError::ResultMask { index: 2, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, EvalError::ResultMask { index: 2, .. }), "{err}");
 
     let mut bad = results.clone();
-    bad[0].segmentation = Some(Segmentation::CompressedRle {
-        size: [10, 10],
-        counts: "0`1".into(),
-    });
+    bad[0].segmentation = Some(Segmentation::CompressedRle { size: [10, 10], counts: "0`1".into() });
     assert!(
-        matches!(
-            evaluate(&gt, &bad, &params),
-            Err(EvalError::ResultMask { index: 0, .. })
-        ),
+        matches!(evaluate(&gt, &bad, &params), Err(EvalError::ResultMask { index: 0, .. })),
         "size differs from image"
     );
 
@@ -124,39 +80,23 @@ fn bad_results_are_clear_errors() {
     // result without one is an error rather than a KeyError.
     let mut bad = results.clone();
     bad[4].bbox = None;
-    assert!(matches!(
-        evaluate(&gt, &bad, &params),
-        Err(EvalError::InvalidResult { index: 4, .. })
-    ));
+    assert!(matches!(evaluate(&gt, &bad, &params), Err(EvalError::InvalidResult { index: 4, .. })));
 
     let mut no_annotations = gt.clone();
     no_annotations.annotations.clear();
-    assert!(matches!(
-        evaluate(&no_annotations, &results, &params),
-        Err(EvalError::NoGroundTruthAnnotations)
-    ));
+    assert!(matches!(evaluate(&no_annotations, &results, &params), Err(EvalError::NoGroundTruthAnnotations)));
 }
 
 #[test]
 fn file_errors_name_the_file() {
     let err = load_ground_truth("/nonexistent/instances.json").unwrap_err();
-    assert!(
-        err.to_string().contains("/nonexistent/instances.json"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("/nonexistent/instances.json"), "{err}");
     let dir = std::env::temp_dir().join(format!("maskrcnn-eval-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("broken.json");
-    std::fs::write(
-        &path,
-        r#"[{"image_id": 1, "category_id": 1, "score": 0.5, "bbox": [1, 2, 3]}]"#,
-    )
-    .unwrap();
+    std::fs::write(&path, r#"[{"image_id": 1, "category_id": 1, "score": 0.5, "bbox": [1, 2, 3]}]"#).unwrap();
     let err = load_results(&path).unwrap_err();
-    assert!(
-        err.to_string().contains("broken.json") && err.to_string().contains("4 numbers"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("broken.json") && err.to_string().contains("4 numbers"), "{err}");
     std::fs::write(&path, r#"{"images": [{"id": 1, "width": 4, "height": 4}], "categories": [], "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0,0,1,1], "area": 1}]}"#).unwrap();
     let err = load_ground_truth(&path).unwrap_err();
     assert!(err.to_string().contains("unknown image id 2"), "{err}");
@@ -166,13 +106,7 @@ fn file_errors_name_the_file() {
 #[test]
 fn report_json_and_table() {
     let (gt, results) = synthetic();
-    let report = evaluate_all(
-        &gt,
-        &results,
-        &[IouType::Bbox, IouType::Segm, IouType::Boundary],
-        [1, 10, 100],
-    )
-    .unwrap();
+    let report = evaluate_all(&gt, &results, &[IouType::Bbox, IouType::Segm, IouType::Boundary], [1, 10, 100]).unwrap();
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     for kind in ["bbox", "segm", "boundary"] {
         for name in maskrcnn_eval::STAT_NAMES {
@@ -180,23 +114,11 @@ fn report_json_and_table() {
         }
         assert_eq!(json[kind]["per_class"].as_array().unwrap().len(), 3);
     }
-    assert!(
-        json["segm"]["per_class"][2]["AP"].is_null(),
-        "undefined per-class AP is null"
-    );
+    assert!(json["segm"]["per_class"][2]["AP"].is_null(), "undefined per-class AP is null");
     let table = format_table(report.segm.as_ref().unwrap());
-    assert!(
-        table.contains("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
-        "{table}"
-    );
-    assert!(
-        table.contains("building") && !table.contains("unused"),
-        "{table}"
-    );
-    assert_eq!(
-        format_report(&report).matches("evaluation (COCO)").count(),
-        3
-    );
+    assert!(table.contains("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"), "{table}");
+    assert!(table.contains("building") && !table.contains("unused"), "{table}");
+    assert_eq!(format_report(&report).matches("evaluation (COCO)").count(), 3);
 }
 
 #[test]
@@ -210,17 +132,10 @@ fn arcgis_style_average_precision_by_hand() {
     // pooled mean, image 1: FP, TP, FP, TP, TP over 3 GT -> 3 x (1/3 x 0.6) = 0.6.
     let scores = average_precision_score(&gt, &results, 0.5, 0.5).unwrap();
     let building = scores.per_class["building"].unwrap();
-    assert!(
-        (building - (5.0 / 6.0 + 1.0) / 2.0).abs() < 1e-12,
-        "{building}"
-    );
+    assert!((building - (5.0 / 6.0 + 1.0) / 2.0).abs() < 1e-12, "{building}");
     assert!((scores.per_class["pool"].unwrap() - 0.25).abs() < 1e-12);
     assert_eq!(scores.per_class["unused"], None);
-    assert!(
-        (scores.mean.unwrap() - (0.6 + 1.0 + 0.0) / 3.0).abs() < 1e-12,
-        "{:?}",
-        scores.mean
-    );
+    assert!((scores.mean.unwrap() - (0.6 + 1.0 + 0.0) / 3.0).abs() < 1e-12, "{:?}", scores.mean);
 
     // Lowering the detection threshold lets image 5's detections in: the right-class one
     // is a TP, the wrong-class one a FP in the pooled score only.

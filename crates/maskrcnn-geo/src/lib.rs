@@ -3,7 +3,9 @@
 //! * [`raster`]: GeoTIFF/BigTIFF reading with windowed reads and georeferencing.
 //! * [`vectorize`]: binary masks / label rasters → valid (Multi)Polygons in map coordinates.
 //! * [`output`]: GeoJSON, FlatGeobuf and GeoPackage writers.
-//! * [`tiling`] and [`merge`]: tile grid, sharding, streaming detection with seam stitching.
+//! * [`chips`]: training chips (RCNN_Masks or COCO) from a raster and label polygons.
+//! * [`grid`], [`tiling`] and [`merge`]: tile grid and sharding, streaming detection, seam stitching.
+//! * [`palette`]: class colours for Esri metadata.
 
 pub mod raster;
 
@@ -16,11 +18,18 @@ pub mod output;
 pub use output::{create_writer, write_features, Feature, FeatureSink, VectorFormat, WriteOptions};
 pub mod chips;
 
-pub use chips::{export_chips, read_label_polygons, ChipClass, ChipFormat, ChipImageFormat, ExportChipsOptions, ExportSummary};
+pub use chips::{
+    export_chips, read_label_polygons, ChipClass, ChipFormat, ChipImageFormat, ExportChipsOptions, ExportSummary,
+};
+pub mod grid;
 pub mod merge;
+pub mod palette;
 pub mod tiling;
 
-pub use merge::{merge_outputs, merge_outputs_streaming, read_shard_headers, MergeOptions, MergedOutput, Merger, PendingInstance, PixelMask, ShardHeader, ShardWriter};
+pub use merge::{
+    merge_outputs, merge_outputs_streaming, read_shard_headers, MergeOptions, MergedOutput, Merger, PendingInstance,
+    PixelMask, ShardHeader, ShardWriter,
+};
 pub use tiling::{
     detect_raster, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard, Tile, TileGrid, TileImage,
     TileInstance,

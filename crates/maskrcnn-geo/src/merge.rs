@@ -27,9 +27,9 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::grid::{Shard, Tile, TileGrid};
 use crate::output::{geometry_from_geojson, geometry_to_geojson, Feature};
 use crate::raster::{Crs, GeoTransform, PixelWindow};
-use crate::tiling::{Shard, Tile, TileGrid};
 use crate::vectorize::{vectorize_mask, VectorizeOptions};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -80,7 +80,13 @@ impl PixelMask {
                 data[y * cw + x] = (mask[(y0 + y) * w + x0 + x] != 0) as u8;
             }
         }
-        Some(PixelMask { x0: window.x + x0 as u32, y0: window.y + y0 as u32, width: cw as u32, height: ch as u32, data })
+        Some(PixelMask {
+            x0: window.x + x0 as u32,
+            y0: window.y + y0 as u32,
+            width: cw as u32,
+            height: ch as u32,
+            data,
+        })
     }
 
     pub fn right(&self) -> u32 {
@@ -221,8 +227,10 @@ impl Merger {
         let size_x = g.tile_size.min(g.width);
         let size_y = g.tile_size.min(g.height);
         // Starts are sorted: tiles with start <= far edge and start + size >= near edge.
-        let rows = g.row_starts.partition_point(|&s| s + size_y < b.y)..g.row_starts.partition_point(|&s| s <= b.bottom());
-        let cols = g.col_starts.partition_point(|&s| s + size_x < b.x)..g.col_starts.partition_point(|&s| s <= b.right());
+        let rows =
+            g.row_starts.partition_point(|&s| s + size_y < b.y)..g.row_starts.partition_point(|&s| s <= b.bottom());
+        let cols =
+            g.col_starts.partition_point(|&s| s + size_x < b.x)..g.col_starts.partition_point(|&s| s <= b.right());
         let mut out = Vec::new();
         for r in rows {
             for c in cols.clone() {
@@ -242,8 +250,9 @@ impl Merger {
             let Some(region) = shared.intersection(&a.mask.bbox()).and_then(|r| r.intersection(&b.mask.bbox())) else {
                 return false;
             };
-            let inter: usize =
-                (region.y..region.bottom()).map(|y| (region.x..region.right()).filter(|&x| a.mask.get(x, y) && b.mask.get(x, y)).count()).sum();
+            let inter: usize = (region.y..region.bottom())
+                .map(|y| (region.x..region.right()).filter(|&x| a.mask.get(x, y) && b.mask.get(x, y)).count())
+                .sum();
             if inter == 0 {
                 return false;
             }
@@ -533,8 +542,8 @@ pub fn read_shard_headers(paths: &[impl AsRef<Path>]) -> Result<ShardHeader> {
         let path = path.as_ref();
         let file = File::open(path).with_context(|| format!("cannot open shard output {}", path.display()))?;
         let first = BufReader::new(file).lines().next().ok_or_else(|| anyhow!("{} is empty", path.display()))??;
-        let h: ShardHeader =
-            serde_json::from_str(&first).with_context(|| format!("{}: not a maskrcnn-geo shard file", path.display()))?;
+        let h: ShardHeader = serde_json::from_str(&first)
+            .with_context(|| format!("{}: not a maskrcnn-geo shard file", path.display()))?;
         if h.format != SHARD_FORMAT {
             bail!("{}: shard format {:?}, expected {SHARD_FORMAT:?}", path.display(), h.format);
         }
@@ -561,7 +570,10 @@ pub fn read_shard_headers(paths: &[impl AsRef<Path>]) -> Result<ShardHeader> {
 
 /// Like [`merge_outputs`] but hands each feature to `on_feature` as it is read, holding only the
 /// objects that touch other shards: memory grows with the seams, not with the scene.
-pub fn merge_outputs_streaming(paths: &[impl AsRef<Path>], mut on_feature: impl FnMut(Feature) -> Result<()>) -> Result<ShardHeader> {
+pub fn merge_outputs_streaming(
+    paths: &[impl AsRef<Path>],
+    mut on_feature: impl FnMut(Feature) -> Result<()>,
+) -> Result<ShardHeader> {
     let header = read_shard_headers(paths)?;
     let mut pending: Vec<PendingInstance> = Vec::new();
     for path in paths {
@@ -576,13 +588,22 @@ pub fn merge_outputs_streaming(paths: &[impl AsRef<Path>], mut on_feature: impl 
             } else if let Some(p) = v.get("pending") {
                 let num = |k: &str| p[k].as_u64().ok_or_else(|| anyhow!("pending instance without {k}"));
                 let runs: Vec<u32> = serde_json::from_value(p["runs"].clone()).with_context(ctx)?;
-                let mask = PixelMask::from_runs(num("x0")? as u32, num("y0")? as u32, num("width")? as u32, num("height")? as u32, &runs)
-                    .with_context(ctx)?;
+                let mask = PixelMask::from_runs(
+                    num("x0")? as u32,
+                    num("y0")? as u32,
+                    num("width")? as u32,
+                    num("height")? as u32,
+                    &runs,
+                )
+                .with_context(ctx)?;
                 pending.push(PendingInstance {
                     tile_row: num("tile_row")? as u32,
                     tile_col: num("tile_col")? as u32,
                     class_id: num("class_id")? as u32,
-                    score: p["score"].as_f64().ok_or_else(|| anyhow!("pending instance without score")).with_context(ctx)? as f32,
+                    score: p["score"]
+                        .as_f64()
+                        .ok_or_else(|| anyhow!("pending instance without score"))
+                        .with_context(ctx)? as f32,
                     mask,
                 });
             } else {

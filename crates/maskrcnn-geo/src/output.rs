@@ -29,7 +29,13 @@ pub struct Feature {
 
 impl Feature {
     /// Feature with `area` computed from the geometry.
-    pub fn new(geometry: MultiPolygon<f64>, class: impl Into<String>, class_id: i64, score: f64, tile: impl Into<String>) -> Feature {
+    pub fn new(
+        geometry: MultiPolygon<f64>,
+        class: impl Into<String>,
+        class_id: i64,
+        score: f64,
+        tile: impl Into<String>,
+    ) -> Feature {
         let area = geometry.unsigned_area();
         Feature { geometry, class: class.into(), class_id, score, area, tile: tile.into() }
     }
@@ -50,10 +56,7 @@ impl VectorFormat {
             "geojson" | "json" => Ok(VectorFormat::GeoJson),
             "fgb" => Ok(VectorFormat::FlatGeobuf),
             "gpkg" => Ok(VectorFormat::GeoPackage),
-            _ => bail!(
-                "{}: unknown vector format extension {ext:?}; use .geojson, .fgb or .gpkg",
-                path.display()
-            ),
+            _ => bail!("{}: unknown vector format extension {ext:?}; use .geojson, .fgb or .gpkg", path.display()),
         }
     }
 }
@@ -193,7 +196,8 @@ pub fn geometry_from_geojson(g: &serde_json::Value) -> Result<MultiPolygon<f64>>
             .collect()
     };
     let poly = |p: &serde_json::Value| -> Result<geo::Polygon<f64>> {
-        let rings: Vec<_> = p.as_array().ok_or_else(|| anyhow!("polygon is not an array"))?.iter().map(ring).collect::<Result<_>>()?;
+        let rings: Vec<_> =
+            p.as_array().ok_or_else(|| anyhow!("polygon is not an array"))?.iter().map(ring).collect::<Result<_>>()?;
         let mut it = rings.into_iter();
         let ext = it.next().ok_or_else(|| anyhow!("polygon without rings"))?;
         Ok(geo::Polygon::new(ext, it.collect()))
@@ -499,7 +503,8 @@ impl FeatureSink for FlatGeobufWriter {
 
     fn finish(mut self: Box<Self>) -> Result<()> {
         let fgb = self.fgb.take().expect("finish called once");
-        let file = File::create(&self.target.tmp).with_context(|| format!("cannot create {}", self.target.tmp.display()))?;
+        let file =
+            File::create(&self.target.tmp).with_context(|| format!("cannot create {}", self.target.tmp.display()))?;
         let mut out = BufWriter::new(file);
         fgb.write(&mut out).map_err(|e| anyhow!("writing FlatGeobuf: {e}"))?;
         out.flush()?;

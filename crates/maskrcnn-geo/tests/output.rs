@@ -53,7 +53,10 @@ fn all_formats_open_in_gdal_with_crs_and_count() {
     let dir = tempfile::tempdir().unwrap();
     let utm = Crs::from_epsg(32616);
     let wgs = Crs::from_epsg(4326);
-    let cases = [("utm", &utm, sample_features(733601.0, 3724700.0, 20.0)), ("wgs", &wgs, sample_features(-84.48, 33.63, 0.001))];
+    let cases = [
+        ("utm", &utm, sample_features(733601.0, 3724700.0, 20.0)),
+        ("wgs", &wgs, sample_features(-84.48, 33.63, 0.001)),
+    ];
     for (name, crs, feats) in &cases {
         for ext in ["geojson", "fgb", "gpkg"] {
             let path = dir.path().join(format!("{name}.{ext}"));
@@ -69,7 +72,8 @@ fn all_formats_open_in_gdal_with_crs_and_count() {
             // Refuses to overwrite unless asked.
             let err = write_features(&path, feats, Some(crs), &WriteOptions::default()).err().unwrap();
             assert!(format!("{err:#}").contains("already exists"), "{err:#}");
-            write_features(&path, &feats[..1], Some(crs), &WriteOptions { overwrite: true, ..Default::default() }).unwrap();
+            write_features(&path, &feats[..1], Some(crs), &WriteOptions { overwrite: true, ..Default::default() })
+                .unwrap();
             write_features(&path, feats, Some(crs), &WriteOptions { overwrite: true, ..Default::default() }).unwrap();
 
             if ogrinfo().is_none() {
@@ -79,7 +83,8 @@ fn all_formats_open_in_gdal_with_crs_and_count() {
             assert!(info.contains("Feature Count: 3"), "{}: {info}", path.display());
             let code = crs.epsg.unwrap();
             assert!(
-                info.contains(&format!("ID[\"EPSG\",{code}]]")) || info.contains(&format!("AUTHORITY[\"EPSG\",\"{code}\"]]")),
+                info.contains(&format!("ID[\"EPSG\",{code}]]"))
+                    || info.contains(&format!("AUTHORITY[\"EPSG\",\"{code}\"]]")),
                 "{}: CRS EPSG:{code} not reported:\n{info}",
                 path.display()
             );
@@ -99,7 +104,13 @@ fn all_formats_open_in_gdal_with_crs_and_count() {
 fn geojson_crs_member_and_rfc7946() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("a.geojson");
-    write_features(&p, &sample_features(733601.0, 3724700.0, 20.0), Some(&Crs::from_epsg(32616)), &WriteOptions::default()).unwrap();
+    write_features(
+        &p,
+        &sample_features(733601.0, 3724700.0, 20.0),
+        Some(&Crs::from_epsg(32616)),
+        &WriteOptions::default(),
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     assert_eq!(v["crs"]["properties"]["name"], "urn:ogc:def:crs:EPSG::32616");
     assert_eq!(v["features"].as_array().unwrap().len(), 3);
@@ -109,7 +120,8 @@ fn geojson_crs_member_and_rfc7946() {
     assert_eq!(back.0[0].interiors().len(), 1);
 
     let p = dir.path().join("b.geojson");
-    write_features(&p, &sample_features(-84.48, 33.63, 0.001), Some(&Crs::from_epsg(4326)), &WriteOptions::default()).unwrap();
+    write_features(&p, &sample_features(-84.48, 33.63, 0.001), Some(&Crs::from_epsg(4326)), &WriteOptions::default())
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     assert!(v.get("crs").is_none(), "RFC 7946 output has no crs member");
     // Exterior rings counter-clockwise (right-hand rule).
@@ -139,6 +151,7 @@ fn gpkg_without_crs_uses_undefined_cartesian() {
     assert_eq!(srs, -1);
     let n: i64 = conn.query_row("SELECT count(*) FROM detections", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 3);
-    let (minx, maxx): (f64, f64) = conn.query_row("SELECT min_x, max_x FROM gpkg_contents", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (minx, maxx): (f64, f64) =
+        conn.query_row("SELECT min_x, max_x FROM gpkg_contents", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((minx, maxx), (0.0, 35.0));
 }

@@ -50,7 +50,9 @@ fn synthetic_tiffs_all_layouts_types_and_compressions() {
                     };
                     assert_eq!(info.sample_type, want_type);
                     // Whole raster, an interior window crossing chunk borders, the bottom-right corner.
-                    for win in [PixelWindow::new(0, 0, 37, 29), PixelWindow::new(13, 3, 9, 20), PixelWindow::new(30, 25, 7, 4)] {
+                    for win in
+                        [PixelWindow::new(0, 0, 37, 29), PixelWindow::new(13, 3, 9, 20), PixelWindow::new(30, 25, 7, 4)]
+                    {
                         expect_window(&path, &spec, win, &[]);
                     }
                     if bands >= 3 {

@@ -52,7 +52,8 @@ impl Truth {
                 let mut mask = vec![0u8; (w.width * w.height) as usize];
                 for y in 0..w.height {
                     for x in 0..w.width {
-                        mask[(y * w.width + x) as usize] = (self.labels[((w.y + y) * self.width + w.x + x) as usize] == id) as u8;
+                        mask[(y * w.width + x) as usize] =
+                            (self.labels[((w.y + y) * self.width + w.x + x) as usize] == id) as u8;
                     }
                 }
                 // Scores differ per tile so the "best member" rule is exercised.
@@ -82,7 +83,12 @@ fn object_spanning_four_tiles_becomes_one_polygon() {
         let c = size as f64 / 2.0;
         truth.disc(1, c, c, 45.0); // spans the 2x2 tiles
         truth.rect(2, 10, 10, 30, 25); // inside one tile
-        let opts = DetectOptions { tile_size: 128, overlap, class_names: vec!["a".into(), "b".into(), "c".into()], ..Default::default() };
+        let opts = DetectOptions {
+            tile_size: 128,
+            overlap,
+            class_names: vec!["a".into(), "b".into(), "c".into()],
+            ..Default::default()
+        };
         let mut calls = 0;
         let mut last = None;
         let (features, summary) = detect_raster(
@@ -223,11 +229,25 @@ fn shards_merged_equal_a_single_run() {
             let o = DetectOptions { shard, ..opts.clone() };
             let info = r.info().clone();
             let grid = TileGrid::new(w, h, o.tile_size, o.overlap).unwrap();
-            let header = ShardHeader::new(shard, grid, info.geotransform.unwrap(), info.crs.clone(), vec![], o.merge.clone(), o.vectorize.clone());
+            let header = ShardHeader::new(
+                shard,
+                grid,
+                info.geotransform.unwrap(),
+                info.crs.clone(),
+                vec![],
+                o.merge.clone(),
+                o.vectorize.clone(),
+            );
             let path = dir.path().join(format!("s{k}of{n}.jsonl"));
             let mut writer = ShardWriter::create(&path, &header, false).unwrap();
-            let summary =
-                detect_raster_streaming(&mut r, |img: &TileImage| Ok(truth.detect(img)), &o, |f| writer.write(&f), |_| {}).unwrap();
+            let summary = detect_raster_streaming(
+                &mut r,
+                |img: &TileImage| Ok(truth.detect(img)),
+                &o,
+                |f| writer.write(&f),
+                |_| {},
+            )
+            .unwrap();
             writer.finish(&summary.pending).unwrap();
             paths.push(path);
         }
@@ -259,15 +279,21 @@ fn nodata_tiles_are_skipped_and_bad_masks_rejected() {
     spec.constant = Some(-10.0);
     write_tiff(&path, &spec);
     let mut r = GeoTiff::open(&path).unwrap();
-    let (_, s) = detect_raster(&mut r, |_: &TileImage| panic!("detector called on a nodata tile"), &opts, |_| {}).unwrap();
+    let (_, s) =
+        detect_raster(&mut r, |_: &TileImage| panic!("detector called on a nodata tile"), &opts, |_| {}).unwrap();
     assert_eq!((s.tiles_processed, s.tiles_skipped_nodata), (0, 2));
     let keep = DetectOptions { skip_nodata_tiles: false, ..opts.clone() };
     let (_, s) = detect_raster(&mut r, |_: &TileImage| Ok(vec![]), &keep, |_| {}).unwrap();
     assert_eq!(s.tiles_processed, 2);
 
-    let err = detect_raster(&mut r, |_: &TileImage| Ok(vec![TileInstance { class_id: 0, score: 1.0, mask: vec![1; 10] }]), &keep, |_| {})
-        .err()
-        .unwrap();
+    let err = detect_raster(
+        &mut r,
+        |_: &TileImage| Ok(vec![TileInstance { class_id: 0, score: 1.0, mask: vec![1; 10] }]),
+        &keep,
+        |_| {},
+    )
+    .err()
+    .unwrap();
     assert!(format!("{err:#}").contains("mask of 10 values"), "{err:#}");
     let err = detect_raster(&mut r, |_: &TileImage| anyhow::bail!("model exploded"), &keep, |_| {}).err().unwrap();
     assert!(format!("{err:#}").contains("detector failed on tile r0c0"), "{err:#}");

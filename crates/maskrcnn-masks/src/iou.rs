@@ -1,4 +1,4 @@
-use crate::rle::Rle;
+use crate::rle::{for_each_stretch, Rle};
 
 /// Mask IoU between every detection and every ground truth (`rleIou`), indexed
 /// `[detection][ground_truth]`.
@@ -39,36 +39,15 @@ pub fn mask_iou(dt: &[Rle], gt: &[Rle], iscrowd: &[bool]) -> Vec<Vec<f64>> {
 }
 
 fn intersection_and_union(a: &[u32], b: &[u32]) -> (u64, u64) {
-    let mut ca = a.first().copied().unwrap_or(0) as u64;
-    let mut cb = b.first().copied().unwrap_or(0) as u64;
-    let (mut va, mut vb) = (false, false);
-    let (mut ia, mut ib) = (1usize, 1usize);
     let (mut intersection, mut union) = (0u64, 0u64);
-    let mut ct: u64 = 1;
-    while ct > 0 {
-        let c = ca.min(cb);
-        if va || vb {
-            union += c;
-            if va && vb {
-                intersection += c;
-            }
+    for_each_stretch(a, b, |length, in_a, in_b| {
+        if in_a || in_b {
+            union += length;
         }
-        ct = 0;
-        ca -= c;
-        if ca == 0 && ia < a.len() {
-            ca = a[ia] as u64;
-            ia += 1;
-            va = !va;
+        if in_a && in_b {
+            intersection += length;
         }
-        ct += ca;
-        cb -= c;
-        if cb == 0 && ib < b.len() {
-            cb = b[ib] as u64;
-            ib += 1;
-            vb = !vb;
-        }
-        ct += cb;
-    }
+    });
     (intersection, union)
 }
 
@@ -91,11 +70,7 @@ pub fn bbox_iou(dt: &[[f64; 4]], gt: &[[f64; 4]], iscrowd: &[bool]) -> Vec<Vec<f
                         return 0.0;
                     }
                     let intersection = w * h;
-                    let union = if crowd {
-                        detection_area
-                    } else {
-                        detection_area + gb[2] * gb[3] - intersection
-                    };
+                    let union = if crowd { detection_area } else { detection_area + gb[2] * gb[3] - intersection };
                     intersection / union
                 })
                 .collect()

@@ -1,9 +1,33 @@
 use crate::rle::Rle;
 
+// Polygon and box rasterisation live here rather than in `rle.rs`, so that the RLE core does
+// not depend on the polygon walk that is built on it.
+impl Rle {
+    /// Rasterises polygons (flat `[x0,y0,x1,y1,...]` in pixel coordinates, pixel centres at
+    /// +0.5) with `rleFrPoly` each and unions them with `rleMerge`, which is what
+    /// pycocotools' `frPyObjects` + `merge` (and `COCO.annToRLE`) do.
+    pub fn from_polygons(polygons: &[Vec<f64>], height: usize, width: usize) -> Rle {
+        let parts: Vec<Rle> = polygons.iter().map(|p| rle_from_polygon(p, height, width)).collect();
+        if parts.is_empty() {
+            // pycocotools returns a 0x0 RLE here; an empty mask of the right size is what
+            // callers can actually use and has the same (zero) area and IoU.
+            return Rle::empty(height, width);
+        }
+        Rle::merge(&parts, false)
+    }
+
+    /// A box `[x, y, w, h]` rasterised as its polygon (`rleFrBbox`).
+    pub fn from_bbox(bbox: [f64; 4], height: usize, width: usize) -> Rle {
+        let [x0, y0, bw, bh] = bbox;
+        let (x1, y1) = (x0 + bw, y0 + bh);
+        rle_from_polygon(&[x0, y0, x0, y1, x1, y1, x1, y0], height, width)
+    }
+}
+
 /// `rleFrPoly` from pycocotools' maskApi.c, ported operation by operation (C `int` casts
 /// truncate toward zero, as Rust `as` does), because COCO's published numbers depend on
 /// exactly which boundary pixels this walk includes.
-pub(crate) fn rle_from_polygon(xy: &[f64], height: usize, width: usize) -> Rle {
+fn rle_from_polygon(xy: &[f64], height: usize, width: usize) -> Rle {
     const SCALE: f64 = 5.0;
     let k = xy.len() / 2;
     let h = height as i64;
@@ -12,9 +36,7 @@ pub(crate) fn rle_from_polygon(xy: &[f64], height: usize, width: usize) -> Rle {
     }
     // Upsample the vertices by 5 and walk every segment densely.
     let mut x: Vec<i64> = (0..k).map(|j| (SCALE * xy[j * 2] + 0.5) as i64).collect();
-    let mut y: Vec<i64> = (0..k)
-        .map(|j| (SCALE * xy[j * 2 + 1] + 0.5) as i64)
-        .collect();
+    let mut y: Vec<i64> = (0..k).map(|j| (SCALE * xy[j * 2 + 1] + 0.5) as i64).collect();
     x.push(x[0]);
     y.push(y[0]);
     let mut u: Vec<i64> = Vec::new();
@@ -30,11 +52,7 @@ pub(crate) fn rle_from_polygon(xy: &[f64], height: usize, width: usize) -> Rle {
         }
         // A repeated vertex gives 0/0 = NaN here, exactly as in C; that lone point always
         // sits between points of the same column and so never reaches the output.
-        let s = if dx >= dy {
-            (ye - ys) as f64 / dx as f64
-        } else {
-            (xe - xs) as f64 / dy as f64
-        };
+        let s = if dx >= dy { (ye - ys) as f64 / dx as f64 } else { (xe - xs) as f64 / dy as f64 };
         if dx >= dy {
             for d in 0..=dx {
                 let t = if flip { dx - d } else { d };
@@ -97,9 +115,5 @@ pub(crate) fn rle_from_polygon(xy: &[f64], height: usize, width: usize) -> Rle {
             }
         }
     }
-    Rle {
-        height,
-        width,
-        counts,
-    }
+    Rle { height, width, counts }
 }

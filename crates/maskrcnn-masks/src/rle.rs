@@ -6,17 +6,15 @@ use crate::error::MaskError;
 pub struct Rle {
     pub height: usize,
     pub width: usize,
+    /// Run lengths, alternating background and foreground; they sum to `height * width` for
+    /// RLEs built by the checked constructors.
     pub counts: Vec<u32>,
 }
 
 impl Rle {
     /// An all-background mask.
     pub fn empty(height: usize, width: usize) -> Rle {
-        Rle {
-            height,
-            width,
-            counts: vec![(height * width) as u32],
-        }
+        Rle { height, width, counts: vec![(height * width) as u32] }
     }
 
     /// Encodes a row-major `height*width` mask; any nonzero byte is foreground.
@@ -41,22 +39,13 @@ impl Rle {
             }
         }
         counts.push(run);
-        Rle {
-            height,
-            width,
-            counts,
-        }
+        Rle { height, width, counts }
     }
 
     /// Like [`Rle::from_mask`] but rejects a buffer whose length is not `height*width`.
     pub fn try_from_mask(mask: &[u8], height: usize, width: usize) -> Result<Rle, MaskError> {
         if mask.len() != height * width {
-            return Err(MaskError::BufferSize {
-                len: mask.len(),
-                height,
-                width,
-                expected: height * width,
-            });
+            return Err(MaskError::BufferSize { len: mask.len(), height, width, expected: height * width });
         }
         Ok(Rle::from_mask(mask, height, width))
     }
@@ -85,12 +74,7 @@ impl Rle {
 
     /// Number of foreground pixels (`rleArea`).
     pub fn area(&self) -> u64 {
-        self.counts
-            .iter()
-            .skip(1)
-            .step_by(2)
-            .map(|&c| c as u64)
-            .sum()
+        self.counts.iter().skip(1).step_by(2).map(|&c| c as u64).sum()
     }
 
     /// Tight bounding box `[x, y, w, h]` exactly as `rleToBbox`, including its rule that a
@@ -124,12 +108,7 @@ impl Rle {
             ys = ys.min(y);
             ye = ye.max(y);
         }
-        [
-            xs as f64,
-            ys as f64,
-            (xe as f64) - (xs as f64) + 1.0,
-            (ye as f64) - (ys as f64) + 1.0,
-        ]
+        [xs as f64, ys as f64, (xe as f64) - (xs as f64) + 1.0, (ye as f64) - (ys as f64) + 1.0]
     }
 
     /// COCO's compressed counts string (`rleToString`): LEB128-like, 6 bits per char in
@@ -178,10 +157,7 @@ impl Rle {
                 if !(48..=111).contains(&byte) {
                     return Err(MaskError::MalformedRleString {
                         position: p,
-                        reason: format!(
-                            "character {:?} is outside the RLE alphabet '0'..='o'",
-                            byte as char
-                        ),
+                        reason: format!("character {:?} is outside the RLE alphabet '0'..='o'", byte as char),
                     });
                 }
                 if k >= 7 {
@@ -214,11 +190,7 @@ impl Rle {
             }
             counts.push(x as u32);
         }
-        let rle = Rle {
-            height,
-            width,
-            counts,
-        };
+        let rle = Rle { height, width, counts };
         rle.check_coverage()?;
         Ok(rle)
     }
@@ -226,11 +198,7 @@ impl Rle {
     /// Builds from uncompressed counts (COCO's `{"size":[h,w],"counts":[...]}`), checking
     /// that the runs cover the mask exactly.
     pub fn from_counts(counts: Vec<u32>, height: usize, width: usize) -> Result<Rle, MaskError> {
-        let rle = Rle {
-            height,
-            width,
-            counts,
-        };
+        let rle = Rle { height, width, counts };
         rle.check_coverage()?;
         Ok(rle)
     }
@@ -239,37 +207,9 @@ impl Rle {
         let sum: u64 = self.counts.iter().map(|&c| c as u64).sum();
         let expected = self.height as u64 * self.width as u64;
         if sum != expected {
-            return Err(MaskError::CountsDoNotCoverMask {
-                sum,
-                height: self.height,
-                width: self.width,
-                expected,
-            });
+            return Err(MaskError::CountsDoNotCoverMask { sum, height: self.height, width: self.width, expected });
         }
         Ok(())
-    }
-
-    /// Rasterises polygons (flat `[x0,y0,x1,y1,...]` in pixel coordinates, pixel centres at
-    /// +0.5) with `rleFrPoly` each and unions them with `rleMerge`, which is what
-    /// pycocotools' `frPyObjects` + `merge` (and `COCO.annToRLE`) do.
-    pub fn from_polygons(polygons: &[Vec<f64>], height: usize, width: usize) -> Rle {
-        let parts: Vec<Rle> = polygons
-            .iter()
-            .map(|p| crate::polygon::rle_from_polygon(p, height, width))
-            .collect();
-        if parts.is_empty() {
-            // pycocotools returns a 0x0 RLE here; an empty mask of the right size is what
-            // callers can actually use and has the same (zero) area and IoU.
-            return Rle::empty(height, width);
-        }
-        Rle::merge(&parts, false)
-    }
-
-    /// A box `[x, y, w, h]` rasterised as its polygon (`rleFrBbox`).
-    pub fn from_bbox(bbox: [f64; 4], height: usize, width: usize) -> Rle {
-        let [x0, y0, bw, bh] = bbox;
-        let (x1, y1) = (x0 + bw, y0 + bh);
-        crate::polygon::rle_from_polygon(&[x0, y0, x0, y1, x1, y1, x1, y0], height, width)
     }
 
     /// Union (or intersection) of masks (`rleMerge`). As in pycocotools, masks of
@@ -297,49 +237,94 @@ impl Rle {
         for b in &rles[1..] {
             counts = merge_two(&counts, &b.counts, intersect);
         }
-        Ok(Rle {
-            height: h,
-            width: w,
-            counts,
-        })
+        Ok(Rle { height: h, width: w, counts })
     }
 }
 
-/// One step of `rleMerge`: walks both run lists in lockstep and emits a run whenever the
-/// combined value changes.
+/// One step of `rleMerge`: emits a run whenever the combined value changes between two
+/// stretches of the lockstep walk.
 fn merge_two(a: &[u32], b: &[u32], intersect: bool) -> Vec<u32> {
     let mut out = Vec::with_capacity(a.len() + b.len());
-    // C reads cnts[0] unconditionally; an empty run list behaves as a single empty run.
+    let (mut value, mut run) = (false, 0u64);
+    for_each_stretch(a, b, |length, in_a, in_b| {
+        let combined = if intersect { in_a && in_b } else { in_a || in_b };
+        if combined != value {
+            out.push(run as u32);
+            run = 0;
+            value = combined;
+        }
+        run += length;
+    });
+    out.push(run as u32);
+    out
+}
+
+/// Walks two run lists of one mask size in lockstep, as `rleMerge` and `rleIou` both do,
+/// calling `stretch(length, in_a, in_b)` for each stretch over which neither mask changes.
+///
+/// Zero-length stretches (from zero counts) are passed on rather than skipped, because
+/// `rleMerge` emits a zero run for a mask that starts with foreground. As in C, which reads
+/// `cnts[0]` unconditionally, an empty run list behaves as a single empty run.
+pub(crate) fn for_each_stretch(a: &[u32], b: &[u32], mut stretch: impl FnMut(u64, bool, bool)) {
     let mut ca = a.first().copied().unwrap_or(0) as u64;
     let mut cb = b.first().copied().unwrap_or(0) as u64;
-    let (mut v, mut va, mut vb) = (false, false, false);
+    let (mut va, mut vb) = (false, false);
     let (mut ia, mut ib) = (1usize, 1usize);
-    let mut cc: u64 = 0;
-    let mut ct: u64 = 1;
-    while ct > 0 {
+    let mut remaining: u64 = 1;
+    while remaining > 0 {
         let c = ca.min(cb);
-        cc += c;
-        ct = 0;
+        stretch(c, va, vb);
         ca -= c;
         if ca == 0 && ia < a.len() {
             ca = a[ia] as u64;
             ia += 1;
             va = !va;
         }
-        ct += ca;
         cb -= c;
         if cb == 0 && ib < b.len() {
             cb = b[ib] as u64;
             ib += 1;
             vb = !vb;
         }
-        ct += cb;
-        let vp = v;
-        v = if intersect { va && vb } else { va || vb };
-        if v != vp || ct == 0 {
-            out.push(cc as u32);
-            cc = 0;
+        remaining = ca + cb;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small masks with foreground in the first pixel (a leading zero count), full and empty
+    /// masks, and scattered pixels, so every branch of the lockstep walk is taken.
+    fn masks() -> Vec<Vec<u8>> {
+        let mut state = 12345u32;
+        let mut random = || {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            u8::from((state >> 16).is_multiple_of(3))
+        };
+        let mut out = vec![vec![0; 12], vec![1; 12], [1, 1, 0].repeat(4), [0, 1].repeat(6)];
+        out.extend((0..6).map(|_| (0..12).map(|_| random()).collect()));
+        out
+    }
+
+    #[test]
+    fn merge_and_overlap_agree_with_pixelwise_logic() {
+        let (h, w) = (3, 4);
+        for a in masks() {
+            for b in masks() {
+                let (ra, rb) = (Rle::from_mask(&a, h, w), Rle::from_mask(&b, h, w));
+                let union: Vec<u8> = a.iter().zip(&b).map(|(x, y)| x | y).collect();
+                let both: Vec<u8> = a.iter().zip(&b).map(|(x, y)| x & y).collect();
+                assert_eq!(Rle::merge(&[ra.clone(), rb.clone()], false), Rle::from_mask(&union, h, w));
+                assert_eq!(Rle::merge(&[ra.clone(), rb.clone()], true), Rle::from_mask(&both, h, w));
+                let (mut intersection, mut total) = (0u64, 0u64);
+                for_each_stretch(&ra.counts, &rb.counts, |length, in_a, in_b| {
+                    intersection += u64::from(in_a && in_b) * length;
+                    total += length;
+                });
+                assert_eq!(intersection, both.iter().map(|&v| u64::from(v)).sum::<u64>());
+                assert_eq!(total, (h * w) as u64);
+            }
         }
     }
-    out
 }

@@ -17,10 +17,7 @@ pub enum Segmentation {
 impl Segmentation {
     /// The compressed form of a mask, as detectors put it in results files.
     pub fn from_rle(rle: &Rle) -> Segmentation {
-        Segmentation::CompressedRle {
-            size: [rle.height, rle.width],
-            counts: rle.to_coco_string(),
-        }
+        Segmentation::CompressedRle { size: [rle.height, rle.width], counts: rle.to_coco_string() }
     }
 
     /// Converts to an RLE like `COCO.annToRLE`: polygons are rasterised at the image size
@@ -44,9 +41,7 @@ impl Segmentation {
                     _ => {}
                 }
                 if let Some(bad) = polygons.iter().flatten().find(|v| !v.is_finite()) {
-                    return Err(MaskError::InvalidSegmentation(format!(
-                        "polygon coordinate {bad} is not finite"
-                    )));
+                    return Err(MaskError::InvalidSegmentation(format!("polygon coordinate {bad} is not finite")));
                 }
                 Ok(Rle::from_polygons(polygons, height, width))
             }

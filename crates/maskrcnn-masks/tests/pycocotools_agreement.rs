@@ -23,44 +23,24 @@ fn poly_cases() -> Vec<PolygonCase> {
             [0.0, 0.0, 12.0, 9.0],
         ),
         // Partly outside the bottom-right corner.
-        (
-            vec![vec![25.0, 15.0, 40.0, 16.0, 35.0, 30.0, 22.0, 25.0]],
-            "a?3?200000000",
-            28,
-            [24.0, 15.0, 6.0, 5.0],
-        ),
+        (vec![vec![25.0, 15.0, 40.0, 16.0, 35.0, 30.0, 22.0, 25.0]], "a?3?200000000", 28, [24.0, 15.0, 6.0, 5.0]),
         // Two overlapping parts of one object.
         (
-            vec![
-                vec![1.0, 1.0, 8.0, 1.0, 8.0, 8.0, 1.0, 8.0],
-                vec![5.0, 5.0, 14.0, 5.0, 14.0, 14.0, 5.0, 14.0],
-            ],
+            vec![vec![1.0, 1.0, 8.0, 1.0, 8.0, 8.0, 1.0, 8.0], vec![5.0, 5.0, 14.0, 5.0, 14.0, 14.0, 5.0, 14.0]],
             "e07=0000006J0004L0000000000k9",
             121,
             [1.0, 1.0, 13.0, 13.0],
         ),
-        (
-            vec![vec![0.0, 0.0, 30.0, 0.0, 30.0, 20.0, 0.0, 20.0]],
-            "0hb0",
-            600,
-            [0.0, 0.0, 30.0, 20.0],
-        ),
+        (vec![vec![0.0, 0.0, 30.0, 0.0, 30.0, 20.0, 0.0, 20.0]], "0hb0", 600, [0.0, 0.0, 30.0, 20.0]),
         // Repeated vertices exercise the 0/0 segment.
         (
-            vec![vec![
-                10.2, 5.7, 10.2, 5.7, 18.9, 6.1, 14.4, 13.3, 14.4, 13.3,
-            ]],
+            vec![vec![10.2, 5.7, 10.2, 5.7, 18.9, 6.1, 14.4, 13.3, 14.4, 13.3]],
             "R72b02N2N1OO1N2N2Og6",
             32,
             [11.0, 6.0, 8.0, 7.0],
         ),
         // Small negative coordinates: C truncates toward zero, not floor.
-        (
-            vec![vec![-0.15, -0.3, 6.45, 0.05, 3.25, 7.5]],
-            "01c02N3M1OM3NR?",
-            23,
-            [0.0, 0.0, 6.0, 7.0],
-        ),
+        (vec![vec![-0.15, -0.3, 6.45, 0.05, 3.25, 7.5]], "01c02N3M1OM3NR?", 23, [0.0, 0.0, 6.0, 7.0]),
     ]
 }
 
@@ -118,12 +98,7 @@ fn encode_matches_pycocotools() {
     assert_eq!(rle.to_coco_string(), "03i10RR1U1ilN00000me2iN");
     assert_eq!(rle.area(), 167);
     assert_eq!(rle.to_bbox(), [0.0, 0.0, 70.0, 60.0]);
-    assert_eq!(
-        Rle::from_coco_string("03i10RR1U1ilN00000me2iN", h, w)
-            .unwrap()
-            .to_mask(),
-        big
-    );
+    assert_eq!(Rle::from_coco_string("03i10RR1U1ilN00000me2iN", h, w).unwrap().to_mask(), big);
 }
 
 #[test]
@@ -144,11 +119,7 @@ fn iou_and_merge_match_pycocotools() {
     let a = Rle::from_polygons(&cases[0].0, H, W);
     let c = Rle::from_polygons(&cases[3].0, H, W);
     let d = Rle::from_polygons(&cases[5].0, H, W);
-    let ious = mask_iou(
-        &[a.clone(), c.clone(), d.clone()],
-        &[c.clone(), d.clone(), a.clone()],
-        &[false, true, false],
-    );
+    let ious = mask_iou(&[a.clone(), c.clone(), d.clone()], &[c.clone(), d.clone(), a.clone()], &[false, true, false]);
     let expected = [
         [0.6387096774193548, 0.11278195488721804, 1.0],
         [1.0, 0.09917355371900827, 0.6387096774193548],
@@ -159,29 +130,12 @@ fn iou_and_merge_match_pycocotools() {
             assert!((v - e).abs() < 1e-15, "{ious:?}");
         }
     }
-    let boxes = bbox_iou(
-        &[[1., 2., 10., 10.], [5., 5., 3., 4.]],
-        &[[2., 2., 8., 9.], [0., 0., 6., 6.]],
-        &[false, true],
-    );
-    assert_eq!(
-        boxes,
-        vec![
-            vec![0.72, 0.2],
-            vec![0.16666666666666666, 0.08333333333333333]
-        ]
-    );
-    assert_eq!(
-        Rle::merge(&[a.clone(), c.clone()], true).to_coco_string(),
-        "[14`01O005K1O02N000000000Ol9"
-    );
+    let boxes =
+        bbox_iou(&[[1., 2., 10., 10.], [5., 5., 3., 4.]], &[[2., 2., 8., 9.], [0., 0., 6., 6.]], &[false, true]);
+    assert_eq!(boxes, vec![vec![0.72, 0.2], vec![0.16666666666666666, 0.08333333333333333]]);
+    assert_eq!(Rle::merge(&[a.clone(), c.clone()], true).to_coco_string(), "[14`01O005K1O02N000000000Ol9");
     let union = Rle::merge(&[a.clone(), c.clone()], false);
-    let expected_union: Vec<u8> = a
-        .to_mask()
-        .iter()
-        .zip(c.to_mask())
-        .map(|(x, y)| x | y)
-        .collect();
+    let expected_union: Vec<u8> = a.to_mask().iter().zip(c.to_mask()).map(|(x, y)| x | y).collect();
     assert_eq!(union.to_mask(), expected_union);
 }
 
@@ -192,29 +146,14 @@ fn mismatched_sizes_are_reported() {
         Err(MaskError::SizeMismatch { .. })
     ));
     assert_eq!(
-        mask_iou(
-            &[Rle::from_bbox([0., 0., 2., 2.], 4, 4)],
-            &[Rle::from_bbox([0., 0., 2., 2.], 5, 4)],
-            &[false]
-        ),
+        mask_iou(&[Rle::from_bbox([0., 0., 2., 2.], 4, 4)], &[Rle::from_bbox([0., 0., 2., 2.], 5, 4)], &[false]),
         vec![vec![-1.0]]
     );
 }
 
 #[test]
 fn malformed_strings_are_errors_not_panics() {
-    for bad in [
-        "",
-        "0",
-        "03i",
-        "\u{7f}",
-        "zz",
-        "0hb",
-        "o",
-        "oooooooooo0",
-        "0 hb0",
-        "ä",
-    ] {
+    for bad in ["", "0", "03i", "\u{7f}", "zz", "0hb", "o", "oooooooooo0", "0 hb0", "ä"] {
         let result = Rle::from_coco_string(bad, H, W);
         assert!(result.is_err(), "{bad:?} decoded to {result:?}");
     }
@@ -227,35 +166,20 @@ fn malformed_strings_are_errors_not_panics() {
 
 #[test]
 fn segmentation_json_forms() {
-    let polygon: Segmentation =
-        serde_json::from_str("[[2.0,3.0,15.5,4.2,12.3,17.9,3.1,12.0]]").unwrap();
-    assert_eq!(
-        polygon.to_rle(H, W).unwrap().to_coco_string(),
-        "[14`05K1O001O10O01O1O0000L4L4Lh8"
-    );
-    let compressed: Segmentation =
-        serde_json::from_str(r#"{"size":[20,30],"counts":"0hb0"}"#).unwrap();
+    let polygon: Segmentation = serde_json::from_str("[[2.0,3.0,15.5,4.2,12.3,17.9,3.1,12.0]]").unwrap();
+    assert_eq!(polygon.to_rle(H, W).unwrap().to_coco_string(), "[14`05K1O001O10O01O1O0000L4L4Lh8");
+    let compressed: Segmentation = serde_json::from_str(r#"{"size":[20,30],"counts":"0hb0"}"#).unwrap();
     assert_eq!(compressed.to_rle(H, W).unwrap().area(), 600);
-    let uncompressed: Segmentation =
-        serde_json::from_str(r#"{"size":[2,3],"counts":[1,4,1]}"#).unwrap();
+    let uncompressed: Segmentation = serde_json::from_str(r#"{"size":[2,3],"counts":[1,4,1]}"#).unwrap();
     let rle = uncompressed.to_rle(2, 3).unwrap();
     assert_eq!(rle.to_mask(), vec![0, 1, 1, 1, 1, 0]);
-    assert!(
-        uncompressed.to_rle(3, 2).is_err(),
-        "size mismatch must be reported"
-    );
+    assert!(uncompressed.to_rle(3, 2).is_err(), "size mismatch must be reported");
     let short: Segmentation = serde_json::from_str(r#"{"size":[2,3],"counts":[1,4]}"#).unwrap();
-    assert!(matches!(
-        short.to_rle(2, 3),
-        Err(MaskError::CountsDoNotCoverMask { .. })
-    ));
+    assert!(matches!(short.to_rle(2, 3), Err(MaskError::CountsDoNotCoverMask { .. })));
     let degenerate: Segmentation = serde_json::from_str("[[1,2,3,4]]").unwrap();
     assert!(degenerate.to_rle(H, W).is_err());
     let roundtrip = serde_json::to_string(&Segmentation::from_rle(&rle)).unwrap();
-    assert_eq!(
-        roundtrip,
-        r#"{"size":[2,3],"counts":"14"}"#.replace("14", &rle.to_coco_string())
-    );
+    assert_eq!(roundtrip, r#"{"size":[2,3],"counts":"14"}"#.replace("14", &rle.to_coco_string()));
 }
 
 #[test]
@@ -274,11 +198,7 @@ fn boundary_band_of_a_square() {
             let inside = (2..8).contains(&y) && x < 6;
             // Interior is rows 3..7, cols 1..5: column 0 touches the image edge and is boundary.
             let interior = (3..7).contains(&y) && (1..5).contains(&x);
-            assert_eq!(
-                boundary[y * w + x],
-                u8::from(inside && !interior),
-                "({y},{x})"
-            );
+            assert_eq!(boundary[y * w + x], u8::from(inside && !interior), "({y},{x})");
         }
     }
     // ratio 0.2 -> round(2.83) = 3: a 6-wide square erodes completely.

@@ -24,7 +24,13 @@ fn main() -> Result<()> {
         let (w, h) = image.dimensions();
         let gt: Vec<DrawInstance> = objects
             .iter()
-            .map(|o| DrawInstance { bbox: o.bbox_xyxy, mask: Some(MaskRef::new(&o.mask, w, h).unwrap()), label: o.category_name.clone(), score: None, color: class_color(o.category_id as usize) })
+            .map(|o| DrawInstance {
+                bbox: o.bbox_xyxy,
+                mask: Some(MaskRef::new(&o.mask, w, h).unwrap()),
+                label: o.category_name.clone(),
+                score: None,
+                color: class_color(o.category_id as usize),
+            })
             .collect();
         let shifted: Vec<Vec<u8>> = objects.iter().map(|o| shift_mask(&o.mask, w, h, 4, 3)).collect();
         let pred: Vec<DrawInstance> = objects
@@ -69,7 +75,9 @@ fn main() -> Result<()> {
         .map(|i| {
             let lr = 1e-6 * 10f64.powf(6.0 * i as f64 / 149.0);
             let t = lr.log10();
-            let loss = 2.4 - 1.2 / (1.0 + (-(t + 4.0) * 2.5).exp()) + if t > -2.0 { (t + 2.0).powi(2) * 3.0 } else { 0.0 } + 0.03 * (i as f64 * 1.3).sin();
+            let loss = 2.4 - 1.2 / (1.0 + (-(t + 4.0) * 2.5).exp())
+                + if t > -2.0 { (t + 2.0).powi(2) * 3.0 } else { 0.0 }
+                + 0.03 * (i as f64 * 1.3).sin();
             (lr, loss)
         })
         .collect();
@@ -83,7 +91,16 @@ fn main() -> Result<()> {
         "bbox": {"AP": 0.4401, "AP50": 0.6622, "AP75": 0.4811, "APs": 0.2403, "APm": 0.4809, "APl": 0.6012},
         "per_class": [{"class": "person", "AP": 0.52, "gt": 14}, {"class": "potted plant", "AP": 0.31, "gt": 3}, {"class": "vase", "AP": null, "gt": 0}]
     });
-    let html = html_report("Mask R-CNN report (demo)", &metrics, &[("Training losses", &losses), ("Validation metrics", &val), ("Learning rate finder", &lr_plot), ("Ground truth vs predictions", &grid)]);
+    let html = html_report(
+        "Mask R-CNN report (demo)",
+        &metrics,
+        &[
+            ("Training losses", &losses),
+            ("Validation metrics", &val),
+            ("Learning rate finder", &lr_plot),
+            ("Ground truth vs predictions", &grid),
+        ],
+    );
     let html_path = out.join("report.html");
     std::fs::write(&html_path, &html).with_context(|| format!("cannot write {}", html_path.display()))?;
     println!("wrote pictures and report.html ({} bytes) to {}", html.len(), out.display());
@@ -117,12 +134,19 @@ fn aerial_demo(out: &std::path::Path) -> Result<()> {
         image::Rgb([v, v, v])
     });
     let mask_path = dir.join("sample_fp_mask.tif");
-    let footprints = image::open(&mask_path).with_context(|| format!("cannot read {}", mask_path.display()))?.to_luma8();
+    let footprints =
+        image::open(&mask_path).with_context(|| format!("cannot read {}", mask_path.display()))?.to_luma8();
     let (w, h) = footprints.dimensions();
     let components = connected_components(footprints.as_raw(), w, h);
     let instances: Vec<DrawInstance> = components
         .iter()
-        .map(|(mask, bbox)| DrawInstance { bbox: *bbox, mask: Some(MaskRef::new(mask, w, h).unwrap()), label: "building".into(), score: Some(0.9), color: class_color(1) })
+        .map(|(mask, bbox)| DrawInstance {
+            bbox: *bbox,
+            mask: Some(MaskRef::new(mask, w, h).unwrap()),
+            label: "building".into(),
+            score: Some(0.9),
+            color: class_color(1),
+        })
         .collect();
     let drawn = draw_instances(&rgb, &instances, &DrawOptions { mode: DrawMode::BBoxMask, ..Default::default() });
     save_png(&drawn, out.join("aerial_buildings.png"))?;
@@ -131,14 +155,23 @@ fn aerial_demo(out: &std::path::Path) -> Result<()> {
     let crop_masks: Vec<(Vec<u8>, [f32; 4])> = components
         .iter()
         .map(|(mask, bbox)| {
-            let cropped: Vec<u8> = (0..128u32).flat_map(|y| (0..128u32).map(move |x| (x, y))).map(|(x, y)| mask[((y + 380) * w + x + 380) as usize]).collect();
+            let cropped: Vec<u8> = (0..128u32)
+                .flat_map(|y| (0..128u32).map(move |x| (x, y)))
+                .map(|(x, y)| mask[((y + 380) * w + x + 380) as usize])
+                .collect();
             (cropped, [bbox[0] - 380.0, bbox[1] - 380.0, bbox[2] - 380.0, bbox[3] - 380.0])
         })
         .filter(|(m, _)| m.iter().any(|v| *v != 0))
         .collect();
     let chip_instances: Vec<DrawInstance> = crop_masks
         .iter()
-        .map(|(mask, bbox)| DrawInstance { bbox: *bbox, mask: Some(MaskRef::new(mask, 128, 128).unwrap()), label: "building".into(), score: Some(0.87), color: class_color(1) })
+        .map(|(mask, bbox)| DrawInstance {
+            bbox: *bbox,
+            mask: Some(MaskRef::new(mask, 128, 128).unwrap()),
+            label: "building".into(),
+            score: Some(0.87),
+            color: class_color(1),
+        })
         .collect();
     let chip = draw_instances(&crop, &chip_instances, &DrawOptions { mode: DrawMode::BBoxMask, ..Default::default() });
     save_png(&chip, out.join("aerial_chip_128.png"))?;
@@ -162,7 +195,12 @@ fn connected_components(raster: &[u8], w: u32, h: u32) -> Vec<(Vec<u8>, [f32; 4]
         while let Some(i) = stack.pop() {
             mask[i] = 1;
             let (x, y) = ((i as u32 % w) as i64, (i as u32 / w) as i64);
-            bbox = [bbox[0].min(x as f32), bbox[1].min(y as f32), bbox[2].max(x as f32 + 1.0), bbox[3].max(y as f32 + 1.0)];
+            bbox = [
+                bbox[0].min(x as f32),
+                bbox[1].min(y as f32),
+                bbox[2].max(x as f32 + 1.0),
+                bbox[3].max(y as f32 + 1.0),
+            ];
             for (nx, ny) in [(x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)] {
                 if nx >= 0 && ny >= 0 && nx < w as i64 && ny < h as i64 {
                     let j = (ny * w as i64 + nx) as usize;

@@ -17,6 +17,7 @@ pub struct MaskRef<'a> {
 }
 
 impl<'a> MaskRef<'a> {
+    /// Fails when `data` does not hold exactly `width * height` bytes.
     pub fn new(data: &'a [u8], width: u32, height: u32) -> Result<Self> {
         let expected = width as usize * height as usize;
         if data.len() != expected {
@@ -37,6 +38,7 @@ impl<'a> MaskRef<'a> {
         self.data
     }
 
+    /// Whether pixel (x, y) is inside the mask; pixels outside the mask's size are not.
     pub fn contains(&self, x: u32, y: u32) -> bool {
         x < self.width && y < self.height && self.data[(y * self.width + x) as usize] != 0
     }
@@ -50,8 +52,11 @@ pub struct DrawInstance<'a> {
     /// Full-image mask. If its size differs from the image it is resampled (nearest neighbour),
     /// so masks kept at another resolution still line up.
     pub mask: Option<MaskRef<'a>>,
+    /// Class name shown in the tag; empty for none.
     pub label: String,
+    /// Shown after the label for predictions; `None` for ground truth.
     pub score: Option<f32>,
+    /// RGB of the fill, contour, box and tag (see [`crate::class_color`]).
     pub color: [u8; 3],
 }
 
@@ -77,6 +82,7 @@ impl FromStr for DrawMode {
     }
 }
 
+/// How [`draw_instances`] draws; the defaults follow arcgis.learn's `show_results`.
 #[derive(Clone, Debug)]
 pub struct DrawOptions {
     pub mode: DrawMode,
@@ -89,7 +95,9 @@ pub struct DrawOptions {
     /// Integer font scale; `None` picks one from the image size so tags stay readable when the
     /// picture is later shrunk into a grid cell.
     pub font_scale: Option<u32>,
+    /// Draw a tag with the class name at each object.
     pub show_labels: bool,
+    /// Add the score to the tag of predictions.
     pub show_scores: bool,
     /// When false (the default), a tag that finds no spot free of other tags is left out (the
     /// object itself is still drawn), so crowded scenes such as aerial tiles with hundreds of
@@ -136,7 +144,13 @@ pub fn draw_instances(image: &RgbImage, instances: &[DrawInstance], opts: &DrawO
 
     let masks: Vec<Option<LocalMask>> = instances
         .iter()
-        .map(|inst| if draw_masks { inst.mask.as_ref().and_then(|m| LocalMask::from_mask(m, canvas.width(), canvas.height())) } else { None })
+        .map(|inst| {
+            if draw_masks {
+                inst.mask.as_ref().and_then(|m| LocalMask::from_mask(m, canvas.width(), canvas.height()))
+            } else {
+                None
+            }
+        })
         .collect();
 
     for (inst, mask) in instances.iter().zip(&masks) {
@@ -380,7 +394,11 @@ impl LocalMask {
     }
 
     fn at(&self, lx: i64, ly: i64) -> bool {
-        lx >= 0 && ly >= 0 && lx < self.width as i64 && ly < self.height as i64 && self.inside[(ly as u32 * self.width + lx as u32) as usize]
+        lx >= 0
+            && ly >= 0
+            && lx < self.width as i64
+            && ly < self.height as i64
+            && self.inside[(ly as u32 * self.width + lx as u32) as usize]
     }
 
     fn for_each_inside(&self, mut f: impl FnMut(u32, u32)) {
@@ -454,6 +472,11 @@ mod tests {
         data
     }
 
+    /// An unlabelled, unscored red instance: what most of these tests draw.
+    fn red_instance(bbox: [f32; 4], mask: Option<MaskRef<'_>>) -> DrawInstance<'_> {
+        DrawInstance { bbox, mask, label: String::new(), score: None, color: RED }
+    }
+
     fn no_text() -> DrawOptions {
         DrawOptions { show_labels: false, ..Default::default() }
     }
@@ -462,7 +485,7 @@ mod tests {
     fn mask_is_blended_with_alpha_and_outlined_by_a_two_pixel_contour() {
         let image = gray_image(60, 50);
         let data = square_mask(60, 50, 10, 10, 40, 30);
-        let inst = DrawInstance { bbox: [10.0, 10.0, 40.0, 30.0], mask: Some(MaskRef::new(&data, 60, 50).unwrap()), label: String::new(), score: None, color: RED };
+        let inst = red_instance([10.0, 10.0, 40.0, 30.0], Some(MaskRef::new(&data, 60, 50).unwrap()));
         let out = draw_instances(&image, &[inst], &no_text());
         assert_eq!(out.get_pixel(25, 20).0, [150, 50, 50], "interior is 50% gray + 50% red");
         assert_eq!(out.get_pixel(10, 20).0, RED, "edge pixel is contour");
@@ -481,13 +504,13 @@ mod tests {
     fn one_pixel_contour_and_no_contour_along_the_image_border() {
         let image = gray_image(40, 40);
         let data = square_mask(40, 40, 0, 0, 20, 20);
-        let inst = DrawInstance { bbox: [0.0, 0.0, 20.0, 20.0], mask: Some(MaskRef::new(&data, 40, 40).unwrap()), label: String::new(), score: None, color: RED };
+        let inst = red_instance([0.0, 0.0, 20.0, 20.0], Some(MaskRef::new(&data, 40, 40).unwrap()));
         let opts = DrawOptions { contour_width: 1, mask_alpha: 1.0, ..no_text() };
         let out = draw_instances(&image, &[inst], &opts);
         // With alpha 1 the fill equals the contour colour; check the contour by making the fill differ.
         assert_eq!(out.get_pixel(5, 5).0, RED);
         let opts = DrawOptions { contour_width: 1, mask_alpha: 0.0, ..no_text() };
-        let inst = DrawInstance { bbox: [0.0, 0.0, 20.0, 20.0], mask: Some(MaskRef::new(&data, 40, 40).unwrap()), label: String::new(), score: None, color: RED };
+        let inst = red_instance([0.0, 0.0, 20.0, 20.0], Some(MaskRef::new(&data, 40, 40).unwrap()));
         let out = draw_instances(&image, &[inst], &opts);
         assert_eq!(out.get_pixel(19, 5).0, RED, "right edge (inside the image) has a contour");
         assert_eq!(out.get_pixel(18, 5).0, GRAY, "contour is one pixel wide");
@@ -500,7 +523,7 @@ mod tests {
     fn modes_choose_between_mask_and_box() {
         let image = gray_image(60, 60);
         let data = square_mask(60, 60, 20, 20, 30, 30);
-        let make = || DrawInstance { bbox: [10.0, 10.0, 50.0, 50.0], mask: Some(MaskRef::new(&data, 60, 60).unwrap()), label: String::new(), score: None, color: RED };
+        let make = || red_instance([10.0, 10.0, 50.0, 50.0], Some(MaskRef::new(&data, 60, 60).unwrap()));
         let interior = (25, 25);
         let box_edge = (10, 30);
 
@@ -524,7 +547,7 @@ mod tests {
     #[test]
     fn mask_mode_falls_back_to_the_box_when_there_is_no_mask() {
         let image = gray_image(30, 30);
-        let inst = DrawInstance { bbox: [5.0, 5.0, 25.0, 25.0], mask: None, label: String::new(), score: None, color: RED };
+        let inst = red_instance([5.0, 5.0, 25.0, 25.0], None);
         let out = draw_instances(&image, &[inst], &no_text());
         assert_eq!(out.get_pixel(5, 15).0, RED);
     }
@@ -534,7 +557,13 @@ mod tests {
         let image = gray_image(80, 60);
         let yellow = [255, 225, 25];
         // Box in the top-right corner: no room above it, and the tag would overflow to the right.
-        let inst = DrawInstance { bbox: [70.0, 0.0, 80.0, 10.0], mask: None, label: "car".into(), score: Some(0.926), color: yellow };
+        let inst = DrawInstance {
+            bbox: [70.0, 0.0, 80.0, 10.0],
+            mask: None,
+            label: "car".into(),
+            score: Some(0.926),
+            color: yellow,
+        };
         let opts = DrawOptions { mode: DrawMode::BBox, font_scale: Some(1), ..Default::default() };
         let out = draw_instances(&image, &[inst], &opts);
         let (text_w, text_h) = text_size("car 0.93", 1);
@@ -547,7 +576,8 @@ mod tests {
             }
         }
         let text_pixels = out.pixels().filter(|p| p.0 == [0, 0, 0]).count();
-        let expected: u32 = "car 0.93".chars().map(|c| crate::font::glyph_rows(c).iter().map(|r| r.count_ones()).sum::<u32>()).sum();
+        let expected: u32 =
+            "car 0.93".chars().map(|c| crate::font::glyph_rows(c).iter().map(|r| r.count_ones()).sum::<u32>()).sum();
         assert_eq!(text_pixels as u32, expected, "all glyph pixels of \"car 0.93\" are drawn in black on yellow");
         assert_eq!(out.get_pixel(80 - tag_w - 1, tag_h + 1).0, GRAY);
     }
@@ -556,8 +586,13 @@ mod tests {
     fn tag_goes_above_the_box_when_there_is_room() {
         let image = gray_image(100, 100);
         let blue = [0, 0, 128];
-        let inst = DrawInstance { bbox: [20.0, 50.0, 60.0, 90.0], mask: None, label: "ship".into(), score: None, color: blue };
-        let out = draw_instances(&image, &[inst], &DrawOptions { mode: DrawMode::BBox, font_scale: Some(1), ..Default::default() });
+        let inst =
+            DrawInstance { bbox: [20.0, 50.0, 60.0, 90.0], mask: None, label: "ship".into(), score: None, color: blue };
+        let out = draw_instances(
+            &image,
+            &[inst],
+            &DrawOptions { mode: DrawMode::BBox, font_scale: Some(1), ..Default::default() },
+        );
         let tag_h = text_size("ship", 1).1 + 4;
         assert_eq!(out.get_pixel(20, 50 - tag_h).0, blue, "tag top row");
         assert_eq!(out.get_pixel(20, 50 - tag_h - 1).0, GRAY, "nothing above the tag");
@@ -568,8 +603,20 @@ mod tests {
     fn tags_of_the_same_box_do_not_cover_each_other_and_the_best_score_goes_above() {
         let image = gray_image(120, 120);
         let (red, blue) = ([200, 0, 0], [0, 0, 200]);
-        let low = DrawInstance { bbox: [30.0, 50.0, 90.0, 100.0], mask: None, label: "low".into(), score: Some(0.3), color: red };
-        let high = DrawInstance { bbox: [30.0, 50.0, 90.0, 100.0], mask: None, label: "high".into(), score: Some(0.9), color: blue };
+        let low = DrawInstance {
+            bbox: [30.0, 50.0, 90.0, 100.0],
+            mask: None,
+            label: "low".into(),
+            score: Some(0.3),
+            color: red,
+        };
+        let high = DrawInstance {
+            bbox: [30.0, 50.0, 90.0, 100.0],
+            mask: None,
+            label: "high".into(),
+            score: Some(0.9),
+            color: blue,
+        };
         let opts = DrawOptions { mode: DrawMode::BBox, font_scale: Some(1), box_width: 1, ..Default::default() };
         let out = draw_instances(&image, &[low, high], &opts);
         let tag_h = text_size("x", 1).1 + 4;
@@ -588,9 +635,21 @@ mod tests {
         // The lowest-scoring tag is the widest, so it shows past the others when drawn.
         let labels = ["obj", "obj", "a long label"];
         let instances: Vec<DrawInstance> = (0..3)
-            .map(|i| DrawInstance { bbox: [0.0, 0.0, 60.0, 30.0], mask: None, label: labels[i].into(), score: Some(0.9 - 0.1 * i as f32), color: colors[i] })
+            .map(|i| DrawInstance {
+                bbox: [0.0, 0.0, 60.0, 30.0],
+                mask: None,
+                label: labels[i].into(),
+                score: Some(0.9 - 0.1 * i as f32),
+                color: colors[i],
+            })
             .collect();
-        let opts = DrawOptions { mode: DrawMode::BBox, font_scale: Some(1), box_width: 1, show_scores: false, ..Default::default() };
+        let opts = DrawOptions {
+            mode: DrawMode::BBox,
+            font_scale: Some(1),
+            box_width: 1,
+            show_scores: false,
+            ..Default::default()
+        };
         // Rows 1..=28 leave out the box outlines; tags are 21 px wide except the long one.
         let tag_at = |out: &RgbImage, x: u32, color: [u8; 3]| (1..29).any(|y| out.get_pixel(x, y).0 == color);
         let out = draw_instances(&image, &instances, &opts);
@@ -605,7 +664,7 @@ mod tests {
     fn masks_at_another_resolution_are_resampled_to_the_image() {
         let image = gray_image(40, 40);
         let data = square_mask(20, 20, 5, 5, 10, 10); // covers 10..20 at full resolution
-        let inst = DrawInstance { bbox: [f32::NAN; 4], mask: Some(MaskRef::new(&data, 20, 20).unwrap()), label: String::new(), score: None, color: RED };
+        let inst = red_instance([f32::NAN; 4], Some(MaskRef::new(&data, 20, 20).unwrap()));
         let out = draw_instances(&image, &[inst], &DrawOptions { contour_width: 0, ..no_text() });
         assert_eq!(out.get_pixel(10, 10).0, [150, 50, 50]);
         assert_eq!(out.get_pixel(19, 19).0, [150, 50, 50]);
@@ -618,13 +677,29 @@ mod tests {
         let err = MaskRef::new(&[0u8; 10], 4, 4).unwrap_err().to_string();
         assert!(err.contains("10 bytes") && err.contains("4x4"), "{err}");
         let image = gray_image(10, 10);
-        let odd = [[f32::INFINITY, 0.0, 5.0, 5.0], [-50.0, -50.0, -10.0, -10.0], [8.0, 8.0, 2.0, 2.0], [3.0, 3.0, 3.0, 3.0], [-5.0, -5.0, 500.0, 500.0]];
+        let odd = [
+            [f32::INFINITY, 0.0, 5.0, 5.0],
+            [-50.0, -50.0, -10.0, -10.0],
+            [8.0, 8.0, 2.0, 2.0],
+            [3.0, 3.0, 3.0, 3.0],
+            [-5.0, -5.0, 500.0, 500.0],
+        ];
         for bbox in odd {
-            let inst = DrawInstance { bbox, mask: None, label: "a very long label that is wider than the image".into(), score: Some(0.5), color: RED };
+            let inst = DrawInstance {
+                bbox,
+                mask: None,
+                label: "a very long label that is wider than the image".into(),
+                score: Some(0.5),
+                color: RED,
+            };
             draw_instances(&image, &[inst], &DrawOptions { mode: DrawMode::BBoxMask, ..Default::default() });
         }
         let empty = RgbImage::new(0, 0);
-        draw_instances(&empty, &[DrawInstance { bbox: [0.0, 0.0, 1.0, 1.0], mask: None, label: "x".into(), score: None, color: RED }], &DrawOptions::default());
+        draw_instances(
+            &empty,
+            &[DrawInstance { bbox: [0.0, 0.0, 1.0, 1.0], mask: None, label: "x".into(), score: None, color: RED }],
+            &DrawOptions::default(),
+        );
     }
 
     #[test]
@@ -643,7 +718,8 @@ mod tests {
 
     #[test]
     fn tag_text_formats_score_with_two_decimals() {
-        let mut inst = DrawInstance { bbox: [0.0; 4], mask: None, label: "building".into(), score: Some(0.9349), color: RED };
+        let mut inst =
+            DrawInstance { bbox: [0.0; 4], mask: None, label: "building".into(), score: Some(0.9349), color: RED };
         assert_eq!(tag_text(&inst, true), "building 0.93");
         assert_eq!(tag_text(&inst, false), "building");
         inst.label.clear();

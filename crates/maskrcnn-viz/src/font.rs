@@ -6,6 +6,7 @@
 
 use image::{Rgb, RgbImage};
 
+/// Glyph size in pixels at scale 1, without spacing.
 pub const GLYPH_WIDTH: u32 = 5;
 pub const GLYPH_HEIGHT: u32 = 9;
 /// Horizontal advance per character at scale 1 (glyph plus one column of spacing).

@@ -22,7 +22,12 @@ pub fn results_grid<S: AsRef<str>>(rows: &[(RgbImage, RgbImage)], titles: &[S], 
 
 /// General form of [`results_grid`]: any number of columns, each with its header. Rows shorter
 /// than the header count leave their remaining cells empty.
-pub fn image_grid<S: AsRef<str>>(rows: &[Vec<&RgbImage>], column_headers: &[&str], titles: &[S], cell_size: (u32, u32)) -> RgbImage {
+pub fn image_grid<S: AsRef<str>>(
+    rows: &[Vec<&RgbImage>],
+    column_headers: &[&str],
+    titles: &[S],
+    cell_size: (u32, u32),
+) -> RgbImage {
     let (cell_w, cell_h) = (cell_size.0.max(16), cell_size.1.max(16));
     let columns = column_headers.len().max(rows.iter().map(Vec::len).max().unwrap_or(0)).max(1) as u32;
     let header_scale = if cell_w >= 200 { 2 } else { 1 };
@@ -51,7 +56,14 @@ pub fn image_grid<S: AsRef<str>>(rows: &[Vec<&RgbImage>], column_headers: &[&str
         let cell_top = top + title_h;
         for col in 0..columns {
             let left = MARGIN + col * (cell_w + MARGIN);
-            fill_rect(&mut canvas, left as i64, cell_top as i64, (left + cell_w - 1) as i64, (cell_top + cell_h - 1) as i64, LETTERBOX);
+            fill_rect(
+                &mut canvas,
+                left as i64,
+                cell_top as i64,
+                (left + cell_w - 1) as i64,
+                (cell_top + cell_h - 1) as i64,
+                LETTERBOX,
+            );
             if let Some(picture) = row.get(col as usize) {
                 let fitted = fit_into(picture, cell_w, cell_h);
                 let x = left + (cell_w - fitted.width()) / 2;
@@ -123,10 +135,19 @@ mod tests {
         assert_eq!(grid.get_pixel(left + 50, row2 + 40).0, [255, 0, 0]);
         assert_eq!(grid.get_pixel(right + 50, row2 + 40).0, [0, 0, 255]);
         // Headers are drawn in the header band, above the first row.
-        let header_ink = (0..header_h).flat_map(|y| (0..grid.width()).map(move |x| (x, y))).filter(|&(x, y)| grid.get_pixel(x, y).0 == TEXT).count();
+        let header_ink = (0..header_h)
+            .flat_map(|y| (0..grid.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| grid.get_pixel(x, y).0 == TEXT)
+            .count();
         assert!(header_ink > 100, "headers have {header_ink} ink pixels");
-        let gt_header_ink = (0..header_h).flat_map(|y| (left..left + 100).map(move |x| (x, y))).filter(|&(x, y)| grid.get_pixel(x, y).0 == TEXT).count();
-        let expected: u32 = "Ground truth".chars().map(|c| crate::font::glyph_rows(c).iter().map(|r| r.count_ones()).sum::<u32>()).sum();
+        let gt_header_ink = (0..header_h)
+            .flat_map(|y| (left..left + 100).map(move |x| (x, y)))
+            .filter(|&(x, y)| grid.get_pixel(x, y).0 == TEXT)
+            .count();
+        let expected: u32 = "Ground truth"
+            .chars()
+            .map(|c| crate::font::glyph_rows(c).iter().map(|r| r.count_ones()).sum::<u32>())
+            .sum();
         assert_eq!(gt_header_ink as u32, expected);
     }
 

@@ -38,7 +38,8 @@ pub use draw::{auto_font_scale, draw_instances, tag_text, DrawInstance, DrawMode
 pub use grid::{image_grid, results_grid};
 pub use palette::{class_color, contrasting_text_color};
 pub use plot::{
-    epoch_metrics_plot, format_number, format_sci, loss_curves, loss_curves_from_metrics_jsonl, loss_series, lr_finder_plot, parse_metrics_jsonl, plot_curves,
-    plot_curves_with, read_metrics_jsonl, series_color, Marker, MetricsLog, PlotOptions, Series,
+    epoch_metrics_plot, format_number, format_sci, loss_curves, loss_curves_from_metrics_jsonl, loss_series,
+    lr_finder_plot, parse_metrics_jsonl, plot_curves, plot_curves_with, read_metrics_jsonl, series_color, Marker,
+    MetricsLog, PlotOptions, Series,
 };
 pub use report::{encode_png, escape_html, format_value, html_report, png_data_uri, save_png};

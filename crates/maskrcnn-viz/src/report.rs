@@ -74,7 +74,11 @@ pub fn html_report(title: &str, metrics: &Value, figures: &[(&str, &RgbImage)]) 
                 let _ = write!(html, "<figure>\n<img src=\"{uri}\" alt=\"{caption}\" width=\"{}\" height=\"{}\">\n<figcaption>{caption}</figcaption>\n</figure>\n", image.width(), image.height());
             }
             Err(err) => {
-                let _ = writeln!(html, "<p>Figure \u{201c}{caption}\u{201d} could not be encoded: {}</p>", escape_html(&err.to_string()));
+                let _ = writeln!(
+                    html,
+                    "<p>Figure \u{201c}{caption}\u{201d} could not be encoded: {}</p>",
+                    escape_html(&err.to_string())
+                );
             }
         }
     }
@@ -97,6 +101,8 @@ fn is_scalar(value: &Value) -> bool {
     !matches!(value, Value::Object(_) | Value::Array(_))
 }
 
+/// One report table cell as HTML-escaped text: integers as they are, other finite numbers to
+/// three decimals, null as a dash.
 pub fn format_value(value: &Value) -> String {
     match value {
         Value::Null => "\u{2014}".into(),
@@ -115,7 +121,11 @@ pub fn format_value(value: &Value) -> String {
 fn write_metrics(html: &mut String, metrics: &Value) {
     let Value::Object(map) = metrics else {
         if !metrics.is_null() {
-            let _ = writeln!(html, "<pre>{}</pre>", escape_html(&serde_json::to_string_pretty(metrics).unwrap_or_default()));
+            let _ = writeln!(
+                html,
+                "<pre>{}</pre>",
+                escape_html(&serde_json::to_string_pretty(metrics).unwrap_or_default())
+            );
         }
         return;
     };
@@ -163,7 +173,10 @@ fn write_metrics(html: &mut String, metrics: &Value) {
     for (key, value) in map {
         match value {
             Value::Object(inner) if !inner.is_empty() && inner.values().all(is_scalar) => {}
-            Value::Array(items) if !items.is_empty() && items.iter().all(|i| matches!(i, Value::Object(o) if o.values().all(is_scalar))) => {
+            Value::Array(items)
+                if !items.is_empty()
+                    && items.iter().all(|i| matches!(i, Value::Object(o) if o.values().all(is_scalar))) =>
+            {
                 let mut columns: Vec<&String> = Vec::new();
                 for item in items {
                     if let Value::Object(o) = item {
@@ -183,7 +196,8 @@ fn write_metrics(html: &mut String, metrics: &Value) {
                 for item in items {
                     html.push_str("<tr>");
                     for column in &columns {
-                        let _ = write!(html, "<td>{}</td>", item.get(column.as_str()).map_or(String::new(), format_value));
+                        let _ =
+                            write!(html, "<td>{}</td>", item.get(column.as_str()).map_or(String::new(), format_value));
                     }
                     html.push_str("</tr>\n");
                 }
@@ -191,7 +205,12 @@ fn write_metrics(html: &mut String, metrics: &Value) {
             }
             v if is_scalar(v) => {}
             other => {
-                let _ = write!(html, "<h2>{}</h2>\n<pre>{}</pre>\n", escape_html(key), escape_html(&serde_json::to_string_pretty(other).unwrap_or_default()));
+                let _ = write!(
+                    html,
+                    "<h2>{}</h2>\n<pre>{}</pre>\n",
+                    escape_html(key),
+                    escape_html(&serde_json::to_string_pretty(other).unwrap_or_default())
+                );
             }
         }
     }
@@ -221,7 +240,8 @@ mod tests {
         assert!(html.contains("<td>images</td><td>33</td>"));
         // segm and bbox share keys, so they share one table.
         assert!(html.contains("<h2>bbox, segm</h2>"));
-        assert!(html.contains("<tr><th></th><th>AP</th><th>AP50</th><th>AP75</th><th>APs</th><th>APm</th><th>APl</th></tr>"));
+        assert!(html
+            .contains("<tr><th></th><th>AP</th><th>AP50</th><th>AP75</th><th>APs</th><th>APm</th><th>APl</th></tr>"));
         assert!(html.contains("<tr><td>segm</td><td>0.412</td><td>0.600</td><td>0.430</td><td>0.100</td><td>0.200</td><td>0.300</td></tr>"));
         assert!(html.contains("<tr><th>class</th><th>AP</th><th>count</th></tr>"));
         assert!(html.contains("<tr><td>harbor</td><td>\u{2014}</td><td>3</td></tr>"));

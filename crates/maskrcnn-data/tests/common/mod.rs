@@ -8,21 +8,13 @@ pub fn repo_root() -> PathBuf {
         if dir.join("Cargo.lock").exists() {
             return dir;
         }
-        assert!(
-            dir.pop(),
-            "no Cargo.lock above {}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        assert!(dir.pop(), "no Cargo.lock above {}", env!("CARGO_MANIFEST_DIR"));
     }
 }
 
 pub fn fixture(rel: &str) -> PathBuf {
     let p = repo_root().join("fixtures/data").join(rel);
-    assert!(
-        p.exists(),
-        "fixture {} is missing; regenerate with fixtures/data/make_fixtures.py",
-        p.display()
-    );
+    assert!(p.exists(), "fixture {} is missing; regenerate with fixtures/data/make_fixtures.py", p.display());
     p
 }
 

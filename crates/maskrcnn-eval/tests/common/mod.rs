@@ -36,8 +36,7 @@ pub fn shared_data() -> PathBuf {
 }
 
 pub fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
@@ -47,25 +46,16 @@ pub fn assert_matches_reference(metrics: &CocoMetrics, expected: &Value, label: 
     let mut compared = 0;
     let mut largest_difference = 0.0f64;
     let stats = expected["stats"].as_array().expect("stats array");
-    for (value, (name, reference)) in metrics
-        .stats_in_coco_order()
-        .iter()
-        .zip(maskrcnn_eval::STAT_NAMES.iter().zip(stats))
+    for (value, (name, reference)) in
+        metrics.stats_in_coco_order().iter().zip(maskrcnn_eval::STAT_NAMES.iter().zip(stats))
     {
         let reference = reference.as_f64().unwrap();
         largest_difference = largest_difference.max((value - reference).abs());
-        assert!(
-            (value - reference).abs() <= TOLERANCE,
-            "{label} {name}: rust {value} vs pycocotools {reference}"
-        );
+        assert!((value - reference).abs() <= TOLERANCE, "{label} {name}: rust {value} vs pycocotools {reference}");
         compared += 1;
     }
     let per_class = expected["per_class"].as_object().expect("per_class object");
-    assert_eq!(
-        per_class.len(),
-        metrics.per_class.len(),
-        "{label}: number of classes"
-    );
+    assert_eq!(per_class.len(), metrics.per_class.len(), "{label}: number of classes");
     for class in &metrics.per_class {
         let reference = &per_class[&class.category_id.to_string()];
         for (name, value) in [("AP", class.ap), ("AP50", class.ap50), ("AP75", class.ap75)] {
@@ -79,16 +69,11 @@ pub fn assert_matches_reference(metrics: &CocoMetrics, expected: &Value, label: 
                         class.category_id
                     )
                 }
-                (v, r) => panic!(
-                    "{label} class {} {name}: rust {v:?} vs pycocotools {r:?}",
-                    class.category_id
-                ),
+                (v, r) => panic!("{label} class {} {name}: rust {v:?} vs pycocotools {r:?}", class.category_id),
             }
             compared += 1;
         }
     }
-    eprintln!(
-        "{label}: {compared} numbers, largest |rust - pycocotools| = {largest_difference:.3e}"
-    );
+    eprintln!("{label}: {compared} numbers, largest |rust - pycocotools| = {largest_difference:.3e}");
     compared
 }

@@ -102,7 +102,11 @@ fn chunk_bytes(s: &TiffSpec, plane: Option<usize>, x0: u32, y0: u32, pw: u32, ph
         let mut row = Vec::new();
         for x in x0..x0 + pw {
             for &b in &bands {
-                let v = if x < s.width && y < s.height { s.constant.unwrap_or_else(|| pattern(b, x, y, s.dtype)) } else { 0.0 };
+                let v = if x < s.width && y < s.height {
+                    s.constant.unwrap_or_else(|| pattern(b, x, y, s.dtype))
+                } else {
+                    0.0
+                };
                 row.extend(sample_bytes(v, s.dtype));
             }
         }

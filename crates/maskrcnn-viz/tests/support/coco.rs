@@ -47,9 +47,22 @@ pub fn load_annotated(dir: &Path, coco: &Value, file_name: &str) -> (RgbImage, V
     let path = dir.join("images").join(file_name);
     let image = image::open(&path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display())).to_rgb8();
     let (w, h) = image.dimensions();
-    let info = coco["images"].as_array().unwrap().iter().find(|i| i["file_name"] == file_name).unwrap_or_else(|| panic!("{file_name} not in instances.json"));
+    let info = coco["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["file_name"] == file_name)
+        .unwrap_or_else(|| panic!("{file_name} not in instances.json"));
     let image_id = info["id"].as_u64().unwrap();
-    let category_name = |id: u64| coco["categories"].as_array().unwrap().iter().find(|c| c["id"].as_u64() == Some(id)).map(|c| c["name"].as_str().unwrap().to_string()).unwrap_or_default();
+    let category_name = |id: u64| {
+        coco["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"].as_u64() == Some(id))
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
     let mut objects = Vec::new();
     for ann in coco["annotations"].as_array().unwrap().iter().filter(|a| a["image_id"].as_u64() == Some(image_id)) {
         let mut mask = vec![0u8; (w * h) as usize];

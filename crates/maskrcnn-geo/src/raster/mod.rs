@@ -1,0 +1,151 @@
+//! GeoTIFF input without GDAL: header/georeferencing parsing and windowed reads.
+//!
+//! Only the strips or tiles that intersect a requested window are decoded, and decoded chunks
+//! are kept in a small byte-bounded cache (adjacent overlapping tiles re-use them), so memory
+//! stays proportional to the window, not the file.
+//!
+//! * `header`: opening a (Big)TIFF and reading its IFD into [`RasterInfo`].
+//! * `georef`: [`GeoTransform`], [`Crs`] and the GeoTIFF/GDAL tags they come from.
+//! * `samples`: [`SampleType`] and the typed [`Samples`] of a window.
+//! * `decode`: decompression (LZW, Deflate, PackBits) and predictors of raw strips/tiles.
+//! * `jpeg`: JPEG strips/tiles, with JPEGTables and YCbCr→RGB as GDAL decodes them.
+//! * `window`: windowed reads over the decoded-chunk cache.
+
+use std::path::PathBuf;
+
+mod decode;
+mod georef;
+mod header;
+mod jpeg;
+mod samples;
+mod window;
+
+pub use georef::{Crs, GeoTransform};
+pub use samples::{SampleType, Samples};
+
+use decode::RawChunks;
+use window::ChunkCache;
+
+/// How the pixels are laid out in the file (what a windowed read has to decode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkLayout {
+    Striped { rows_per_strip: u32 },
+    Tiled { tile_width: u32, tile_height: u32 },
+}
+
+/// Everything known about a raster without reading pixels.
+#[derive(Debug, Clone)]
+pub struct RasterInfo {
+    pub path: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    /// Samples per pixel (bands), numbered 1..=bands in band selections.
+    pub bands: usize,
+    pub sample_type: SampleType,
+    /// None when the file has no ModelPixelScale+ModelTiepoint or ModelTransformation tag;
+    /// use [`RasterInfo::geotransform_or_identity`] to work in pixel coordinates then.
+    pub geotransform: Option<GeoTransform>,
+    pub crs: Option<Crs>,
+    pub nodata: Option<f64>,
+    pub layout: ChunkLayout,
+    /// TIFF Compression tag value (1 none, 5 LZW, 8/32946 Deflate, 32773 PackBits, 7 JPEG).
+    pub compression: u16,
+    pub planar_separate: bool,
+    pub bigtiff: bool,
+    /// Items of the GDAL_METADATA XML tag (name → value), e.g. AREA_OR_POINT or band stats.
+    pub gdal_metadata: Vec<(String, String)>,
+}
+
+impl RasterInfo {
+    pub fn is_georeferenced(&self) -> bool {
+        self.geotransform.is_some()
+    }
+
+    pub fn geotransform_or_identity(&self) -> GeoTransform {
+        self.geotransform.unwrap_or(GeoTransform::IDENTITY)
+    }
+
+    /// Pixel-corner bounds in map coordinates: (min_x, min_y, max_x, max_y).
+    pub fn map_bounds(&self) -> (f64, f64, f64, f64) {
+        let gt = self.geotransform_or_identity();
+        let corners = [
+            gt.pixel_to_map(0.0, 0.0),
+            gt.pixel_to_map(self.width as f64, 0.0),
+            gt.pixel_to_map(0.0, self.height as f64),
+            gt.pixel_to_map(self.width as f64, self.height as f64),
+        ];
+        let mut b = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+        for (x, y) in corners {
+            b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
+        }
+        b
+    }
+}
+
+/// A rectangle of pixels: columns x..x+width, rows y..y+height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PixelWindow {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl PixelWindow {
+    pub fn new(x: u32, y: u32, width: u32, height: u32) -> PixelWindow {
+        PixelWindow { x, y, width, height }
+    }
+    pub fn right(&self) -> u32 {
+        self.x + self.width
+    }
+    pub fn bottom(&self) -> u32 {
+        self.y + self.height
+    }
+    pub fn intersection(&self, other: &PixelWindow) -> Option<PixelWindow> {
+        let x0 = self.x.max(other.x);
+        let y0 = self.y.max(other.y);
+        let x1 = self.right().min(other.right());
+        let y1 = self.bottom().min(other.bottom());
+        (x1 > x0 && y1 > y0).then(|| PixelWindow::new(x0, y0, x1 - x0, y1 - y0))
+    }
+}
+
+/// Result of a windowed read.
+#[derive(Debug, Clone)]
+pub struct WindowData<T> {
+    pub window: PixelWindow,
+    /// 1-based band numbers, in the order of the planes in `data`.
+    pub bands: Vec<usize>,
+    /// Band-major (CHW): `data[b * width * height + row * width + col]`.
+    pub data: T,
+}
+
+/// An open GeoTIFF, ready for windowed reads.
+pub struct GeoTiff {
+    info: RasterInfo,
+    chunks_across: u32,
+    chunks_down: u32,
+    chunk_width: u32,
+    chunk_height: u32,
+    cache: ChunkCache,
+    chunks_decoded: u64,
+    raw: RawChunks,
+}
+
+impl GeoTiff {
+    pub fn info(&self) -> &RasterInfo {
+        &self.info
+    }
+
+    /// How many strips/tiles have been decoded so far (cache hits excluded): lets callers and
+    /// tests verify that windowed reads touch only what they need.
+    pub fn chunks_decoded(&self) -> u64 {
+        self.chunks_decoded
+    }
+
+    /// Bytes of decoded strips/tiles kept for re-use by later windows (default 64 MiB; 0 disables).
+    pub fn set_cache_budget(&mut self, bytes: usize) {
+        self.cache.budget_bytes = bytes;
+        self.cache.evict_to(bytes);
+    }
+}

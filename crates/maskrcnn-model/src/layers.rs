@@ -1,0 +1,325 @@
+//! The few layer types Mask R-CNN needs, holding weights in PyTorch's layout so that a torchvision
+//! state dict maps onto them one to one (and can be written back unchanged).
+
+use burn::module::{Module, Param};
+use burn::tensor::module::{conv2d, conv_transpose2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::weights::{NamedTensors, TensorSlot};
+
+/// 2-D convolution, weight `[out, in, k, k]`.
+#[derive(Module, Debug)]
+pub struct Conv {
+    pub weight: Param<Tensor<4>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+}
+
+impl Conv {
+    /// Kaiming-uniform weights (PyTorch's `Conv2d` default, a=sqrt(5)) and zero bias.
+    pub fn new(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, padding: usize, bias: bool, device: &Device) -> Self {
+        let fan_in = (in_ch * kernel * kernel) as f64;
+        let bound = 1.0 / fan_in.sqrt();
+        let weight = Tensor::random([out_ch, in_ch, kernel, kernel], Distribution::Uniform(-bound, bound), device);
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: bias.then(|| Param::from_tensor(Tensor::zeros([out_ch], device))),
+            stride,
+            padding,
+            dilation: 1,
+        }
+    }
+
+    /// torchvision's ResNet init: bias-free, kaiming-normal weights (fan_out, relu). With frozen
+    /// identity batch norm (training from scratch) the scale matters: PyTorch's default conv init
+    /// is ~2.4x smaller and activations would fade layer by layer.
+    pub fn new_resnet(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, padding: usize, device: &Device) -> Self {
+        let std = (2.0 / (out_ch * kernel * kernel) as f64).sqrt();
+        let weight = Tensor::random([out_ch, in_ch, kernel, kernel], Distribution::Normal(0.0, std), device);
+        Self { weight: Param::from_tensor(weight), bias: None, stride, padding, dilation: 1 }
+    }
+
+    /// torchvision's detection-head init: weights N(0, std), bias 0.
+    pub fn new_normal(in_ch: usize, out_ch: usize, kernel: usize, padding: usize, std: f64, device: &Device) -> Self {
+        let weight = Tensor::random([out_ch, in_ch, kernel, kernel], Distribution::Normal(0.0, std), device);
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: Some(Param::from_tensor(Tensor::zeros([out_ch], device))),
+            stride: 1,
+            padding,
+            dilation: 1,
+        }
+    }
+
+    /// Kaiming-normal (fan_out, relu) weights and zero bias, as torchvision inits mask heads.
+    pub fn new_kaiming_out(in_ch: usize, out_ch: usize, kernel: usize, padding: usize, dilation: usize, device: &Device) -> Self {
+        let std = (2.0 / (out_ch * kernel * kernel) as f64).sqrt();
+        let mut conv = Self::new_normal(in_ch, out_ch, kernel, padding, std, device);
+        conv.dilation = dilation;
+        conv
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
+        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.weight.dims()[0]
+    }
+}
+
+impl NamedTensors for Conv {
+    fn visit_named(&mut self, prefix: &str, visit: &mut dyn FnMut(String, TensorSlot<'_>)) {
+        visit(format!("{prefix}.weight"), TensorSlot::Param4(&mut self.weight));
+        if let Some(bias) = self.bias.as_mut() {
+            visit(format!("{prefix}.bias"), TensorSlot::Param1(bias));
+        }
+    }
+}
+
+/// Fully connected layer, weight `[out, in]` as PyTorch stores it.
+#[derive(Module, Debug)]
+pub struct Linear {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl Linear {
+    /// PyTorch's `nn.Linear` default init (uniform ±1/sqrt(in)).
+    pub fn new(in_features: usize, out_features: usize, device: &Device) -> Self {
+        let bound = 1.0 / (in_features as f64).sqrt();
+        Self {
+            weight: Param::from_tensor(Tensor::random([out_features, in_features], Distribution::Uniform(-bound, bound), device)),
+            bias: Param::from_tensor(Tensor::random([out_features], Distribution::Uniform(-bound, bound), device)),
+        }
+    }
+
+    /// N(0, std) weights and zero bias (torchvision's FastRCNNPredictor-style init).
+    pub fn new_normal(in_features: usize, out_features: usize, std: f64, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::random([out_features, in_features], Distribution::Normal(0.0, std), device)),
+            bias: Param::from_tensor(Tensor::zeros([out_features], device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        x.matmul(self.weight.val().transpose()) + self.bias.val().unsqueeze_dim(0)
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weight.dims()[1]
+    }
+}
+
+impl NamedTensors for Linear {
+    fn visit_named(&mut self, prefix: &str, visit: &mut dyn FnMut(String, TensorSlot<'_>)) {
+        visit(format!("{prefix}.weight"), TensorSlot::Param2(&mut self.weight));
+        visit(format!("{prefix}.bias"), TensorSlot::Param1(&mut self.bias));
+    }
+}
+
+/// Transposed convolution, weight `[in, out, k, k]`, no padding.
+#[derive(Module, Debug)]
+pub struct ConvTranspose {
+    pub weight: Param<Tensor<4>>,
+    pub bias: Param<Tensor<1>>,
+    pub stride: usize,
+}
+
+impl ConvTranspose {
+    pub fn new_kaiming_out(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, device: &Device) -> Self {
+        // PyTorch's fan_out for ConvTranspose weights [in, out, k, k] is in * k * k.
+        let std = (2.0 / (in_ch * kernel * kernel) as f64).sqrt();
+        Self {
+            weight: Param::from_tensor(Tensor::random([in_ch, out_ch, kernel, kernel], Distribution::Normal(0.0, std), device)),
+            bias: Param::from_tensor(Tensor::zeros([out_ch], device)),
+            stride,
+        }
+    }
+
+    /// Input and output channels.
+    pub fn channels(&self) -> (usize, usize) {
+        let [input, out, _, _] = self.weight.dims();
+        (input, out)
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let options = ConvTransposeOptions::new([self.stride; 2], [0; 2], [0; 2], [1; 2], 1);
+        conv_transpose2d(x, self.weight.val(), Some(self.bias.val()), options)
+    }
+}
+
+impl NamedTensors for ConvTranspose {
+    fn visit_named(&mut self, prefix: &str, visit: &mut dyn FnMut(String, TensorSlot<'_>)) {
+        visit(format!("{prefix}.weight"), TensorSlot::Param4(&mut self.weight));
+        visit(format!("{prefix}.bias"), TensorSlot::Param1(&mut self.bias));
+    }
+}
+
+/// Batch norm over `[N, C, H, W]`, stored as torchvision's `BatchNorm2d` / `FrozenBatchNorm2d`
+/// (`weight`, `bias`, `running_mean`, `running_var`). [`Self::forward`] is the frozen form
+/// (running statistics, no gradient to the affine terms), used for inference and for training
+/// with `norm = frozen`; [`Self::forward_batch_stats`] is `BatchNorm2d` in training mode.
+#[derive(Module, Debug)]
+pub struct BatchNorm {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    pub running_mean: Tensor<1>,
+    pub running_var: Tensor<1>,
+}
+
+/// Statistics of one batch-norm input, on the host, for the running-average update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchStats {
+    pub mean: Vec<f32>,
+    /// Unbiased (n - 1) variance, as PyTorch uses for `running_var`.
+    pub var: Vec<f32>,
+}
+
+impl BatchNorm {
+    pub const EPS: f64 = 1e-5;
+    /// PyTorch's default `momentum`.
+    pub const MOMENTUM: f32 = 0.1;
+
+    pub fn new(channels: usize, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([channels], device)),
+            bias: Param::from_tensor(Tensor::zeros([channels], device)),
+            running_mean: Tensor::zeros([channels], device),
+            running_var: Tensor::ones([channels], device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        // Same operation order as torchvision: scale = w * rsqrt(var + eps); bias = b - mean * scale.
+        // Detached: frozen affine terms are buffers in torchvision and must get no gradient.
+        let scale = self.weight.val().detach() * (self.running_var.clone() + Self::EPS).sqrt().recip();
+        let bias = self.bias.val().detach() - self.running_mean.clone() * scale.clone();
+        let c = scale.dims()[0];
+        x * scale.reshape([1, c, 1, 1]) + bias.reshape([1, c, 1, 1])
+    }
+
+    /// `BatchNorm2d` in training mode: normalises with this batch's mean and biased variance
+    /// (gradients flow through both) and records the statistics for [`Self::update_running`].
+    pub fn forward_batch_stats(&self, x: Tensor<4>, stats: &mut Vec<BatchStats>) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let count = n * h * w;
+        let mean = x.clone().mean_dim(0).mean_dim(2).mean_dim(3);
+        let centered = x - mean.clone();
+        let var = (centered.clone() * centered.clone()).mean_dim(0).mean_dim(2).mean_dim(3);
+        let unbias = if count > 1 { count as f32 / (count - 1) as f32 } else { 1.0 };
+        stats.push(BatchStats {
+            mean: crate::tensor_util::tensor_to_vec(mean.detach().reshape([c])),
+            var: crate::tensor_util::tensor_to_vec(var.clone().detach().reshape([c])).into_iter().map(|v| v * unbias).collect(),
+        });
+        let inv_std = (var + Self::EPS).sqrt().recip();
+        centered * inv_std * self.weight.val().reshape([1, c, 1, 1]) + self.bias.val().reshape([1, c, 1, 1])
+    }
+
+    /// `running = (1 - momentum) * running + momentum * batch`, as PyTorch updates it.
+    pub fn update_running(&mut self, stats: &BatchStats) {
+        let device = self.running_mean.device();
+        let blend = |running: &Tensor<1>, batch: &[f32]| {
+            let old = crate::tensor_util::tensor_to_vec(running.clone());
+            let new: Vec<f32> = old.iter().zip(batch).map(|(r, b)| (1.0 - Self::MOMENTUM) * r + Self::MOMENTUM * b).collect();
+            crate::tensor_util::tensor_from_vec(new, [batch.len()], &device)
+        };
+        self.running_mean = blend(&self.running_mean, &stats.mean);
+        self.running_var = blend(&self.running_var, &stats.var);
+    }
+}
+
+impl NamedTensors for BatchNorm {
+    fn visit_named(&mut self, prefix: &str, visit: &mut dyn FnMut(String, TensorSlot<'_>)) {
+        visit(format!("{prefix}.weight"), TensorSlot::Param1(&mut self.weight));
+        visit(format!("{prefix}.bias"), TensorSlot::Param1(&mut self.bias));
+        visit(format!("{prefix}.running_mean"), TensorSlot::Const1(&mut self.running_mean));
+        visit(format!("{prefix}.running_var"), TensorSlot::Const1(&mut self.running_var));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor_util::{tensor_from_vec, tensor_to_vec};
+
+    /// Deterministic, non-trivial values.
+    fn values(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.731 + seed).sin() * 2.0 + 0.3 * (i % 7) as f32).collect()
+    }
+
+    /// PyTorch's `BatchNorm2d` in training mode, written out on the host: output, and the input
+    /// gradient of `sum(y * dy)` by the textbook formula.
+    fn reference(x: &[f32], dy: &[f32], w: &[f32], b: &[f32], [n, c, hw]: [usize; 3]) -> (Vec<f32>, Vec<f32>, Vec<f64>, Vec<f64>) {
+        let m = (n * hw) as f64;
+        let (mut y, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        let (mut means, mut vars) = (vec![], vec![]);
+        for ch in 0..c {
+            let idx: Vec<usize> = (0..n).flat_map(|i| (0..hw).map(move |k| (i * c + ch) * hw + k)).collect();
+            let mean = idx.iter().map(|&i| x[i] as f64).sum::<f64>() / m;
+            let var = idx.iter().map(|&i| (x[i] as f64 - mean).powi(2)).sum::<f64>() / m;
+            let inv = 1.0 / (var + BatchNorm::EPS).sqrt();
+            let sum_dy: f64 = idx.iter().map(|&i| dy[i] as f64).sum();
+            let sum_dy_xhat: f64 = idx.iter().map(|&i| dy[i] as f64 * (x[i] as f64 - mean) * inv).sum();
+            for &i in &idx {
+                let xhat = (x[i] as f64 - mean) * inv;
+                y[i] = (xhat * w[ch] as f64 + b[ch] as f64) as f32;
+                dx[i] = (w[ch] as f64 * inv / m * (m * dy[i] as f64 - sum_dy - xhat * sum_dy_xhat)) as f32;
+            }
+            means.push(mean);
+            vars.push(var * m / (m - 1.0));
+        }
+        (y, dx, means, vars)
+    }
+
+    #[test]
+    fn training_batch_norm_matches_pytorch_formulas() {
+        let device = Device::default().autodiff();
+        let (n, c, h, w) = (2, 3, 4, 5);
+        let x = values(n * c * h * w, 0.1);
+        let dy = values(n * c * h * w, 1.7);
+        let weight = vec![0.5, 1.5, -0.7];
+        let bias = vec![0.1, -0.2, 0.3];
+        let mut bn = BatchNorm::new(c, &device);
+        bn.weight = Param::from_tensor(tensor_from_vec(weight.clone(), [c], &device));
+        bn.bias = Param::from_tensor(tensor_from_vec(bias.clone(), [c], &device));
+        let input = tensor_from_vec(x.clone(), [n, c, h, w], &device).require_grad();
+        let mut stats = Vec::new();
+        let y = bn.forward_batch_stats(input.clone(), &mut stats);
+        let grads = (y.clone() * tensor_from_vec(dy.clone(), [n, c, h, w], &device)).sum().backward();
+        let (y_ref, dx_ref, means, vars) = reference(&x, &dy, &weight, &bias, [n, c, h * w]);
+        for (a, b) in tensor_to_vec(y).iter().zip(&y_ref) {
+            assert!((a - b).abs() < 1e-5, "output {a} vs {b}");
+        }
+        for (a, b) in tensor_to_vec(input.grad(&grads).expect("input gradient")).iter().zip(&dx_ref) {
+            assert!((a - b).abs() < 1e-4, "input gradient {a} vs {b}");
+        }
+        assert!(bn.weight.val().grad(&grads).is_some(), "the affine terms train");
+        assert_eq!(stats.len(), 1);
+        bn.update_running(&stats[0]);
+        let rm = tensor_to_vec(bn.running_mean.clone());
+        let rv = tensor_to_vec(bn.running_var.clone());
+        for ch in 0..c {
+            assert!((rm[ch] as f64 - 0.1 * means[ch]).abs() < 1e-5, "running mean");
+            assert!((rv[ch] as f64 - (0.9 + 0.1 * vars[ch])).abs() < 1e-5, "running var uses the unbiased variance");
+        }
+    }
+
+    #[test]
+    fn frozen_batch_norm_gives_no_gradient_to_its_affine_terms() {
+        let device = Device::default().autodiff();
+        let bn = BatchNorm::new(2, &device);
+        let input = tensor_from_vec(values(16, 0.3), [1, 2, 2, 4], &device).require_grad();
+        let grads = bn.forward(input.clone()).sum().backward();
+        assert!(input.grad(&grads).is_some());
+        assert!(bn.weight.val().grad(&grads).is_none() && bn.bias.val().grad(&grads).is_none());
+    }
+}

@@ -1,0 +1,254 @@
+//! arcgis.learn model packages: the `.emd` JSON that describes a model, and `.dlpk` zips of the
+//! model folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::config::MaskRcnnConfig;
+
+/// What an `.emd` says about the model, resolved against the `.emd`'s folder.
+#[derive(Debug, Clone)]
+pub struct EmdPackage {
+    pub model_file: PathBuf,
+    pub backbone: Option<String>,
+    pub pointrend: bool,
+    /// `(value, name, colour)` per class, in file order (labels 1..=K).
+    pub classes: Vec<(u64, String, [u8; 3])>,
+    pub chip_size: Option<usize>,
+    pub kwargs: serde_json::Map<String, Value>,
+}
+
+pub fn find_emd(dir: &Path) -> Result<Option<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("emd")))
+        .collect();
+    found.sort();
+    Ok(found.into_iter().next())
+}
+
+pub fn read_emd(path: &Path) -> Result<EmdPackage> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let emd: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let model_name = emd
+        .get("ModelFile")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{}: no \"ModelFile\" entry", path.display()))?;
+    let model_file = path.parent().unwrap_or(Path::new(".")).join(model_name);
+    if !model_file.is_file() {
+        bail!("{}: names model file {}, which does not exist", path.display(), model_file.display());
+    }
+    let params = emd.get("ModelParameters");
+    let backbone = params.and_then(|p| p.get("backbone")).and_then(Value::as_str).map(str::to_string);
+    let pointrend = params.and_then(|p| p.get("pointrend")).and_then(Value::as_bool).unwrap_or(false);
+    let mut classes = Vec::new();
+    for c in emd.get("Classes").and_then(Value::as_array).into_iter().flatten() {
+        let value = c.get("Value").and_then(Value::as_u64).ok_or_else(|| anyhow!("{}: a class without a numeric \"Value\"", path.display()))?;
+        let name = c.get("Name").and_then(Value::as_str).unwrap_or("").to_string();
+        let color = c
+            .get("Color")
+            .and_then(Value::as_array)
+            .map(|a| {
+                let ch = |i: usize| a.get(i).and_then(Value::as_u64).unwrap_or(0).min(255) as u8;
+                [ch(0), ch(1), ch(2)]
+            })
+            .unwrap_or([255, 0, 0]);
+        classes.push((value, name, color));
+    }
+    let chip_size = emd.get("ImageHeight").and_then(Value::as_u64).map(|v| v as usize);
+    let kwargs = emd.get("MaskRCNNkwargs").and_then(Value::as_object).cloned().unwrap_or_default();
+    Ok(EmdPackage { model_file, backbone, pointrend, classes, chip_size, kwargs })
+}
+
+impl EmdPackage {
+    /// Applies the package's classes, input size and torchvision kwargs on top of a configuration
+    /// inferred from the weights, checking that both agree.
+    pub fn apply_to(&self, config: &mut MaskRcnnConfig) -> Result<()> {
+        if self.pointrend != config.is_pointrend() {
+            bail!(
+                "the .emd says pointrend={} but the weights {} (roi_heads.mask_head.reduce_spatial_dim_conv)",
+                self.pointrend,
+                if config.is_pointrend() { "hold the PointRend head" } else { "lack the PointRend head" }
+            );
+        }
+        if let Some(b) = &self.backbone {
+            let depth = b.trim_start_matches("resnet").parse::<usize>().ok();
+            if depth.is_some_and(|d| d != config.backbone.depth) {
+                bail!("the .emd names backbone {b} but the weights are a ResNet-{}", config.backbone.depth);
+            }
+        }
+        if !self.classes.is_empty() {
+            if self.classes.len() + 1 != config.num_classes {
+                bail!(
+                    "the .emd lists {} classes but the weights predict {} (including background)",
+                    self.classes.len(),
+                    config.num_classes
+                );
+            }
+            config.class_names = std::iter::once("background".to_string()).chain(self.classes.iter().map(|c| c.1.clone())).collect();
+            config.category_ids = std::iter::once(0).chain(self.classes.iter().map(|c| c.0)).collect();
+            config.class_colors = std::iter::once([0, 0, 0]).chain(self.classes.iter().map(|c| c.2)).collect();
+        }
+        if let Some(chip) = self.chip_size {
+            // arcgis.learn builds the model with min_size = 1.5 chip and max_size = 2 chip.
+            config.transform.min_size = chip * 3 / 2;
+            config.transform.max_size = chip * 2;
+        }
+        for (key, value) in &self.kwargs {
+            apply_kwarg(config, key, value).with_context(|| format!("MaskRCNNkwargs.{key}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn apply_kwarg(config: &mut MaskRcnnConfig, key: &str, value: &Value) -> Result<()> {
+    let as_usize = || value.as_u64().map(|v| v as usize).ok_or_else(|| anyhow!("expected an integer"));
+    let as_f32 = || value.as_f64().map(|v| v as f32).ok_or_else(|| anyhow!("expected a number"));
+    let as_f64 = || value.as_f64().ok_or_else(|| anyhow!("expected a number"));
+    let (rpn, rh) = (&mut config.rpn, &mut config.roi_heads);
+    match key {
+        "min_size" => config.transform.min_size = as_usize()?,
+        "max_size" => config.transform.max_size = as_usize()?,
+        "rpn_pre_nms_top_n_train" => rpn.pre_nms_top_n_train = as_usize()?,
+        "rpn_pre_nms_top_n_test" => rpn.pre_nms_top_n_test = as_usize()?,
+        "rpn_post_nms_top_n_train" => rpn.post_nms_top_n_train = as_usize()?,
+        "rpn_post_nms_top_n_test" => rpn.post_nms_top_n_test = as_usize()?,
+        "rpn_nms_thresh" => rpn.nms_thresh = as_f64()?,
+        "rpn_fg_iou_thresh" => rpn.fg_iou_thresh = as_f32()?,
+        "rpn_bg_iou_thresh" => rpn.bg_iou_thresh = as_f32()?,
+        "rpn_batch_size_per_image" => rpn.batch_size_per_image = as_usize()?,
+        "rpn_positive_fraction" => rpn.positive_fraction = as_f32()?,
+        "rpn_score_thresh" => rpn.score_thresh = as_f32()?,
+        "box_score_thresh" => rh.box_score_thresh = as_f32()?,
+        "box_nms_thresh" => rh.box_nms_thresh = as_f64()?,
+        "box_detections_per_img" => rh.box_detections_per_img = as_usize()?,
+        "box_fg_iou_thresh" => rh.box_fg_iou_thresh = as_f32()?,
+        "box_bg_iou_thresh" => rh.box_bg_iou_thresh = as_f32()?,
+        "box_batch_size_per_image" => rh.box_batch_size_per_image = as_usize()?,
+        "box_positive_fraction" => rh.box_positive_fraction = as_f32()?,
+        other => bail!("unsupported torchvision MaskRCNN argument `{other}`"),
+    }
+    Ok(())
+}
+
+/// Unpacks a `.dlpk` (a plain zip of the model folder) into a temporary folder.
+pub fn extract_dlpk(path: &Path) -> Result<tempfile::TempDir> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| anyhow!("{}: not a valid .dlpk (zip) file: {e}", path.display()))?;
+    let dir = tempfile::tempdir().context("creating a temporary folder")?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| anyhow!("{}: corrupt entry {i}: {e}", path.display()))?;
+        let Some(relative) = entry.enclosed_name() else { continue };
+        let target = dir.path().join(&relative);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = std::fs::File::create(&target)?;
+        std::io::copy(&mut entry, &mut out).with_context(|| format!("{}: extracting {}", path.display(), relative.display()))?;
+    }
+    Ok(dir)
+}
+
+/// Writes `<dir>/<name>.pth` (torchvision key names, torch.save format), `<dir>/<name>.emd` and
+/// `<dir>/<name>.dlpk` (a zip of the two at the archive root), as arcgis.learn's `save()` lays a
+/// model folder out. Returns the `.dlpk` path.
+pub fn save_package(model: &mut crate::model::MaskRcnn, dir: &Path, name: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sd = super::StateDict::from_module(&mut model.net, "");
+    let pth = dir.join(format!("{name}.pth"));
+    super::pth_writer::write_pth(&sd, &pth)?;
+    let emd = dir.join(format!("{name}.emd"));
+    crate::io_util::write_atomic(&emd, serde_json::to_string_pretty(&emd_json(&model.config, name))?.as_bytes())?;
+    let dlpk = dir.join(format!("{name}.dlpk"));
+    let mut bytes = Vec::new();
+    {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(&mut bytes));
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for file in [&pth, &emd] {
+            let entry = file.file_name().expect("named file").to_string_lossy();
+            zip.start_file(entry.as_ref(), options)?;
+            zip.write_all(&std::fs::read(file)?)?;
+        }
+        zip.finish().context("finishing the .dlpk")?;
+    }
+    crate::io_util::write_atomic(&dlpk, &bytes)?;
+    Ok(dlpk)
+}
+
+/// The `.emd` arcgis.learn writes for a MaskRCNN model (fields of its `save()`).
+pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
+    let defaults = MaskRcnnConfig::default();
+    let classes: Vec<Value> = (1..config.num_classes)
+        .map(|label| {
+            let color = config.class_colors.get(label).copied().unwrap_or_else(|| default_color(label));
+            serde_json::json!({"Value": config.category_id(label), "Name": config.class_name(label), "Color": color})
+        })
+        .collect();
+    // arcgis.learn builds min_size = 1.5 x chip; keep that relation so its tiling matches ours.
+    let chip = config.transform.min_size * 2 / 3;
+    let mut kwargs = serde_json::Map::new();
+    let (rh, d) = (&config.roi_heads, &defaults.roi_heads);
+    let mut put = |k: &str, v: Value, differs: bool| {
+        if differs {
+            kwargs.insert(k.to_string(), v);
+        }
+    };
+    put("box_score_thresh", rh.box_score_thresh.into(), rh.box_score_thresh != d.box_score_thresh);
+    put("box_nms_thresh", rh.box_nms_thresh.into(), rh.box_nms_thresh != d.box_nms_thresh);
+    put("box_detections_per_img", rh.box_detections_per_img.into(), rh.box_detections_per_img != d.box_detections_per_img);
+    put("rpn_pre_nms_top_n_test", config.rpn.pre_nms_top_n_test.into(), config.rpn.pre_nms_top_n_test != defaults.rpn.pre_nms_top_n_test);
+    put("rpn_post_nms_top_n_test", config.rpn.post_nms_top_n_test.into(), config.rpn.post_nms_top_n_test != defaults.rpn.post_nms_top_n_test);
+    let mut emd = serde_json::json!({
+        "ModelParameters": {"pointrend": config.is_pointrend(), "backbone": format!("resnet{}", config.backbone.depth), "backend": "pytorch"},
+        "Framework": "arcgis.learn.models._inferencing",
+        "ModelConfiguration": "_maskrcnn_inferencing",
+        "InferenceFunction": "[Functions]System\\DeepLearning\\ArcGISLearn\\ArcGISInstanceDetector.py",
+        "ModelType": "InstanceDetection",
+        "MaskRCNNkwargs": kwargs,
+        "ExtractBands": (0..config.backbone.in_channels).collect::<Vec<_>>(),
+        "SupportsVariableTileSize": true,
+        "Classes": classes,
+        "ModelFormat": "NCHW",
+        "ModelFile": format!("{name}.pth"),
+        "ImageHeight": chip,
+        "ImageWidth": chip,
+        "ImageSpaceUsed": "MAP_SPACE",
+        "ModelName": "MaskRCNN",
+        "backend": "pytorch",
+        "resize_to": Value::Null,
+        "IsMultispectral": config.backbone.in_channels != 3,
+        "IsImageNetNormalization": config.transform.image_mean == defaults.transform.image_mean,
+        "ArcGISLearnVersion": "2.4.4",
+        "CreatedBy": "maskrcnn (Rust)",
+    });
+    if let Some(stats) = &config.transform.band_stats {
+        // arcgis.learn's layout for multispectral / non-8-bit data: raw-unit statistics and the
+        // same after min-max scaling each band to [0, 1].
+        let (scaled_mean, scaled_std) = stats.scaled_mean_std();
+        emd["NormalizationStats"] = serde_json::json!({
+            "band_min_values": stats.min,
+            "band_max_values": stats.max,
+            "band_mean_values": stats.mean,
+            "band_std_values": stats.std,
+            "scaled_min_values": vec![0.0; stats.bands()],
+            "scaled_max_values": vec![1.0; stats.bands()],
+            "scaled_mean_values": scaled_mean,
+            "scaled_std_values": scaled_std,
+        });
+        emd["DoNormalize"] = Value::Bool(true);
+    }
+    emd
+}
+
+fn default_color(label: usize) -> [u8; 3] {
+    const PALETTE: [[u8; 3]; 8] = [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]];
+    PALETTE[(label - 1) % PALETTE.len()]
+}

@@ -1,0 +1,282 @@
+//! `maskrcnn train`: arguments and the driver that turns them into a training run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
+use clap::{Args, ValueEnum};
+use maskrcnn_data::coco::CocoDataset;
+use maskrcnn_data::esri::EsriRcnnMasksDataset;
+use maskrcnn_data::instance_masks::InstanceMaskFolder;
+use maskrcnn_data::Dataset;
+
+use crate::cli::named;
+use crate::train::optim::{OptimizerConfig, OptimizerKind, ScheduleKind};
+use crate::train::params::freeze_layers;
+use crate::train::trainer::{train_with_progress, Monitor, TrainOptions};
+use crate::config::MaskRcnnConfig;
+use crate::model::MaskRcnn;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataFormat {
+    /// COCO instances JSON (`--data file.json --images DIR`).
+    Coco,
+    /// ArcGIS "Export Training Data For Deep Learning" folder in RCNN_Masks format.
+    RcnnMasks,
+    /// `images/` + `masks/` folders with instance-id PNGs (Penn-Fudan layout).
+    MaskPng,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Training data: a COCO JSON file, an RCNN_Masks export folder, or an images/+masks/ folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Image folder for COCO data (default: `images/` beside the JSON, else the JSON's folder).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Data layout; guessed from `--data` when omitted.
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormat>,
+    /// Class name for mask-png folders without a class map.
+    #[arg(long, default_value = "object")]
+    pub class_name: String,
+    /// Run directory: checkpoints, metrics.jsonl, best/ and model/ (the final model folder).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// ResNet depth of a new model: 18, 34, 50, 101 or 152.
+    #[arg(long, default_value_t = 50)]
+    pub backbone: usize,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 10, conflicts_with = "steps")]
+    pub epochs: usize,
+    /// Optimiser steps instead of epochs.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 2)]
+    pub batch_size: usize,
+    /// Peak (onecycle) or base (multistep) learning rate; default 1e-4 for adamw, 0.02 x
+    /// batch/16 for sgd (torchvision's 0.02 at 16 images per batch).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, value_parser = named::<OptimizerKind>(&["sgd", "adamw"]), default_value = "adamw")]
+    pub optimizer: OptimizerKind,
+    #[arg(long, value_parser = named::<ScheduleKind>(&["onecycle", "multistep"]), default_value = "onecycle")]
+    pub schedule: ScheduleKind,
+    /// Short side images are resized to.
+    #[arg(long)]
+    pub min_size: Option<usize>,
+    /// Cap on the long side after resizing.
+    #[arg(long)]
+    pub max_size: Option<usize>,
+    /// ResNet stages that train, from the top (0-5). Default: 5 from scratch, 3 with --init.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub trainable_layers: Option<u8>,
+    /// Batch norm while training: `batch` (torchvision's BatchNorm2d; default from scratch) or
+    /// `frozen` (FrozenBatchNorm2d; default with --init, as torchvision fine-tunes).
+    #[arg(long, value_parser = named::<crate::config::NormKind>(&["batch", "frozen"]))]
+    pub norm: Option<crate::config::NormKind>,
+    /// Start from these weights (any checkpoint `predict` reads). Heads are re-initialised when
+    /// the class count differs.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Fraction of images held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_split: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue the run in --output from its newest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// metrics.jsonl line every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: usize,
+    /// Checkpoint every N steps as well as at each epoch end.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Clip the gradient norm (0 disables).
+    #[arg(long, default_value_t = 10.0)]
+    pub clip_grad_norm: f32,
+    /// Augment with flips/dihedral transforms and colour jitter (`overhead` for imagery with no up).
+    #[arg(long, value_enum)]
+    pub augment: Option<AugmentPreset>,
+    /// Divide pixel values by this to get 0..1 (default: guessed 1/255/65535 from the data).
+    #[arg(long)]
+    pub pixel_scale: Option<f32>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Use the PointRend mask head (224x224 masks refined at uncertain points).
+    #[arg(long)]
+    pub pointrend: bool,
+    /// With --pointrend and a plain --init checkpoint: replace its mask head by a new PointRend head.
+    #[arg(long, requires = "pointrend")]
+    pub new_pointrend_head: bool,
+    /// Stop when the monitored value has not improved for N epochs (arcgis.learn's early
+    /// stopping uses 5).
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// What selects best/ and drives --early-stopping: validation loss (training loss without a
+    /// validation split) or validation mask AP.
+    #[arg(long, value_parser = named::<Monitor>(&["valid-loss", "mask-ap"]), default_value = "valid-loss")]
+    pub monitor: Monitor,
+    /// Input normalisation: `imagenet` (torchvision's mean/std, for RGB 8-bit and ImageNet/COCO
+    /// weights) or `data` (per-band mean/std of the training images, stored with the model and
+    /// applied at inference). Default: `data` from scratch for multi-band or non-8-bit imagery,
+    /// otherwise `imagenet` (or the --init checkpoint's own).
+    #[arg(long, value_enum)]
+    pub normalize: Option<Normalization>,
+    /// Skip the validation mask/box AP at each epoch end (the validation loss is still computed).
+    #[arg(long)]
+    pub no_val_ap: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AugmentPreset {
+    Photo,
+    Overhead,
+}
+
+/// Opens `--data` in the given or guessed format.
+pub fn open_dataset(data: &Path, images: Option<&Path>, format: Option<DataFormat>, class_name: &str) -> Result<Box<dyn Dataset>> {
+    if !data.exists() {
+        bail!("{}: no such file or folder", data.display());
+    }
+    let format = match format {
+        Some(f) => f,
+        // Detection (and the class name "object" for mask folders) is maskrcnn-data's.
+        None if class_name == "object" => return Ok(maskrcnn_data::open_dataset(data, images)?.1),
+        None if data.is_dir() && data.join("images").is_dir() && data.join("masks").is_dir() => DataFormat::MaskPng,
+        None => return Ok(maskrcnn_data::open_dataset(data, images)?.1),
+    };
+    Ok(match format {
+        DataFormat::Coco => {
+            let dir = images.map_or_else(|| maskrcnn_data::coco::default_image_dir(data), Path::to_path_buf);
+            Box::new(CocoDataset::open(data, &dir).with_context(|| format!("reading COCO data {}", data.display()))?)
+        }
+        DataFormat::RcnnMasks => Box::new(EsriRcnnMasksDataset::open(data).with_context(|| format!("reading RCNN_Masks export {}", data.display()))?),
+        DataFormat::MaskPng => Box::new(InstanceMaskFolder::open(data, class_name).with_context(|| format!("reading mask folder {}", data.display()))?),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Normalization {
+    Imagenet,
+    Data,
+}
+
+pub fn run_train(args: TrainArgs) -> Result<()> {
+    let dataset = open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
+    let class_names = dataset.class_names().to_vec();
+    if class_names.is_empty() {
+        bail!("{}: the data names no classes", args.data.display());
+    }
+    let bands = dataset.image(0).context("reading the first image")?.channels;
+    let device = Device::default().autodiff();
+    let mut model = match &args.init {
+        Some(path) => {
+            let mut m = crate::weights::load_model(path, &device)?.model;
+            if args.pointrend && !m.config.is_pointrend() {
+                if !args.new_pointrend_head {
+                    bail!(
+                        "--pointrend: {} is a plain Mask R-CNN (it has no roi_heads.mask_head.coarse_mask_fc1 / \
+                         roi_heads.mask_predictor.mask_point_head keys); add --new-pointrend-head to keep its backbone, RPN and \
+                         box head and start a new PointRend mask head",
+                        path.display()
+                    );
+                }
+                m = m.with_new_pointrend_head();
+            }
+            m.adapt_classes(&class_names);
+            let model_bands = if bands == 1 { 3 } else { bands };
+            if m.config.backbone.in_channels != model_bands {
+                m.adapt_input_bands(model_bands);
+            }
+            m.config.backbone.trainable_layers = args.trainable_layers.map_or(3, usize::from);
+            m.config.backbone.norm = args.norm.unwrap_or(crate::config::NormKind::Frozen);
+            m
+        }
+        None => {
+            let mut config = MaskRcnnConfig::for_classes(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, args.trainable_layers.map_or(5, usize::from));
+            if args.pointrend {
+                config.mask_head = crate::config::MaskHeadKind::PointRend;
+            }
+            config.backbone.norm = args.norm.unwrap_or(crate::config::NormKind::Batch);
+            MaskRcnn::new(config, &device)?
+        }
+    };
+    if let Some(s) = args.min_size {
+        model.config.transform.min_size = s;
+    }
+    if let Some(s) = args.max_size {
+        model.config.transform.max_size = s;
+    }
+    let pixel_scale = match args.pixel_scale {
+        Some(s) => s,
+        None => {
+            let all: Vec<usize> = (0..dataset.len()).collect();
+            crate::train::trainer::guess_pixel_scale(dataset.as_ref(), &all)?
+        }
+    };
+    let from_scratch = args.init.is_none();
+    let normalize = args.normalize.unwrap_or(if from_scratch && (bands != 3 || pixel_scale != 255.0) { Normalization::Data } else { Normalization::Imagenet });
+    match normalize {
+        Normalization::Data => {
+            let stats = maskrcnn_data::stats::compute_band_stats(dataset.as_ref()).context("computing per-band statistics")?;
+            eprintln!(
+                "normalising with the data's per-band statistics (mean {:?}, std {:?}, raw units)",
+                stats.mean.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+                stats.std.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>()
+            );
+            model.config.apply_band_stats(stats, pixel_scale);
+        }
+        Normalization::Imagenet if args.normalize.is_some() => {
+            let bands = model.config.backbone.in_channels;
+            model.config.transform.use_imagenet_normalisation(bands);
+            model.config.transform.pixel_scale = Some(pixel_scale);
+        }
+        Normalization::Imagenet => model.config.transform.pixel_scale = Some(pixel_scale),
+    }
+    freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
+    let lr = args.lr.unwrap_or(match args.optimizer {
+        OptimizerKind::Adamw => 1e-4,
+        OptimizerKind::Sgd => 0.02 * args.batch_size as f64 / 16.0,
+    });
+    let options = TrainOptions {
+        epochs: args.epochs,
+        steps: args.steps,
+        batch_size: args.batch_size,
+        lr,
+        optimizer: OptimizerConfig::defaults(args.optimizer),
+        schedule: args.schedule,
+        clip_grad_norm: (args.clip_grad_norm > 0.0).then_some(args.clip_grad_norm),
+        val_split: args.val_split,
+        seed: args.seed,
+        log_every: args.log_every,
+        checkpoint_every: args.checkpoint_every,
+        augment: args.augment.map(|p| match p {
+            AugmentPreset::Photo => maskrcnn_data::transforms::AugmentConfig::photo(),
+            AugmentPreset::Overhead => maskrcnn_data::transforms::AugmentConfig { crop: None, ..maskrcnn_data::transforms::AugmentConfig::overhead(0) },
+        }),
+        pixel_scale: Some(pixel_scale),
+        progress: !args.quiet,
+        early_stopping_patience: args.early_stopping,
+        val_ap: !args.no_val_ap,
+        monitor: args.monitor,
+        ..TrainOptions::default()
+    };
+    let bar = crate::cli::StepBar::new(args.quiet);
+    let report = train_with_progress(&mut model, dataset.as_ref(), &args.output, &options, args.resume, &bar)?;
+    eprintln!(
+        "trained {} steps ({} skipped); best monitored value {}; model folder: {}",
+        report.steps,
+        report.skipped_steps,
+        report.best_val_loss.map_or("n/a".into(), |v| match args.monitor {
+            Monitor::MaskAp => format!("(val mask AP) {:.4}", 1.0 - v),
+            Monitor::ValidLoss => format!("(loss) {v:.4}"),
+        }),
+        report.final_model.as_ref().map_or("(none)".into(), |p| p.display().to_string())
+    );
+    Ok(())
+}
+
