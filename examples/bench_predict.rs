@@ -106,7 +106,13 @@ fn time_components(model: &MaskRcnn, trace: &ForwardTrace, original_hw: (usize, 
     let x = clock.time("resnet stem conv 7x7", || body.conv1.forward(batch));
     let mut x = clock.time("resnet stem bn+relu+maxpool", || {
         let x = relu(body.bn1.forward(x));
-        let pool = MaxPoolOptions { kernel_size: [3, 3], stride: [2, 2], padding: [(1, 1), (1, 1)], dilation: [1, 1], ceil_mode: false };
+        let pool = MaxPoolOptions {
+            kernel_size: [3, 3],
+            stride: [2, 2],
+            padding: [(1, 1), (1, 1)],
+            dilation: [1, 1],
+            ceil_mode: false,
+        };
         max_pool2d(x, pool)
     });
     let mut stages = Vec::new();
@@ -169,7 +175,13 @@ fn time_components(model: &MaskRcnn, trace: &ForwardTrace, original_hw: (usize, 
         return;
     }
     let mut m: Tensor<4> = clock.time("mask roi_align", || {
-        multiscale_roi_align(&features[..levels], &mask_rois, &trace.image_sizes, rh.mask_roi_output_size, rh.sampling_ratio)
+        multiscale_roi_align(
+            &features[..levels],
+            &mask_rois,
+            &trace.image_sizes,
+            rh.mask_roi_output_size,
+            rh.sampling_ratio,
+        )
     });
     for conv in &mask_head.convs {
         m = clock.time("mask head 3x3 convs", || relu(conv.forward(m)));
@@ -202,8 +214,11 @@ fn conv_probe() -> Result<()> {
     use burn::tensor::Distribution;
     let device = burn::tensor::Device::default();
     let conv = maskrcnn::layers::Conv::new(256, 256, 3, 1, 1, true, &device);
-    let shapes: [(&str, [usize; 4]); 3] =
-        [("100 RoIs 14x14", [100, 256, 14, 14]), ("1 image 140x140", [1, 256, 140, 140]), ("mosaic 160x160", [1, 256, 160, 160])];
+    let shapes: [(&str, [usize; 4]); 3] = [
+        ("100 RoIs 14x14", [100, 256, 14, 14]),
+        ("1 image 140x140", [1, 256, 140, 140]),
+        ("mosaic 160x160", [1, 256, 160, 160]),
+    ];
     let mut out = serde_json::Map::new();
     for (name, shape) in shapes {
         let x: Tensor<4> = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device);
@@ -215,7 +230,10 @@ fn conv_probe() -> Result<()> {
         }
         let (cpu, wall) = ((cpu_seconds() - cpu0) / reps as f64, wall0.elapsed().as_secs_f64() / reps as f64);
         let flops = 2.0 * (shape[0] * shape[2] * shape[3]) as f64 * 256.0 * 256.0 * 9.0;
-        out.insert(name.into(), serde_json::json!({"cpu_s": cpu, "wall_s": wall, "gflops_per_cpu_s": flops / cpu / 1e9}));
+        out.insert(
+            name.into(),
+            serde_json::json!({"cpu_s": cpu, "wall_s": wall, "gflops_per_cpu_s": flops / cpu / 1e9}),
+        );
     }
     println!("{}", serde_json::to_string(&out)?);
     Ok(())
@@ -241,7 +259,9 @@ fn main() -> Result<()> {
     };
     anyhow::ensure!(!(pointrend && component_passes > 0), "--components times the plain mask head only");
     if args.len() < 3 {
-        anyhow::bail!("usage: bench_predict <model> <image> <runs> [min_size max_size] [--components PASSES] [--pointrend]");
+        anyhow::bail!(
+            "usage: bench_predict <model> <image> <runs> [min_size max_size] [--components PASSES] [--pointrend]"
+        );
     }
     let model_path = &args[1];
     let image_path = &args[2];

@@ -27,7 +27,15 @@ fn main() -> anyhow::Result<()> {
         config.backbone.depth = 50;
         config.backbone.trainable_layers = 3;
     }
-    let data = generate(&SyntheticConfig { num_images: 16, image_size: size, min_objects: 2, max_objects: 4, min_object_size: 16.0, max_object_size: (size as f64 * 0.3).max(20.0), seed: 0 })?;
+    let data = generate(&SyntheticConfig {
+        num_images: 16,
+        image_size: size,
+        min_objects: 2,
+        max_objects: 4,
+        min_object_size: 16.0,
+        max_object_size: (size as f64 * 0.3).max(20.0),
+        seed: 0,
+    })?;
     let device = Device::default().autodiff();
     let mut model = MaskRcnn::new(config.clone(), &device)?;
     freeze_layers(&mut model.net, config.backbone.trainable_layers);

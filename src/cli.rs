@@ -225,7 +225,11 @@ impl PolygonArgs {
         if self.simplify < 0.0 || self.min_area < 0.0 {
             bail!("--simplify and --min-area must not be negative");
         }
-        Ok(maskrcnn_geo::VectorizeOptions { simplify_tolerance: self.simplify, regularize_right_angles: self.regularize, min_area: self.min_area })
+        Ok(maskrcnn_geo::VectorizeOptions {
+            simplify_tolerance: self.simplify,
+            regularize_right_angles: self.regularize,
+            min_area: self.min_area,
+        })
     }
 }
 
@@ -386,8 +390,10 @@ impl crate::train::progress::TrainProgress for StepBar {
 fn progress(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
-        ProgressStyle::with_template(&format!("{{spinner}} {what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}] {{msg}}"))
-            .expect("valid template"),
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}] {{msg}}"
+        ))
+        .expect("valid template"),
     );
     bar
 }
@@ -425,7 +431,13 @@ fn predict(args: PredictArgs) -> Result<()> {
         total += dets.len();
         results.extend(to_coco_results(model, image_id, &display_name(path), (image.height, image.width), &dets));
         if let Some(dir) = &args.overlay_dir {
-            crate::overlay::write_overlay(path, &image, &dets, &model.config, &crate::predict::overlay_path(dir, path))?;
+            crate::overlay::write_overlay(
+                path,
+                &image,
+                &dets,
+                &model.config,
+                &crate::predict::overlay_path(dir, path),
+            )?;
         }
         bar.inc(1);
         bar.set_message(format!("{total} objects"));
@@ -483,7 +495,8 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
     }
     println!("arcgis.learn-style average precision at IoU {} (mask): {}", args.arcgis_iou, format_arcgis(&arcgis));
     let mut json: serde_json::Value = serde_json::from_str(&report.to_json())?;
-    json["arcgis_average_precision"] = serde_json::json!({"iou": args.arcgis_iou, "per_class": arcgis.per_class, "mean": arcgis.mean});
+    json["arcgis_average_precision"] =
+        serde_json::json!({"iou": args.arcgis_iou, "per_class": arcgis.per_class, "mean": arcgis.mean});
     json["max_dets"] = serde_json::json!(max_dets);
     if let Some(out) = &args.output {
         crate::io_util::write_atomic(out, serde_json::to_string_pretty(&json)?.as_bytes())?;
@@ -518,7 +531,8 @@ fn show_results(args: ShowResultsArgs) -> Result<()> {
     let model = load_model(&args.model, &device)?.model;
     let grid = crate::evaluate::show_results(&model, &dataset, args.rows, mode, args.score_threshold)?;
     let tmp = crate::io_util::temp_path_for(&args.output);
-    grid.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", args.output.display()))?;
+    grid.save_with_format(&tmp, image::ImageFormat::Png)
+        .with_context(|| format!("writing {}", args.output.display()))?;
     std::fs::rename(&tmp, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!("{} rows -> {}", args.rows.min(dataset.ground_truth.images.len()), args.output.display());
     Ok(())
@@ -562,8 +576,10 @@ fn detect(args: DetectArgs) -> Result<()> {
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} detect {bar:30} {pos}/{len} tiles {per_sec} [{elapsed_precise}<{eta_precise}] {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} detect {bar:30} {pos}/{len} tiles {per_sec} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("valid template"),
     );
     let summary = crate::detect::run_detect(&model, &job, |p| {
         bar.set_length(p.tiles_total as u64);
@@ -577,7 +593,11 @@ fn detect(args: DetectArgs) -> Result<()> {
         summary.tiles_skipped_nodata,
         summary.features_emitted,
         args.output.display(),
-        if shard.count > 1 { format!(" (shard {}/{}; join with `maskrcnn merge`)", shard.index, shard.count) } else { String::new() }
+        if shard.count > 1 {
+            format!(" (shard {}/{}; join with `maskrcnn merge`)", shard.index, shard.count)
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
@@ -613,14 +633,22 @@ fn vectorize(args: VectorizeArgs) -> Result<()> {
     };
     let gt = info.geotransform_or_identity();
     let options = args.polygons.options()?;
-    let polygons = maskrcnn_geo::vectorize_label_raster(&labels, info.width as usize, info.height as usize, 0i64, &gt, &options)?;
+    let polygons =
+        maskrcnn_geo::vectorize_label_raster(&labels, info.width as usize, info.height as usize, 0i64, &gt, &options)?;
     let features: Vec<Feature> = polygons
         .into_iter()
         .filter(|p| !p.geometry.0.is_empty())
         .map(|p| {
             use geo::Area;
             let area = p.geometry.unsigned_area();
-            Feature { geometry: p.geometry, class: p.value.to_string(), class_id: p.value, score: 1.0, area, tile: String::new() }
+            Feature {
+                geometry: p.geometry,
+                class: p.value.to_string(),
+                class_id: p.value,
+                score: 1.0,
+                area,
+                tile: String::new(),
+            }
         })
         .collect();
     let write = WriteOptions { overwrite: args.overwrite, ..WriteOptions::default() };
@@ -690,8 +718,10 @@ fn report_view(json: &serde_json::Value) -> serde_json::Value {
     let mut view = serde_json::Map::new();
     for iou_type in ["bbox", "segm", "boundary"] {
         if let Some(m) = json.get(iou_type).and_then(|v| v.as_object()) {
-            let stats: serde_json::Map<String, serde_json::Value> =
-                maskrcnn_eval::STAT_NAMES.iter().filter_map(|k| m.get(*k).map(|v| (k.to_string(), v.clone()))).collect();
+            let stats: serde_json::Map<String, serde_json::Value> = maskrcnn_eval::STAT_NAMES
+                .iter()
+                .filter_map(|k| m.get(*k).map(|v| (k.to_string(), v.clone())))
+                .collect();
             view.insert(iou_type.to_string(), serde_json::Value::Object(stats));
         }
     }
@@ -724,7 +754,12 @@ fn lr_find(args: LrFindArgs) -> Result<()> {
             m
         }
         None => crate::model::MaskRcnn::new(
-            crate::config::MaskRcnnConfig::for_classes(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, 5),
+            crate::config::MaskRcnnConfig::for_classes(
+                args.backbone,
+                &class_names,
+                if bands == 1 { 3 } else { bands },
+                5,
+            ),
             &device,
         )?,
     };

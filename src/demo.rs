@@ -58,7 +58,12 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
     let heldout = generate(&synthetic(options.heldout_images, options.seed + 1_000_003))?;
     write_coco(&train_set, &out.join("data/train"))?;
     let heldout_json = write_coco(&heldout, &out.join("data/heldout"))?;
-    eprintln!("data: {} training and {} held-back images -> {}", train_set.len(), heldout.len(), out.join("data").display());
+    eprintln!(
+        "data: {} training and {} held-back images -> {}",
+        train_set.len(),
+        heldout.len(),
+        out.join("data").display()
+    );
 
     let device = Device::default().autodiff();
     let mut model = MaskRcnn::new(small_config(train_set.class_names(), image_size, options.pointrend), &device)?;
@@ -85,7 +90,13 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
     std::fs::create_dir_all(&overlays)?;
     let results = crate::evaluate::predict_dataset(&trained, &dataset, |p| {
         let confident: Vec<_> = p.detections.iter().filter(|d| d.score >= 0.5).cloned().collect();
-        crate::overlay::write_overlay(p.path, p.image, &confident, &trained.config, &crate::predict::overlay_path(&overlays, p.path))
+        crate::overlay::write_overlay(
+            p.path,
+            p.image,
+            &confident,
+            &trained.config,
+            &crate::predict::overlay_path(&overlays, p.path),
+        )
     })?;
     let results_path = out.join("results.json");
     crate::io_util::write_atomic(&results_path, &serde_json::to_vec(&results)?)?;
@@ -99,7 +110,14 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
     let metrics = out.join("metrics.json");
     crate::io_util::write_atomic(&metrics, report.to_json().as_bytes())?;
     let segm = report.segm.as_ref().context("segm metrics")?;
-    Ok(DemoReport { model: model_dir, results: results_path, overlays, metrics, segm_ap50: segm.stat("AP50"), segm_ap: segm.stat("AP") })
+    Ok(DemoReport {
+        model: model_dir,
+        results: results_path,
+        overlays,
+        metrics,
+        segm_ap50: segm.stat("AP50"),
+        segm_ap: segm.stat("AP"),
+    })
 }
 
 pub fn describe(report: &DemoReport, out: &Path) -> String {

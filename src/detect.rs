@@ -55,11 +55,19 @@ pub fn detect_tile(
     let mut data = tile.data.clone();
     scale.apply(&mut data);
     let image = ImageChw { channels, height: h, width: w, data };
-    let dets = if tta { crate::tta::predict_with_flips(model, &image) } else { model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default() };
+    let dets = if tta {
+        crate::tta::predict_with_flips(model, &image)
+    } else {
+        model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default()
+    };
     Ok(dets
         .into_iter()
         .filter(|d| keep.is_empty() || keep.contains(&d.label))
-        .map(|d| TileInstance { class_id: model.config.category_id(d.label) as u32, score: d.score, mask: d.mask.to_binary_full(h, w) })
+        .map(|d| TileInstance {
+            class_id: model.config.category_id(d.label) as u32,
+            score: d.score,
+            mask: d.mask.to_binary_full(h, w),
+        })
         .collect())
 }
 
@@ -81,9 +89,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         .classes
         .iter()
         .map(|name| {
-            (1..model.config.num_classes)
-                .find(|&l| model.config.class_name(l).eq_ignore_ascii_case(name))
-                .with_context(|| format!("--classes: the model has no class {name:?} (it knows {})", known_classes(model)))
+            (1..model.config.num_classes).find(|&l| model.config.class_name(l).eq_ignore_ascii_case(name)).with_context(
+                || format!("--classes: the model has no class {name:?} (it knows {})", known_classes(model)),
+            )
         })
         .collect::<Result<_>>()?;
     let mut options = job.options.clone();

@@ -24,16 +24,16 @@ impl GroundTruthSet {
     /// `data` is a COCO JSON file, or a folder holding `instances.json` (or `annotations.json`) and
     /// `images/`. Without `images`, images are looked up in `images/` beside the JSON, then beside it.
     pub fn open(data: &Path, images: Option<&Path>) -> Result<Self> {
-        let annotations = if data.is_dir() {
-            ["instances.json", "annotations.json"]
-                .iter()
-                .map(|n| data.join(n))
-                .find(|p| p.is_file())
-                .with_context(|| format!("{}: no instances.json or annotations.json in the folder", data.display()))?
-        } else {
-            data.to_path_buf()
-        };
-        let ground_truth = maskrcnn_eval::load_ground_truth(&annotations).with_context(|| format!("{}", annotations.display()))?;
+        let annotations =
+            if data.is_dir() {
+                ["instances.json", "annotations.json"].iter().map(|n| data.join(n)).find(|p| p.is_file()).with_context(
+                    || format!("{}: no instances.json or annotations.json in the folder", data.display()),
+                )?
+            } else {
+                data.to_path_buf()
+            };
+        let ground_truth =
+            maskrcnn_eval::load_ground_truth(&annotations).with_context(|| format!("{}", annotations.display()))?;
         let images = images.map_or_else(|| maskrcnn_data::coco::default_image_dir(&annotations), Path::to_path_buf);
         Ok(Self { annotations, images, ground_truth })
     }
@@ -65,7 +65,14 @@ pub fn predict_dataset(
         let path = dataset.image_path(&info.file_name);
         let image = load_model_input(&path, &model.config)?;
         if (image.height, image.width) != (info.height, info.width) {
-            bail!("{}: image is {}x{} but the annotations say {}x{}", path.display(), image.width, image.height, info.width, info.height);
+            bail!(
+                "{}: image is {}x{} but the annotations say {}x{}",
+                path.display(),
+                image.width,
+                image.height,
+                info.width,
+                info.height
+            );
         }
         let dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
         results.extend(to_coco_results(model, info.id as u64, &info.file_name, (image.height, image.width), &dets));
@@ -101,9 +108,17 @@ pub fn show_results(
         // Small chips are enlarged by whole factors (nearest) so they fill the grid cell.
         let factor = (CELL.1 / image.height.max(1) as u32).clamp(1, 4);
         let enlarge = |img: image::RgbImage| {
-            image::imageops::resize(&img, img.width() * factor, img.height() * factor, image::imageops::FilterType::Nearest)
+            image::imageops::resize(
+                &img,
+                img.width() * factor,
+                img.height() * factor,
+                image::imageops::FilterType::Nearest,
+            )
         };
-        pairs.push((enlarge(draw_ground_truth(&image, gt, info.id, mode)?), enlarge(draw_predictions(&image, &dets, model, mode))));
+        pairs.push((
+            enlarge(draw_ground_truth(&image, gt, info.id, mode)?),
+            enlarge(draw_predictions(&image, &dets, model, mode)),
+        ));
         titles.push(info.file_name.clone());
     }
     if pairs.is_empty() {
@@ -120,7 +135,8 @@ fn draw_ground_truth(image: &ImageChw, gt: &CocoGroundTruth, image_id: i64, mode
         .map(|a| a.segmentation.as_ref().map(|s: &Segmentation| s.to_rle(h, w).map(|r| r.to_mask())).transpose())
         .collect::<std::result::Result<_, _>>()
         .context("decoding a ground-truth mask")?;
-    let name_of = |id: i64| gt.categories.iter().find(|c| c.id == id).map(|c| c.name.clone()).unwrap_or_else(|| id.to_string());
+    let name_of =
+        |id: i64| gt.categories.iter().find(|c| c.id == id).map(|c| c.name.clone()).unwrap_or_else(|| id.to_string());
     let instances: Vec<DrawInstance> = anns
         .iter()
         .zip(&masks)
@@ -139,5 +155,7 @@ fn draw_ground_truth(image: &ImageChw, gt: &CocoGroundTruth, image_id: i64, mode
 }
 
 fn draw_predictions(image: &ImageChw, dets: &[Detection], model: &MaskRcnn, mode: DrawMode) -> image::RgbImage {
-    crate::overlay::draw_detections_with(image, dets, &model.config, mode, |label| class_color(model.config.category_id(label) as usize))
+    crate::overlay::draw_detections_with(image, dets, &model.config, mode, |label| {
+        class_color(model.config.category_id(label) as usize)
+    })
 }

@@ -20,7 +20,9 @@ pub fn to_rgb(image: &ImageChw) -> image::RgbImage {
 }
 
 pub fn draw_detections(image: &ImageChw, dets: &[Detection], config: &MaskRcnnConfig) -> image::RgbImage {
-    draw_detections_with(image, dets, config, DrawMode::BBoxMask, |label| class_color(config.category_id(label) as usize))
+    draw_detections_with(image, dets, config, DrawMode::BBoxMask, |label| {
+        class_color(config.category_id(label) as usize)
+    })
 }
 
 /// Draws detections with `mode`; colours come from the model's class colours when it has them,
@@ -48,7 +50,13 @@ pub fn draw_detections_with(
     draw_instances(&to_rgb(image), &instances, &DrawOptions { mode, ..DrawOptions::default() })
 }
 
-pub fn write_overlay(source: &Path, image: &ImageChw, dets: &[Detection], config: &MaskRcnnConfig, out: &Path) -> Result<()> {
+pub fn write_overlay(
+    source: &Path,
+    image: &ImageChw,
+    dets: &[Detection],
+    config: &MaskRcnnConfig,
+    out: &Path,
+) -> Result<()> {
     let picture = draw_detections(image, dets, config);
     let tmp = crate::io_util::temp_path_for(out);
     picture

@@ -25,7 +25,13 @@ pub struct RleJson {
     pub counts: String,
 }
 
-pub fn to_coco_results(model: &MaskRcnn, image_id: u64, file_name: &str, size: (usize, usize), dets: &[Detection]) -> Vec<CocoResult> {
+pub fn to_coco_results(
+    model: &MaskRcnn,
+    image_id: u64,
+    file_name: &str,
+    size: (usize, usize),
+    dets: &[Detection],
+) -> Vec<CocoResult> {
     dets.iter()
         .map(|d| {
             let rle = d.to_rle(size.0, size.1);
@@ -54,7 +60,8 @@ pub fn image_ids_from_coco(path: &Path) -> Result<HashMap<String, u64>> {
         images: Vec<Img>,
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: Doc = serde_json::from_str(&text).with_context(|| format!("{}: not a COCO annotation file", path.display()))?;
+    let doc: Doc =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a COCO annotation file", path.display()))?;
     Ok(doc.images.into_iter().map(|i| (i.file_name, i.id)).collect())
 }
 

@@ -11,11 +11,11 @@ use maskrcnn_data::instance_masks::InstanceMaskFolder;
 use maskrcnn_data::Dataset;
 
 use crate::cli::named;
+use crate::config::MaskRcnnConfig;
+use crate::model::MaskRcnn;
 use crate::train::optim::{OptimizerConfig, OptimizerKind, ScheduleKind};
 use crate::train::params::freeze_layers;
 use crate::train::trainer::{train_with_progress, Monitor, TrainOptions};
-use crate::config::MaskRcnnConfig;
-use crate::model::MaskRcnn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DataFormat {
@@ -138,7 +138,12 @@ pub enum AugmentPreset {
 }
 
 /// Opens `--data` in the given or guessed format.
-pub fn open_dataset(data: &Path, images: Option<&Path>, format: Option<DataFormat>, class_name: &str) -> Result<Box<dyn Dataset>> {
+pub fn open_dataset(
+    data: &Path,
+    images: Option<&Path>,
+    format: Option<DataFormat>,
+    class_name: &str,
+) -> Result<Box<dyn Dataset>> {
     if !data.exists() {
         bail!("{}: no such file or folder", data.display());
     }
@@ -154,8 +159,14 @@ pub fn open_dataset(data: &Path, images: Option<&Path>, format: Option<DataForma
             let dir = images.map_or_else(|| maskrcnn_data::coco::default_image_dir(data), Path::to_path_buf);
             Box::new(CocoDataset::open(data, &dir).with_context(|| format!("reading COCO data {}", data.display()))?)
         }
-        DataFormat::RcnnMasks => Box::new(EsriRcnnMasksDataset::open(data).with_context(|| format!("reading RCNN_Masks export {}", data.display()))?),
-        DataFormat::MaskPng => Box::new(InstanceMaskFolder::open(data, class_name).with_context(|| format!("reading mask folder {}", data.display()))?),
+        DataFormat::RcnnMasks => Box::new(
+            EsriRcnnMasksDataset::open(data)
+                .with_context(|| format!("reading RCNN_Masks export {}", data.display()))?,
+        ),
+        DataFormat::MaskPng => Box::new(
+            InstanceMaskFolder::open(data, class_name)
+                .with_context(|| format!("reading mask folder {}", data.display()))?,
+        ),
     })
 }
 
@@ -197,7 +208,12 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             m
         }
         None => {
-            let mut config = MaskRcnnConfig::for_classes(args.backbone, &class_names, if bands == 1 { 3 } else { bands }, args.trainable_layers.map_or(5, usize::from));
+            let mut config = MaskRcnnConfig::for_classes(
+                args.backbone,
+                &class_names,
+                if bands == 1 { 3 } else { bands },
+                args.trainable_layers.map_or(5, usize::from),
+            );
             if args.pointrend {
                 config.mask_head = crate::config::MaskHeadKind::PointRend;
             }
@@ -219,10 +235,15 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         }
     };
     let from_scratch = args.init.is_none();
-    let normalize = args.normalize.unwrap_or(if from_scratch && (bands != 3 || pixel_scale != 255.0) { Normalization::Data } else { Normalization::Imagenet });
+    let normalize = args.normalize.unwrap_or(if from_scratch && (bands != 3 || pixel_scale != 255.0) {
+        Normalization::Data
+    } else {
+        Normalization::Imagenet
+    });
     match normalize {
         Normalization::Data => {
-            let stats = maskrcnn_data::stats::compute_band_stats(dataset.as_ref()).context("computing per-band statistics")?;
+            let stats =
+                maskrcnn_data::stats::compute_band_stats(dataset.as_ref()).context("computing per-band statistics")?;
             eprintln!(
                 "normalising with the data's per-band statistics (mean {:?}, std {:?}, raw units)",
                 stats.mean.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
@@ -256,7 +277,10 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         augment: args.augment.map(|p| match p {
             AugmentPreset::Photo => maskrcnn_data::transforms::AugmentConfig::photo(),
-            AugmentPreset::Overhead => maskrcnn_data::transforms::AugmentConfig { crop: None, ..maskrcnn_data::transforms::AugmentConfig::overhead(0) },
+            AugmentPreset::Overhead => maskrcnn_data::transforms::AugmentConfig {
+                crop: None,
+                ..maskrcnn_data::transforms::AugmentConfig::overhead(0)
+            },
         }),
         pixel_scale: Some(pixel_scale),
         progress: !args.quiet,
@@ -279,4 +303,3 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     );
     Ok(())
 }
-

@@ -22,7 +22,11 @@ fn flip(image: &ImageChw, horizontal: bool) -> ImageChw {
 
 fn unflip(d: Detection, h: usize, w: usize, horizontal: bool) -> Detection {
     let b = d.bbox;
-    let bbox: Box = if horizontal { [w as f32 - b[2], b[1], w as f32 - b[0], b[3]] } else { [b[0], h as f32 - b[3], b[2], h as f32 - b[1]] };
+    let bbox: Box = if horizontal {
+        [w as f32 - b[2], b[1], w as f32 - b[0], b[3]]
+    } else {
+        [b[0], h as f32 - b[3], b[2], h as f32 - b[1]]
+    };
     let m = &d.mask;
     let mut probs = vec![0.0f32; m.probs.len()];
     for y in 0..m.height {
@@ -56,7 +60,9 @@ pub fn predict_with_flips(model: &MaskRcnn, image: &ImageChw) -> Vec<Detection> 
         .map(|k| {
             let members: Vec<&Detection> = all
                 .iter()
-                .filter(|d| d.label == all[k].label && crate::ops::boxes::box_iou(&d.bbox, &all[k].bbox) as f64 > threshold)
+                .filter(|d| {
+                    d.label == all[k].label && crate::ops::boxes::box_iou(&d.bbox, &all[k].bbox) as f64 > threshold
+                })
                 .collect();
             fuse(&all[k], &members, h, w)
         })

@@ -13,7 +13,8 @@ fn maskrcnn() -> Command {
 #[test]
 fn evaluate_results_file_matches_pycocotools() {
     let gt = shared_data("coco128-permissive/instances.json");
-    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("eval/coco128_expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("eval/coco128_expected.json")).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("metrics.json");
     let report = dir.path().join("report.html");
@@ -30,7 +31,10 @@ fn evaluate_results_file_matches_pycocotools() {
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.contains("Average Precision") && !stdout.split_whitespace().any(|w| w.eq_ignore_ascii_case("nan")), "{stdout}");
+    assert!(
+        stdout.contains("Average Precision") && !stdout.split_whitespace().any(|w| w.eq_ignore_ascii_case("nan")),
+        "{stdout}"
+    );
     let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"];
     for (iou_type, key) in [("bbox", "bbox_maxdets_100"), ("segm", "segm_maxdets_100")] {

@@ -82,9 +82,18 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
     let image = fixture("parity/r18_tiny/image.png");
     let os = |p: &std::path::Path| p.as_os_str().to_owned();
 
-    expect_one_line_error(&["predict".as_ref(), "--model".as_ref(), &os(&model), "--input".as_ref(), &os(&truncated)], "truncated.png");
-    expect_one_line_error(&["predict".as_ref(), "--model".as_ref(), &os(&model), "--input".as_ref(), &os(&empty)], "holds no images");
+    expect_one_line_error(
+        &["predict".as_ref(), "--model".as_ref(), &os(&model), "--input".as_ref(), &os(&truncated)],
+        "truncated.png",
+    );
+    expect_one_line_error(
+        &["predict".as_ref(), "--model".as_ref(), &os(&model), "--input".as_ref(), &os(&empty)],
+        "holds no images",
+    );
     let not_a_model = dir.path().join("weights.pth");
     std::fs::write(&not_a_model, b"definitely not a checkpoint").unwrap();
-    expect_one_line_error(&["predict".as_ref(), "--model".as_ref(), &os(&not_a_model), "--input".as_ref(), &os(&image)], "weights.pth");
+    expect_one_line_error(
+        &["predict".as_ref(), "--model".as_ref(), &os(&not_a_model), "--input".as_ref(), &os(&image)],
+        "weights.pth",
+    );
 }

@@ -27,9 +27,15 @@ pub fn read_safetensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> 
         .into_iter()
         .map(|(name, view)| {
             let data: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-                safetensors::Dtype::I64 => view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-                safetensors::Dtype::F64 => view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+                safetensors::Dtype::F32 => {
+                    view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+                }
+                safetensors::Dtype::I64 => {
+                    view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect()
+                }
+                safetensors::Dtype::F64 => {
+                    view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect()
+                }
                 other => panic!("{name}: unexpected dtype {other:?}"),
             };
             (name, (view.shape().to_vec(), data))
@@ -49,7 +55,13 @@ pub fn assert_close(name: &str, actual: &[f32], expected: &[f32], tolerance: f32
     assert_eq!(actual.len(), expected.len(), "{name}: {} values vs {} expected", actual.len(), expected.len());
     let err = relative_error(actual, expected);
     if std::env::var_os("PARITY_VERBOSE").is_some() {
-        let (i, _) = actual.iter().zip(expected).enumerate().fold((0, 0.0f32), |m, (i, (a, b))| if (a - b).abs() > m.1 { (i, (a - b).abs()) } else { m });
+        let (i, _) = actual.iter().zip(expected).enumerate().fold((0, 0.0f32), |m, (i, (a, b))| {
+            if (a - b).abs() > m.1 {
+                (i, (a - b).abs())
+            } else {
+                m
+            }
+        });
         eprintln!("{name}: relative error {err:.2e} (worst at {i}: {} vs {})", actual[i], expected[i]);
     }
     assert!(err <= tolerance, "{name}: relative error {err:.3e} > {tolerance:.0e}");

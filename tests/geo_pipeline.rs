@@ -21,21 +21,63 @@ fn spacenet_chips_train_and_detect_end_to_end() {
     let chips = dir.path().join("chips");
     let os = |s: &str| std::ffi::OsString::from(s);
     let p = |p: &std::path::Path| p.as_os_str().to_owned();
-    let said = run(&[&os("export-chips"), &os("--raster"), &p(&raster), &os("--labels"), &p(&labels), &os("--output"), &p(&chips), &os("--tile-size"), &os("256"), &os("--format"), &os("coco")]);
+    let said = run(&[
+        &os("export-chips"),
+        &os("--raster"),
+        &p(&raster),
+        &os("--labels"),
+        &p(&labels),
+        &os("--output"),
+        &p(&chips),
+        &os("--tile-size"),
+        &os("256"),
+        &os("--format"),
+        &os("coco"),
+    ]);
     assert!(said.contains("16 chips") && said.contains("55 objects"), "{said}");
 
     // A few steps only: this checks that the pieces fit (1-band 16-bit chips, a 3-band model,
     // band replication at detection), not what the model learns.
     let run_dir = dir.path().join("run");
     run(&[
-        &os("train"), &os("--data"), &p(&chips.join("annotations.json")), &os("--images"), &p(&chips.join("images")),
-        &os("--output"), &p(&run_dir), &os("--backbone"), &os("18"), &os("--steps"), &os("4"), &os("--batch-size"), &os("1"),
-        &os("--min-size"), &os("128"), &os("--max-size"), &os("128"), &os("--val-split"), &os("0"), &os("--quiet"),
+        &os("train"),
+        &os("--data"),
+        &p(&chips.join("annotations.json")),
+        &os("--images"),
+        &p(&chips.join("images")),
+        &os("--output"),
+        &p(&run_dir),
+        &os("--backbone"),
+        &os("18"),
+        &os("--steps"),
+        &os("4"),
+        &os("--batch-size"),
+        &os("1"),
+        &os("--min-size"),
+        &os("128"),
+        &os("--max-size"),
+        &os("128"),
+        &os("--val-split"),
+        &os("0"),
+        &os("--quiet"),
     ]);
     let output = dir.path().join("buildings.gpkg");
     let said = run(&[
-        &os("detect"), &os("--model"), &p(&run_dir.join("model")), &os("--raster"), &p(&raster), &os("--output"), &p(&output),
-        &os("--bands"), &os("1,1,1"), &os("--tile-size"), &os("256"), &os("--overlap"), &os("32"), &os("--threshold"), &os("0.0"),
+        &os("detect"),
+        &os("--model"),
+        &p(&run_dir.join("model")),
+        &os("--raster"),
+        &p(&raster),
+        &os("--output"),
+        &p(&output),
+        &os("--bands"),
+        &os("1,1,1"),
+        &os("--tile-size"),
+        &os("256"),
+        &os("--overlap"),
+        &os("32"),
+        &os("--threshold"),
+        &os("0.0"),
     ]);
     assert!(said.contains("16 tiles"), "{said}");
     assert!(output.is_file());

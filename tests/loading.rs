@@ -155,7 +155,8 @@ fn arcgis_package_round_trips() {
     model.config.category_ids = vec![0, 1, 32, 87];
     let dir = tempfile::tempdir().unwrap();
     let dlpk = maskrcnn::weights::arcgis::save_package(&mut model, dir.path(), "people").unwrap();
-    let emd: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("people.emd")).unwrap()).unwrap();
+    let emd: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("people.emd")).unwrap()).unwrap();
     assert_eq!(emd["ModelFile"], "people.pth");
     assert_eq!(emd["ModelParameters"]["backbone"], "resnet18");
     assert_eq!(emd["Classes"][1]["Value"], 32);

@@ -63,16 +63,26 @@ fn every_operator_matches_torchvision() {
                 assert_close(&format!("{name} (gather plan)"), &planned, expected, 1e-5);
             }
             "nms" => {
-                let keep = nms(&boxes(&get(&case["boxes"]).1), &get(&case["scores"]).1, case["iou_threshold"].as_f64().unwrap());
+                let keep = nms(
+                    &boxes(&get(&case["boxes"]).1),
+                    &get(&case["scores"]).1,
+                    case["iou_threshold"].as_f64().unwrap(),
+                );
                 assert_eq!(keep.iter().map(|&k| k as f32).collect::<Vec<_>>(), *expected, "{name}");
             }
             "batched_nms" => {
                 let groups: Vec<usize> = get(&case["idxs"]).1.iter().map(|&g| g as usize).collect();
-                let keep = batched_nms(&boxes(&get(&case["boxes"]).1), &get(&case["scores"]).1, &groups, case["iou_threshold"].as_f64().unwrap());
+                let keep = batched_nms(
+                    &boxes(&get(&case["boxes"]).1),
+                    &get(&case["scores"]).1,
+                    &groups,
+                    case["iou_threshold"].as_f64().unwrap(),
+                );
                 assert_eq!(keep.iter().map(|&k| k as f32).collect::<Vec<_>>(), *expected, "{name}");
             }
             "box_decode" => {
-                let w: Vec<f32> = case["weights"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                let w: Vec<f32> =
+                    case["weights"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
                 let coder = BoxCoder::new([w[0], w[1], w[2], w[3]]);
                 let (shape, codes) = get(&case["rel_codes"]);
                 let refs = boxes(&get(&case["boxes"]).1);
@@ -86,7 +96,8 @@ fn every_operator_matches_torchvision() {
                 assert_close(name, &out, expected, 1e-5);
             }
             "box_encode" => {
-                let w: Vec<f32> = case["weights"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                let w: Vec<f32> =
+                    case["weights"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
                 let coder = BoxCoder::new([w[0], w[1], w[2], w[3]]);
                 let gt = boxes(&get(&case["reference_boxes"]).1);
                 let proposals = boxes(&get(&case["proposals"]).1);
@@ -99,12 +110,17 @@ fn every_operator_matches_torchvision() {
                 let hw = case["image_hw"].as_array().unwrap();
                 let (h, w) = (hw[0].as_u64().unwrap() as usize, hw[1].as_u64().unwrap() as usize);
                 let m = shape[2];
-                let out: Vec<f32> = bxs.iter().enumerate().flat_map(|(i, b)| paste_mask(&masks[i * m * m..(i + 1) * m * m], m, b, h, w).to_full(h, w)).collect();
+                let out: Vec<f32> = bxs
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, b)| paste_mask(&masks[i * m * m..(i + 1) * m * m], m, b, h, w).to_full(h, w))
+                    .collect();
                 assert_close(name, &out, expected, 1e-5);
             }
             "resize_bilinear" => {
                 let (shape, input) = get(&case["input"]);
-                let (min, max) = (case["min_size"].as_u64().unwrap() as usize, case["max_size"].as_u64().unwrap() as usize);
+                let (min, max) =
+                    (case["min_size"].as_u64().unwrap() as usize, case["max_size"].as_u64().unwrap() as usize);
                 let size = resized_size(shape[1], shape[2], min, max);
                 let hw = case["output_hw"].as_array().unwrap();
                 assert_eq!(size, (hw[0].as_u64().unwrap() as usize, hw[1].as_u64().unwrap() as usize), "{name}: size");
@@ -117,18 +133,25 @@ fn every_operator_matches_torchvision() {
                 let per = points.len() / (2 * n);
                 let mut out = Vec::new();
                 for b in 0..n {
-                    let pts: Vec<[f32; 2]> = points[b * per * 2..(b + 1) * per * 2].chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+                    let pts: Vec<[f32; 2]> =
+                        points[b * per * 2..(b + 1) * per * 2].chunks_exact(2).map(|p| [p[0], p[1]]).collect();
                     out.extend(point_sample_host(&input[b * c * h * w..(b + 1) * c * h * w], c, h, w, &pts));
                 }
                 assert_close(name, &out, expected, 1e-5);
             }
             "level_mapper" => {
-                let levels = map_levels(&boxes(&get(&case["boxes"]).1), case["k_min"].as_i64().unwrap() as i32, case["k_max"].as_i64().unwrap() as i32);
+                let levels = map_levels(
+                    &boxes(&get(&case["boxes"]).1),
+                    case["k_min"].as_i64().unwrap() as i32,
+                    case["k_max"].as_i64().unwrap() as i32,
+                );
                 assert_eq!(levels.iter().map(|&l| l as f32).collect::<Vec<_>>(), *expected, "{name}");
             }
             "cell_anchors" => {
-                let sizes: Vec<f32> = case["sizes"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-                let ratios: Vec<f32> = case["aspect_ratios"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                let sizes: Vec<f32> =
+                    case["sizes"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                let ratios: Vec<f32> =
+                    case["aspect_ratios"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
                 let out: Vec<f32> = cell_anchors(&sizes, &ratios).into_iter().flatten().collect();
                 assert_eq!(out, *expected, "{name}");
             }

@@ -56,7 +56,8 @@ fn run_parity(dir: &str, box_tol: f32) {
     assert_eq!(t.batch.as_ref().unwrap().dims().to_vec(), tshape, "padded batch shape");
     assert_close("transformed_image", &tensor_to_vec(t.batch.clone().unwrap()), &tdata, TOL);
 
-    let level_names: Vec<String> = (0..model.config.backbone.returned_layers.len()).map(|i| i.to_string()).chain(["pool".to_string()]).collect();
+    let level_names: Vec<String> =
+        (0..model.config.backbone.returned_layers.len()).map(|i| i.to_string()).chain(["pool".to_string()]).collect();
     for (i, name) in level_names.iter().enumerate() {
         let (s, v) = get(&format!("features.{name}"));
         assert_eq!(t.features[i].dims().to_vec(), s, "features.{name} shape");
@@ -90,7 +91,12 @@ fn run_parity(dir: &str, box_tol: f32) {
     let raw = &t.detections[0];
     let (_, ref_labels) = get("detections.labels");
     assert_eq!(raw.labels.iter().map(|&l| l as f32).collect::<Vec<_>>(), ref_labels, "detection labels");
-    assert_close("detections.boxes", &raw.boxes.iter().flatten().copied().collect::<Vec<_>>(), &get("detections.boxes").1, box_tol);
+    assert_close(
+        "detections.boxes",
+        &raw.boxes.iter().flatten().copied().collect::<Vec<_>>(),
+        &get("detections.boxes").1,
+        box_tol,
+    );
     assert_close("detections.scores", &raw.scores, &get("detections.scores").1, TOL);
 
     assert_close("mask_roi_pool", &tensor_to_vec(t.mask_pooled.clone().unwrap()), &get("mask_roi_pool").1, TOL);
@@ -136,7 +142,11 @@ fn resnet50_fpn_matches_torchvision_stage_by_stage() {
 #[ignore = "needs fixtures/generated/r50_full from make_parity_fixtures.py --full"]
 fn full_size_resnet50_fpn_matches_torchvision() {
     let dir = fixture("generated/r50_full");
-    assert!(dir.join("outputs.safetensors").is_file(), "{} is missing: run tools/reference/parity/make_parity_fixtures.py --full", dir.display());
+    assert!(
+        dir.join("outputs.safetensors").is_file(),
+        "{} is missing: run tools/reference/parity/make_parity_fixtures.py --full",
+        dir.display()
+    );
     run_isolated_stages("../generated/r50_full");
 }
 
@@ -164,10 +174,22 @@ fn run_isolated_stages(dir: &str) {
     // The random R50's RPN deltas are in the tens, so exp() turns f32 rounding into ~0.1 px on some
     // proposals; two of the 100 detections then land at box IoU 0.987 (scores equal to 1e-5), just
     // under the 0.99 bar. Every stage fed torchvision's inputs agrees to 3e-6 (below).
-    assert_final_detections_match(&end_to_end, &get("final.boxes").1, &get("final.scores").1, &get("final.labels").1, &get("final.masks"), 0.95);
+    assert_final_detections_match(
+        &end_to_end,
+        &get("final.boxes").1,
+        &get("final.scores").1,
+        &get("final.labels").1,
+        &get("final.masks"),
+        0.95,
+    );
     let names: Vec<String> = (0..levels).map(|i| i.to_string()).chain(["pool".to_string()]).collect();
     for (i, name) in names.iter().enumerate() {
-        assert_close(&format!("features.{name}"), &tensor_to_vec(t.features[i].clone()), &get(&format!("features.{name}")).1, TOL);
+        assert_close(
+            &format!("features.{name}"),
+            &tensor_to_vec(t.features[i].clone()),
+            &get(&format!("features.{name}")).1,
+            TOL,
+        );
     }
     // RPN head on our features; proposal filtering on torchvision's head outputs.
     let (mut objectness, mut deltas, mut per_level) = (Vec::new(), Vec::new(), Vec::new());
@@ -184,13 +206,23 @@ fn run_isolated_stages(dir: &str) {
     let sizes: Vec<(usize, usize)> = t.features.iter().map(|f| (f.dims()[2], f.dims()[3])).collect();
     let anchors = anchors_for(&cfg.rpn, &sizes, (ph, pw));
     let image_size = t.image_sizes[0];
-    let (proposals, _) = filter_proposals(&objectness, &deltas, &anchors, &per_level, image_size, cfg.rpn.pre_nms_top_n_test, cfg.rpn.post_nms_top_n_test, &cfg.rpn);
+    let (proposals, _) = filter_proposals(
+        &objectness,
+        &deltas,
+        &anchors,
+        &per_level,
+        image_size,
+        cfg.rpn.pre_nms_top_n_test,
+        cfg.rpn.post_nms_top_n_test,
+        &cfg.rpn,
+    );
     let ref_proposals = boxes_of(&get("proposals").1);
     assert_close("proposals", &proposals.iter().flatten().copied().collect::<Vec<_>>(), &get("proposals").1, TOL);
 
     let rh = &cfg.roi_heads;
     let rois: Vec<(usize, [f32; 4])> = ref_proposals.iter().map(|b| (0, *b)).collect();
-    let pooled = multiscale_roi_align(&t.features[..levels], &rois, &t.image_sizes, rh.box_roi_output_size, rh.sampling_ratio);
+    let pooled =
+        multiscale_roi_align(&t.features[..levels], &rois, &t.image_sizes, rh.box_roi_output_size, rh.sampling_ratio);
     assert_close("box_roi_pool", &tensor_to_vec(pooled), &get("box_roi_pool").1, TOL);
     let (ps, pv) = get("box_roi_pool");
     let their_pooled = tensor_from_vec(pv, [ps[0], ps[1], ps[2], ps[3]], &device);
@@ -200,17 +232,41 @@ fn run_isolated_stages(dir: &str) {
     let (logits, regression) = model.net.roi_heads.box_predictor.forward(tensor_from_vec(hv, [hs[0], hs[1]], &device));
     assert_close("class_logits", &tensor_to_vec(logits), &get("class_logits").1, TOL);
     assert_close("box_regression", &tensor_to_vec(regression), &get("box_regression").1, TOL);
-    let raw = postprocess_detections(&get("class_logits").1, &get("box_regression").1, &ref_proposals, cfg.num_classes, image_size, rh);
-    assert_eq!(raw.labels.iter().map(|&l| l as f32).collect::<Vec<_>>(), get("detections.labels").1, "detection labels");
-    assert_close("detections.boxes", &raw.boxes.iter().flatten().copied().collect::<Vec<_>>(), &get("detections.boxes").1, TOL);
+    let raw = postprocess_detections(
+        &get("class_logits").1,
+        &get("box_regression").1,
+        &ref_proposals,
+        cfg.num_classes,
+        image_size,
+        rh,
+    );
+    assert_eq!(
+        raw.labels.iter().map(|&l| l as f32).collect::<Vec<_>>(),
+        get("detections.labels").1,
+        "detection labels"
+    );
+    assert_close(
+        "detections.boxes",
+        &raw.boxes.iter().flatten().copied().collect::<Vec<_>>(),
+        &get("detections.boxes").1,
+        TOL,
+    );
     assert_close("detections.scores", &raw.scores, &get("detections.scores").1, TOL);
 
     let det_boxes = boxes_of(&get("detections.boxes").1);
     let mask_rois: Vec<(usize, [f32; 4])> = det_boxes.iter().map(|b| (0, *b)).collect();
-    let mask_pooled = multiscale_roi_align(&t.features[..levels], &mask_rois, &t.image_sizes, rh.mask_roi_output_size, rh.sampling_ratio);
+    let mask_pooled = multiscale_roi_align(
+        &t.features[..levels],
+        &mask_rois,
+        &t.image_sizes,
+        rh.mask_roi_output_size,
+        rh.sampling_ratio,
+    );
     assert_close("mask_roi_pool", &tensor_to_vec(mask_pooled), &get("mask_roi_pool").1, TOL);
     let (ms, mv) = get("mask_roi_pool");
-    let maskrcnn::roi_heads::MaskBranch::Standard(heads) = &model.net.roi_heads.mask else { panic!("the fixture has the standard mask head") };
+    let maskrcnn::roi_heads::MaskBranch::Standard(heads) = &model.net.roi_heads.mask else {
+        panic!("the fixture has the standard mask head")
+    };
     let (head, predictor) = (&heads.head, &heads.predictor);
     let mask_logits = predictor.forward(head.forward(tensor_from_vec(mv, [ms[0], ms[1], ms[2], ms[3]], &device)));
     assert_close("mask_logits", &tensor_to_vec(mask_logits), &get("mask_logits").1, TOL);
@@ -223,7 +279,9 @@ fn run_isolated_stages(dir: &str) {
     let (h, w) = (fshape[2], fshape[3]);
     let mut pasted = Vec::with_capacity(fmasks.len());
     for (i, b) in final_boxes.iter().enumerate() {
-        pasted.extend(maskrcnn::ops::paste_masks::paste_mask(&probs[i * m * m..(i + 1) * m * m], m, b, h, w).to_full(h, w));
+        pasted.extend(
+            maskrcnn::ops::paste_masks::paste_mask(&probs[i * m * m..(i + 1) * m * m], m, b, h, w).to_full(h, w),
+        );
     }
     assert_close("final.masks", &pasted, &fmasks, TOL);
 }
@@ -243,20 +301,31 @@ fn assert_final_detections_match(
     let n = scores.len();
     let partner = |i: usize| {
         let rb = [boxes[i * 4], boxes[i * 4 + 1], boxes[i * 4 + 2], boxes[i * 4 + 3]];
-        ours.iter().position(|d| d.label as f32 == labels[i] && box_iou(&d.bbox, &rb) >= 0.99 && (d.score - scores[i]).abs() <= 1e-3)
+        ours.iter().position(|d| {
+            d.label as f32 == labels[i] && box_iou(&d.bbox, &rb) >= 0.99 && (d.score - scores[i]).abs() <= 1e-3
+        })
     };
     let matched: Vec<(usize, usize)> = (0..n).filter_map(|i| partner(i).map(|j| (i, j))).collect();
     for i in (0..n).filter(|&i| partner(i).is_none()) {
         let rank_score = scores[n - 1];
         let rb = [boxes[i * 4], boxes[i * 4 + 1], boxes[i * 4 + 2], boxes[i * 4 + 3]];
-        let closest = ours.iter().filter(|d| d.label as f32 == labels[i]).map(|d| (box_iou(&d.bbox, &rb), d.score)).fold((0.0f32, 0.0f32), |m, v| if v.0 > m.0 { v } else { m });
+        let closest = ours
+            .iter()
+            .filter(|d| d.label as f32 == labels[i])
+            .map(|d| (box_iou(&d.bbox, &rb), d.score))
+            .fold((0.0f32, 0.0f32), |m, v| if v.0 > m.0 { v } else { m });
         eprintln!("unmatched torchvision detection {i}: label {} score {} (lowest kept {rank_score}); closest of ours: IoU {} score {}", labels[i], scores[i], closest.0, closest.1);
     }
     assert!(matched.len() as f32 >= min_fraction * n as f32, "{} of {n} torchvision detections matched", matched.len());
     let mut used: Vec<usize> = matched.iter().map(|m| m.1).collect();
     used.sort_unstable();
     used.dedup();
-    assert!(used.len() as f32 >= min_fraction * ours.len() as f32, "{} of {} of our detections matched", used.len(), ours.len());
+    assert!(
+        used.len() as f32 >= min_fraction * ours.len() as f32,
+        "{} of {} of our detections matched",
+        used.len(),
+        ours.len()
+    );
     for &(i, j) in &matched {
         let mine = ours[j].mask.to_full(h, w);
         let theirs = &masks.1[i * h * w..(i + 1) * h * w];

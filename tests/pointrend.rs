@@ -70,7 +70,10 @@ fn a_plain_checkpoint_starts_pointrend_fine_tuning_with_a_new_head_keeping_the_r
     let mut plain_for_keys = load_model(&fixture("parity/r18_tiny"), &device).unwrap().model;
     let before = StateDict::from_module(&mut plain_for_keys.net, "");
     let mut converted = plain.with_new_pointrend_head();
-    assert!(converted.config.is_pointrend() && matches!(converted.net.roi_heads.mask, maskrcnn::roi_heads::MaskBranch::PointRend(_)));
+    assert!(
+        converted.config.is_pointrend()
+            && matches!(converted.net.roi_heads.mask, maskrcnn::roi_heads::MaskBranch::PointRend(_))
+    );
     let after = StateDict::from_module(&mut converted.net, "");
     for key in ["backbone.body.conv1.weight", "rpn.head.conv.0.0.weight", "roi_heads.box_predictor.cls_score.weight"] {
         assert_eq!(before.get(key).unwrap().data, after.get(key).unwrap().data, "{key} kept");

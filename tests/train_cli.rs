@@ -15,23 +15,69 @@ struct Cli {
 #[test]
 fn train_command_writes_a_loadable_model_folder() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = generate(&SyntheticConfig { num_images: 3, image_size: 96, min_objects: 1, max_objects: 2, min_object_size: 16.0, max_object_size: 40.0, seed: 4 }).unwrap();
+    let data = generate(&SyntheticConfig {
+        num_images: 3,
+        image_size: 96,
+        min_objects: 1,
+        max_objects: 2,
+        min_object_size: 16.0,
+        max_object_size: 40.0,
+        seed: 4,
+    })
+    .unwrap();
     let json = write_coco(&data, &tmp.path().join("data")).unwrap();
     let out = tmp.path().join("run");
     let args = [
-        "test", "--data", json.to_str().unwrap(), "--output", out.to_str().unwrap(), "--backbone", "18", "--steps", "2",
-        "--batch-size", "1", "--min-size", "96", "--max-size", "96", "--val-split", "0.34", "--log-every", "1", "--quiet",
-        "--monitor", "mask-ap",
+        "test",
+        "--data",
+        json.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--backbone",
+        "18",
+        "--steps",
+        "2",
+        "--batch-size",
+        "1",
+        "--min-size",
+        "96",
+        "--max-size",
+        "96",
+        "--val-split",
+        "0.34",
+        "--log-every",
+        "1",
+        "--quiet",
+        "--monitor",
+        "mask-ap",
     ];
     run_train(Cli::parse_from(args).train).unwrap();
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let steps: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|v: &serde_json::Value| v["kind"] == "step").collect();
+    let steps: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["kind"] == "step")
+        .collect();
     assert_eq!(steps.len(), 2, "{metrics}");
-    for key in ["step", "epoch", "lr", "loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"] {
+    for key in [
+        "step",
+        "epoch",
+        "lr",
+        "loss",
+        "loss_objectness",
+        "loss_rpn_box_reg",
+        "loss_classifier",
+        "loss_box_reg",
+        "loss_mask",
+    ] {
         assert!(steps[0][key].is_number(), "metrics line lacks {key}: {}", steps[0]);
     }
     assert!(metrics.contains("\"val_loss\""), "no validation loss in {metrics}");
-    let epoch: serde_json::Value = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).find(|v: &serde_json::Value| v["kind"] == "epoch").unwrap();
+    let epoch: serde_json::Value = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .find(|v: &serde_json::Value| v["kind"] == "epoch")
+        .unwrap();
     for key in ["val_mask_ap", "val_mask_ap50", "val_mask_ap75", "val_box_ap", "val_box_ap50"] {
         let v = epoch[key].as_f64().unwrap_or_else(|| panic!("epoch line lacks {key}: {epoch}"));
         assert!((-1.0..=1.0).contains(&v), "{key} = {v}");
@@ -44,7 +90,11 @@ fn train_command_writes_a_loadable_model_folder() {
     assert_eq!(model.config.num_classes, 4);
     assert_eq!(model.config.class_names[1], "building");
     assert_eq!(model.config.backbone.trainable_layers, 5);
-    assert_eq!(model.config.backbone.norm, maskrcnn::config::NormKind::Batch, "from scratch trains batch norm, as torchvision");
+    assert_eq!(
+        model.config.backbone.norm,
+        maskrcnn::config::NormKind::Batch,
+        "from scratch trains batch norm, as torchvision"
+    );
     assert!(model.config.transform.band_stats.is_none(), "8-bit RGB keeps ImageNet normalisation");
     assert_eq!(model.config.transform.pixel_scale, Some(255.0));
 
@@ -61,8 +111,24 @@ fn train_command_reads_rcnn_masks_and_mask_png_folders() {
         let out = tmp.path().join("run");
         let data = root.join(folder);
         let args = [
-            "test", "--data", data.to_str().unwrap(), "--output", out.to_str().unwrap(), "--backbone", "18", "--steps", "2",
-            "--batch-size", "1", "--min-size", "64", "--max-size", "64", "--val-split", "0", "--quiet",
+            "test",
+            "--data",
+            data.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--backbone",
+            "18",
+            "--steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--min-size",
+            "64",
+            "--max-size",
+            "64",
+            "--val-split",
+            "0",
+            "--quiet",
         ];
         run_train(Cli::parse_from(args).train).unwrap_or_else(|e| panic!("{folder}: {e:#}"));
         let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
@@ -86,13 +152,33 @@ fn sixteen_bit_imagery_gets_per_band_statistics_stored_with_the_model() {
             image::Rgb([base + (x * 7) as u16, base / 2 + (y * 5) as u16, 200 + ((x + y) % 50) as u16])
         });
         image.save(data.join("images").join(format!("{name}.png"))).unwrap();
-        let mask = image::GrayImage::from_fn(w, h, |x, y| image::Luma([u8::from((16..40).contains(&x) && (12..36 + k as u32 * 8).contains(&y))]));
+        let mask = image::GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([u8::from((16..40).contains(&x) && (12..36 + k as u32 * 8).contains(&y))])
+        });
         mask.save(data.join("masks").join(format!("{name}.png"))).unwrap();
     }
     let out = tmp.path().join("run");
     let args = [
-        "test", "--data", data.to_str().unwrap(), "--format", "mask-png", "--output", out.to_str().unwrap(), "--backbone", "18", "--steps", "1",
-        "--batch-size", "1", "--min-size", "64", "--max-size", "64", "--val-split", "0", "--quiet",
+        "test",
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "mask-png",
+        "--output",
+        out.to_str().unwrap(),
+        "--backbone",
+        "18",
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--min-size",
+        "64",
+        "--max-size",
+        "64",
+        "--val-split",
+        "0",
+        "--quiet",
     ];
     run_train(Cli::parse_from(args).train).unwrap();
     let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;

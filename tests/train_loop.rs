@@ -41,7 +41,10 @@ fn fresh_model(config: &MaskRcnnConfig, seed: u64) -> MaskRcnn {
     let mut model = MaskRcnn::new(config.clone(), &device).unwrap();
     let key = (serde_json::to_string(config).unwrap(), seed);
     let mut cache = INITIAL.lock().unwrap();
-    let sd = cache.get_or_insert_with(HashMap::new).entry(key).or_insert_with(|| maskrcnn::weights::StateDict::from_module(&mut model.net, ""));
+    let sd = cache
+        .get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_insert_with(|| maskrcnn::weights::StateDict::from_module(&mut model.net, ""));
     sd.load_into(&mut model.net, "", &device).unwrap();
     freeze_layers(&mut model.net, config.backbone.trainable_layers);
     model
@@ -53,13 +56,20 @@ fn quiet(options: TrainOptions) -> TrainOptions {
 
 /// Panics naming the first tensor whose bits differ between two model folders.
 fn assert_same_weights(a: &Path, b: &Path, what: &str) {
-    let (sa, sb) = (maskrcnn::weights::StateDict::read(&a.join("model.safetensors")).unwrap(), maskrcnn::weights::StateDict::read(&b.join("model.safetensors")).unwrap());
+    let (sa, sb) = (
+        maskrcnn::weights::StateDict::read(&a.join("model.safetensors")).unwrap(),
+        maskrcnn::weights::StateDict::read(&b.join("model.safetensors")).unwrap(),
+    );
     assert_eq!(sa.tensors.len(), sb.tensors.len());
     for (name, ta) in &sa.tensors {
         let tb = &sb.tensors[name];
         let differing = ta.data.iter().zip(&tb.data).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
         let max = ta.data.iter().zip(&tb.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(differing == 0, "{what}: `{name}` differs in {differing} of {} values (max |diff| {max:e})", ta.data.len());
+        assert!(
+            differing == 0,
+            "{what}: `{name}` differs in {differing} of {} values (max |diff| {max:e})",
+            ta.data.len()
+        );
     }
 }
 
@@ -96,27 +106,44 @@ fn killed_and_resumed_run_ends_with_identical_weights() {
 
         // "Kill" after step 3: the checkpoint of step 2 survives, step 3's work is lost.
         let mut model = fresh_model(&config, 1);
-        let stopped = train(&mut model, &data, &killed_dir, &TrainOptions { stop_after: Some(3), ..options.clone() }, false).unwrap();
+        let stopped =
+            train(&mut model, &data, &killed_dir, &TrainOptions { stop_after: Some(3), ..options.clone() }, false)
+                .unwrap();
         assert!(!stopped.finished && stopped.steps == 3);
         drop(model);
-        assert!(train(&mut fresh_model(&config, 99), &data, &killed_dir, &options, false).is_err(), "a second run into the same folder must be refused");
+        assert!(
+            train(&mut fresh_model(&config, 99), &data, &killed_dir, &options, false).is_err(),
+            "a second run into the same folder must be refused"
+        );
         // Resume into a model with different random weights: everything must come from disk.
         let mut model = fresh_model(&config, 99);
         let resumed = train(&mut model, &data, &killed_dir, &options, true).unwrap();
         assert!(resumed.finished && resumed.steps == 6);
 
-        assert_same_weights(&full_dir.join("model"), &killed_dir.join("model"), &format!("{optimizer:?}: resumed vs uninterrupted run"));
+        assert_same_weights(
+            &full_dir.join("model"),
+            &killed_dir.join("model"),
+            &format!("{optimizer:?}: resumed vs uninterrupted run"),
+        );
         let weights = maskrcnn::weights::StateDict::read(&full_dir.join("model/model.safetensors")).unwrap();
         let running_mean = &weights.get("backbone.body.layer1.0.bn1.running_mean").unwrap().data;
         let bn_weight = &weights.get("backbone.body.layer1.0.bn1.weight").unwrap().data;
         let moved = running_mean.iter().any(|v| *v != 0.0) && bn_weight.iter().any(|v| *v != 1.0);
-        assert_eq!(moved, norm == maskrcnn::config::NormKind::Batch, "{norm:?}: batch-norm statistics and affine terms train only with norm = batch");
+        assert_eq!(
+            moved,
+            norm == maskrcnn::config::NormKind::Batch,
+            "{norm:?}: batch-norm statistics and affine terms train only with norm = batch"
+        );
         let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
-        let strip = |s: String| s.lines().map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("seconds_per_step");
-            v
-        }).collect::<Vec<_>>();
+        let strip = |s: String| {
+            s.lines()
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v.as_object_mut().unwrap().remove("seconds_per_step");
+                    v
+                })
+                .collect::<Vec<_>>()
+        };
         assert_eq!(strip(metrics(&full_dir)), strip(metrics(&killed_dir)), "metrics.jsonl of the resumed run differs");
         let loaded = maskrcnn::weights::load_model(&full_dir.join("model"), &Device::default()).unwrap();
         assert_eq!(loaded.model.config, config);
@@ -129,29 +156,48 @@ fn non_finite_losses_are_skipped_then_stop_the_run() {
     let data = synthetic(2, 3);
     let config = tiny_config(4);
     let tmp = tempfile::tempdir().unwrap();
-    let base = quiet(TrainOptions { steps: Some(3), batch_size: 1, val_split: 0.0, log_every: 1, ..TrainOptions::default() });
+    let base =
+        quiet(TrainOptions { steps: Some(3), batch_size: 1, val_split: 0.0, log_every: 1, ..TrainOptions::default() });
     let mut model = fresh_model(&config, 2);
-    let report = train(&mut model, &data, &tmp.path().join("a"), &TrainOptions { poison_steps: vec![1], ..base.clone() }, false).unwrap();
+    let report =
+        train(&mut model, &data, &tmp.path().join("a"), &TrainOptions { poison_steps: vec![1], ..base.clone() }, false)
+            .unwrap();
     assert_eq!((report.steps, report.skipped_steps), (3, 1));
     let mut model = fresh_model(&config, 2);
-    let err = train(&mut model, &data, &tmp.path().join("b"), &TrainOptions { steps: Some(10), poison_steps: (0..10).collect(), ..base }, false).unwrap_err();
+    let err = train(
+        &mut model,
+        &data,
+        &tmp.path().join("b"),
+        &TrainOptions { steps: Some(10), poison_steps: (0..10).collect(), ..base },
+        false,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("5 steps in a row"), "{err}");
 }
 
 /// Mask AP50 of `model` on the dataset's own images, scored by maskrcnn-eval (COCOeval port).
 fn mask_ap50(model: &MaskRcnn, data: &SyntheticDataset) -> f64 {
-    use maskrcnn_eval::{evaluate, CocoAnnotation, CocoCategory, CocoGroundTruth, CocoImage, DetectionResult, EvalParams, IouType};
+    use maskrcnn_eval::{
+        evaluate, CocoAnnotation, CocoCategory, CocoGroundTruth, CocoImage, DetectionResult, EvalParams, IouType,
+    };
     use maskrcnn_masks::{Rle, Segmentation};
     let mut gt = CocoGroundTruth {
         images: vec![],
-        categories: (1..=data.class_names().len() as i64).map(|id| CocoCategory { id, name: format!("c{id}") }).collect(),
+        categories: (1..=data.class_names().len() as i64)
+            .map(|id| CocoCategory { id, name: format!("c{id}") })
+            .collect(),
         annotations: vec![],
     };
     let mut results = Vec::new();
     for i in 0..data.len() {
         let s = data.get(i).unwrap();
         let (h, w) = (s.image.height, s.image.width);
-        gt.images.push(serde_json::from_value::<CocoImage>(serde_json::json!({"id": i as i64, "width": w, "height": h, "file_name": s.file_name})).unwrap());
+        gt.images.push(
+            serde_json::from_value::<CocoImage>(
+                serde_json::json!({"id": i as i64, "width": w, "height": h, "file_name": s.file_name}),
+            )
+            .unwrap(),
+        );
         for k in 0..s.target.len() {
             let rle = Rle::from_mask(&s.target.masks[k], h, w);
             let b = s.target.boxes[k];
@@ -166,13 +212,19 @@ fn mask_ap50(model: &MaskRcnn, data: &SyntheticDataset) -> f64 {
                 ignore: false,
             });
         }
-        let image = ImageChw { channels: 3, height: h, width: w, data: s.image.data.iter().map(|v| v / 255.0).collect() };
+        let image =
+            ImageChw { channels: 3, height: h, width: w, data: s.image.data.iter().map(|v| v / 255.0).collect() };
         for d in model.predict(&[image]).remove(0) {
             let full: Vec<u8> = d.mask.to_full(h, w).iter().map(|&p| (p > 0.5) as u8).collect();
             results.push(DetectionResult {
                 image_id: i as i64,
                 category_id: d.label as i64,
-                bbox: Some([d.bbox[0] as f64, d.bbox[1] as f64, (d.bbox[2] - d.bbox[0]) as f64, (d.bbox[3] - d.bbox[1]) as f64]),
+                bbox: Some([
+                    d.bbox[0] as f64,
+                    d.bbox[1] as f64,
+                    (d.bbox[2] - d.bbox[0]) as f64,
+                    (d.bbox[3] - d.bbox[1]) as f64,
+                ]),
                 score: d.score as f64,
                 segmentation: Some(Segmentation::from_rle(&Rle::from_mask(&full, h, w))),
             });

@@ -31,8 +31,12 @@ fn read_all(path: &std::path::Path) -> HashMap<String, Raw> {
             let d = v.data();
             let mut raw = Raw { shape: v.shape().to_vec(), f32s: vec![], ints: vec![], bytes: vec![] };
             match v.dtype() {
-                safetensors::Dtype::F32 => raw.f32s = d.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-                safetensors::Dtype::I64 => raw.ints = d.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
+                safetensors::Dtype::F32 => {
+                    raw.f32s = d.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+                }
+                safetensors::Dtype::I64 => {
+                    raw.ints = d.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+                }
                 safetensors::Dtype::U8 => raw.bytes = d.to_vec(),
                 other => panic!("{name}: unexpected dtype {other:?}"),
             }
@@ -81,9 +85,12 @@ fn losses_and_gradients_match_torchvision() {
     // mapped onto our proposal order: boxes with equal scores may leave NMS in another order
     // than torch's unstable sort gives, which must not count as a loss mismatch.
     let mut trace = TrainTrace::default();
-    model.forward_train_traced(&images, &targets, &mut sampler.clone(), Some(&mut trace)).unwrap_or_else(|_| panic!("dry run"));
+    model
+        .forward_train_traced(&images, &targets, &mut sampler.clone(), Some(&mut trace))
+        .unwrap_or_else(|_| panic!("dry run"));
     for i in 0..2 {
-        let expected: Vec<[f32; 4]> = get(&format!("proposals.{i}")).f32s.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
+        let expected: Vec<[f32; 4]> =
+            get(&format!("proposals.{i}")).f32s.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
         let ours = &trace.proposals[i];
         assert_eq!(ours.len(), expected.len(), "image {i}: proposal count");
         let mut used = vec![false; ours.len()];
@@ -91,16 +98,24 @@ fn losses_and_gradients_match_torchvision() {
         let mut moved = 0;
         for (k, e) in expected.iter().enumerate() {
             let close = |j: usize| (0..4).all(|c| (ours[j][c] - e[c]).abs() <= 1e-4 * e[c].abs().max(1.0));
-            let j = if !used[k] && close(k) { k } else {
+            let j = if !used[k] && close(k) {
+                k
+            } else {
                 moved += 1;
-                (0..ours.len()).find(|&j| !used[j] && close(j)).unwrap_or_else(|| panic!("image {i}: torchvision proposal {k} {e:?} has no counterpart"))
+                (0..ours.len())
+                    .find(|&j| !used[j] && close(j))
+                    .unwrap_or_else(|| panic!("image {i}: torchvision proposal {k} {e:?} has no counterpart"))
             };
             used[j] = true;
             map.push(j);
         }
         println!("image {i}: {} proposals match torchvision ({moved} in another order among equal scores)", ours.len());
         let n_props = ours.len();
-        let remap = |v: &Vec<usize>| { let mut r: Vec<usize> = v.iter().map(|&k| if k < n_props { map[k] } else { k }).collect(); r.sort_unstable(); r };
+        let remap = |v: &Vec<usize>| {
+            let mut r: Vec<usize> = v.iter().map(|&k| if k < n_props { map[k] } else { k }).collect();
+            r.sort_unstable();
+            r
+        };
         let (pos, neg) = sampler.roi_heads[i].clone();
         sampler.roi_heads[i] = (remap(&pos), remap(&neg));
     }

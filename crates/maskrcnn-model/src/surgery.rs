@@ -96,7 +96,12 @@ mod tests {
             assert!((v[3 * 49 + k] - mean).abs() < 1e-6 && (v[4 * 49 + k] - mean).abs() < 1e-6);
         }
         assert_eq!(model.config.transform.image_mean.len(), 5);
-        model.predict(&[crate::transform::ImageChw { channels: 5, height: 64, width: 64, data: vec![0.5; 5 * 64 * 64] }]);
+        model.predict(&[crate::transform::ImageChw {
+            channels: 5,
+            height: 64,
+            width: 64,
+            data: vec![0.5; 5 * 64 * 64],
+        }]);
     }
 
     #[test]
@@ -115,7 +120,12 @@ mod tests {
             assert_eq!(model.net.roi_heads.box_predictor.num_classes(), 4);
             assert_eq!(model.net.roi_heads.box_predictor.cls_score.in_features(), 64);
             assert_eq!(tensor_to_vec(model.net.roi_heads.box_head.fc6.weight.val()), fc6);
-            let dets = model.predict(&[crate::transform::ImageChw { channels: 3, height: 64, width: 64, data: vec![0.5; 3 * 64 * 64] }]);
+            let dets = model.predict(&[crate::transform::ImageChw {
+                channels: 3,
+                height: 64,
+                width: 64,
+                data: vec![0.5; 3 * 64 * 64],
+            }]);
             assert_eq!(dets.len(), 1);
         }
     }

@@ -35,7 +35,11 @@ impl TrainTarget {
                 out
             })
             .collect();
-        TrainTarget { boxes: self.boxes.iter().map(|b| resize_box(b, from, to)).collect(), labels: self.labels.clone(), masks }
+        TrainTarget {
+            boxes: self.boxes.iter().map(|b| resize_box(b, from, to)).collect(),
+            labels: self.labels.clone(),
+            masks,
+        }
     }
 
     /// Checks the target of image `index` against its image and the model's class count.

@@ -10,11 +10,11 @@ use tiff::decoder::{ChunkType, Decoder, Limits};
 use tiff::tags::{PlanarConfiguration, Tag};
 
 use super::decode::RawChunks;
-use super::jpeg::JpegParams;
 use super::georef::{
     looks_like_wkt, parse_gdal_metadata, parse_nodata, read_geokeys, read_geotransform, TAG_GDAL_METADATA,
     TAG_GDAL_NODATA,
 };
+use super::jpeg::JpegParams;
 use super::window::ChunkCache;
 use super::{ChunkLayout, Crs, GeoTiff, RasterInfo, SampleType};
 
@@ -187,7 +187,7 @@ impl GeoTiff {
                 Some(v) => Some(v.into_u8_vec().with_context(|| ctx("bad JPEGTables"))?),
                 None => None,
             };
-            Some(JpegParams { tables, ycbcr_to_rgb: ycbcr })
+            Some(JpegParams { tables, ycbcr_to_rgb: ycbcr, components: if planar_separate { 1 } else { bands } })
         } else {
             None
         };

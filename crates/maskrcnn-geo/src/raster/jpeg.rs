@@ -2,16 +2,13 @@
 //!
 //! Each strip/tile is an abbreviated JPEG stream whose quantisation and Huffman tables usually
 //! live once in the JPEGTables tag; the two are spliced into one full stream and handed to
-//! `zune-jpeg`, which also upsamples subsampled chroma and converts colour. What the samples
-//! mean is decided by the TIFF Photometric tag, as libtiff (and so GDAL) does: YCbCr data is
+//! `jpeg-decoder`, which also upsamples subsampled chroma (libjpeg's "fancy" filter, as GDAL's
+//! libjpeg uses) and converts colour. What the samples mean is decided by the TIFF Photometric tag, as libtiff (and so GDAL) does: YCbCr data is
 //! converted to RGB, anything else is returned as stored. The chroma subsampling is taken from
 //! the JPEG frame header, which libtiff also treats as the authority over the
 //! YCbCrSubsampling tag.
 
-use zune_jpeg::zune_core::bytestream::ZCursor;
-use zune_jpeg::zune_core::colorspace::ColorSpace;
-use zune_jpeg::zune_core::options::DecoderOptions;
-use zune_jpeg::JpegDecoder;
+use jpeg_decoder::{ColorTransform, Decoder};
 
 const SOI: [u8; 2] = [0xFF, 0xD8];
 const EOI: [u8; 2] = [0xFF, 0xD9];
@@ -22,6 +19,8 @@ pub(super) struct JpegParams {
     pub(super) tables: Option<Vec<u8>>,
     /// Photometric is YCbCr (with contiguous samples): convert to RGB.
     pub(super) ycbcr_to_rgb: bool,
+    /// Samples per strip/tile pixel the TIFF tags promise (1, or the bands when interleaved).
+    pub(super) components: usize,
 }
 
 /// A decoded strip/tile: interleaved 8-bit samples.
@@ -33,7 +32,7 @@ pub(super) struct JpegImage {
 }
 
 /// Decodes one strip/tile. Errors (as text, the caller names file and chunk) on anything short
-/// of a complete image: zune-jpeg on its own fills a truncated scan with grey and carries on.
+/// of a complete image: JPEG decoders tend to pad a truncated scan and carry on.
 pub(super) fn decode(stream: &[u8], params: &JpegParams) -> Result<JpegImage, String> {
     if !stream.starts_with(&SOI) {
         return Err("JPEG data does not start with a start-of-image marker".into());
@@ -56,25 +55,23 @@ pub(super) fn decode(stream: &[u8], params: &JpegParams) -> Result<JpegImage, St
         }
         None => stream.to_vec(),
     };
-    let options = DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(usize::from(u16::MAX))
-        .set_max_height(usize::from(u16::MAX));
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(full), options);
-    decoder.decode_headers().map_err(|e| format!("JPEG header: {e:?}"))?;
-    let input = decoder.input_colorspace().ok_or("JPEG header without a colour space")?;
-    let output = if params.ycbcr_to_rgb {
-        if input != ColorSpace::YCbCr {
-            return Err(format!("Photometric is YCbCr but the JPEG stream holds {input:?} data"));
-        }
-        ColorSpace::RGB
-    } else {
-        input
-    };
-    decoder.set_options(options.jpeg_set_out_colorspace(output));
-    let data = decoder.decode().map_err(|e| format!("JPEG data: {e:?}"))?;
+    // jpeg-decoder panics on component counts other than 1, 3 and 4, and returns 4-component data
+    // without a transform band-interleaved per line, so only 1 and 3 reach it.
+    let found = frame_components(&full).ok_or("JPEG data without a frame header")?;
+    if found != params.components || !matches!(found, 1 | 3) {
+        return Err(format!(
+            "JPEG frame has {found} components; the TIFF tags need {} and 1 or 3 are supported",
+            params.components
+        ));
+    }
+    let mut decoder = Decoder::new(&full[..]);
+    // Forced from the Photometric tag, not guessed from JFIF/Adobe markers (libtiff leaves those
+    // out, so a plain RGB stream would otherwise be taken for YCbCr). `RGB` copies the samples.
+    decoder.set_color_transform(if params.ycbcr_to_rgb { ColorTransform::YCbCr } else { ColorTransform::RGB });
+    let data = decoder.decode().map_err(|e| format!("JPEG data: {e}"))?;
     let info = decoder.info().ok_or("JPEG decoder returned no image information")?;
-    let (width, height, components) = (usize::from(info.width), usize::from(info.height), output.num_components());
+    let (width, height, components) =
+        (usize::from(info.width), usize::from(info.height), info.pixel_format.pixel_bytes());
     if data.len() != width * height * components {
         return Err(format!(
             "JPEG decoded to {} bytes, expected {width}x{height}x{components} = {}",
@@ -83,4 +80,24 @@ pub(super) fn decode(stream: &[u8], params: &JpegParams) -> Result<JpegImage, St
         ));
     }
     Ok(JpegImage { data, width, height, components })
+}
+
+/// Component count of the first frame header (SOFn) of a JPEG stream.
+fn frame_components(jpeg: &[u8]) -> Option<usize> {
+    let mut pos = 2;
+    loop {
+        if *jpeg.get(pos)? != 0xFF {
+            return None;
+        }
+        let marker = *jpeg.get(pos + 1)?;
+        match marker {
+            0xFF => pos += 1, // fill byte
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return jpeg.get(pos + 9).map(|&n| n as usize),
+            0xD8..=0xDA => return None, // SOI, EOI or SOS before any frame header
+            _ => {
+                let len = u16::from_be_bytes([*jpeg.get(pos + 2)?, *jpeg.get(pos + 3)?]) as usize;
+                pos += 2 + len;
+            }
+        }
+    }
 }

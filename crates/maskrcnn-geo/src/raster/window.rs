@@ -134,11 +134,8 @@ impl GeoTiff {
         if let Some(c) = self.cache.get(idx) {
             return Ok(c);
         }
-        let decoded = if self.info.compression == 7 {
-            self.decode_jpeg_chunk(idx)?
-        } else {
-            self.decode_raw_chunk(idx)?
-        };
+        let decoded =
+            if self.info.compression == 7 { self.decode_jpeg_chunk(idx)? } else { self.decode_raw_chunk(idx)? };
         self.chunks_decoded += 1;
         let decoded = Arc::new(decoded);
         self.cache.insert(idx, decoded.clone());

@@ -47,7 +47,13 @@ impl Fpn {
             results.insert(0, self.layer_blocks[idx].forward(last_inner.clone()));
         }
         let top = results[n - 1].clone();
-        let pool = MaxPoolOptions { kernel_size: [1, 1], stride: [2, 2], padding: [(0, 0), (0, 0)], dilation: [1, 1], ceil_mode: false };
+        let pool = MaxPoolOptions {
+            kernel_size: [1, 1],
+            stride: [2, 2],
+            padding: [(0, 0), (0, 0)],
+            dilation: [1, 1],
+            ceil_mode: false,
+        };
         results.push(max_pool2d(top, pool));
         results
     }

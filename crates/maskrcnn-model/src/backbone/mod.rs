@@ -19,7 +19,12 @@ pub struct BackboneWithFpn {
 
 impl BackboneWithFpn {
     pub fn new(config: &BackboneConfig, device: &Device) -> Self {
-        let body = ResNet::new(config.depth, config.in_channels, config.returned_layers.iter().copied().max().unwrap_or(4), device);
+        let body = ResNet::new(
+            config.depth,
+            config.in_channels,
+            config.returned_layers.iter().copied().max().unwrap_or(4),
+            device,
+        );
         let in_channels: Vec<usize> = config.returned_layers.iter().map(|&l| body.stage_out_channels(l)).collect();
         let fpn = Fpn::new(&in_channels, config.fpn_out_channels, device);
         Self { body, fpn }
@@ -32,7 +37,12 @@ impl BackboneWithFpn {
 
     /// As [`Self::forward`]; with `stats`, the ResNet's batch norm runs in training mode (see
     /// [`ResNet::forward_with_stats`]).
-    pub fn forward_with_stats(&self, images: Tensor<4>, returned_layers: &[usize], stats: Option<&mut Vec<crate::layers::BatchStats>>) -> Vec<Tensor<4>> {
+    pub fn forward_with_stats(
+        &self,
+        images: Tensor<4>,
+        returned_layers: &[usize],
+        stats: Option<&mut Vec<crate::layers::BatchStats>>,
+    ) -> Vec<Tensor<4>> {
         let stages = self.body.forward_with_stats(images, returned_layers, stats);
         self.fpn.forward(stages)
     }

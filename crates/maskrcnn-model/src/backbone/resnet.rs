@@ -3,9 +3,9 @@
 //! every layer are returned in forward order so the trainer can update the running averages.
 
 use burn::module::Module;
+use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::layers::{BatchNorm, BatchStats, Conv};
@@ -146,12 +146,21 @@ impl ResNet {
             let mut stage_blocks = Vec::new();
             for b in 0..n {
                 let s = if b == 0 { stride } else { 1 };
-                stage_blocks.push(if bottleneck { Block::bottleneck(in_ch, planes, s, device) } else { Block::basic(in_ch, planes, s, device) });
+                stage_blocks.push(if bottleneck {
+                    Block::bottleneck(in_ch, planes, s, device)
+                } else {
+                    Block::basic(in_ch, planes, s, device)
+                });
                 in_ch = planes * expansion;
             }
             layers.push(stage_blocks);
         }
-        Self { conv1: Conv::new_resnet(in_channels, 64, 7, 2, 3, device), bn1: BatchNorm::new(64, device), layers, bottleneck }
+        Self {
+            conv1: Conv::new_resnet(in_channels, 64, 7, 2, 3, device),
+            bn1: BatchNorm::new(64, device),
+            layers,
+            bottleneck,
+        }
     }
 
     /// Output channels of stage `layer` (1-based, as torchvision's `layer1`..`layer4`).
@@ -166,9 +175,20 @@ impl ResNet {
 
     /// As [`Self::forward`]; with `stats`, batch norm runs in training mode and appends each
     /// layer's batch statistics, in the order [`Self::update_running_stats`] expects.
-    pub fn forward_with_stats(&self, x: Tensor<4>, returned_layers: &[usize], mut stats: Option<&mut Vec<BatchStats>>) -> Vec<Tensor<4>> {
+    pub fn forward_with_stats(
+        &self,
+        x: Tensor<4>,
+        returned_layers: &[usize],
+        mut stats: Option<&mut Vec<BatchStats>>,
+    ) -> Vec<Tensor<4>> {
         let x = relu(norm(&self.bn1, self.conv1.forward(x), &mut stats));
-        let pool = MaxPoolOptions { kernel_size: [3, 3], stride: [2, 2], padding: [(1, 1), (1, 1)], dilation: [1, 1], ceil_mode: false };
+        let pool = MaxPoolOptions {
+            kernel_size: [3, 3],
+            stride: [2, 2],
+            padding: [(1, 1), (1, 1)],
+            dilation: [1, 1],
+            ceil_mode: false,
+        };
         let mut x = max_pool2d(x, pool);
         let mut outputs = Vec::new();
         for (i, stage) in self.layers.iter().enumerate() {
@@ -190,7 +210,12 @@ impl ResNet {
                 norms.extend(block.batch_norms_mut());
             }
         }
-        anyhow::ensure!(norms.len() == stats.len(), "{} batch-norm statistics for {} batch-norm layers", stats.len(), norms.len());
+        anyhow::ensure!(
+            norms.len() == stats.len(),
+            "{} batch-norm statistics for {} batch-norm layers",
+            stats.len(),
+            norms.len()
+        );
         for (bn, s) in norms.into_iter().zip(stats) {
             bn.update_running(s);
         }

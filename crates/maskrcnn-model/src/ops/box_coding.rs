@@ -48,12 +48,7 @@ impl BoxCoder {
         let gt_h = target[3] - target[1];
         let gt_cx = target[0] + 0.5 * gt_w;
         let gt_cy = target[1] + 0.5 * gt_h;
-        [
-            wx * (gt_cx - ex_cx) / ex_w,
-            wy * (gt_cy - ex_cy) / ex_h,
-            ww * (gt_w / ex_w).ln(),
-            wh * (gt_h / ex_h).ln(),
-        ]
+        [wx * (gt_cx - ex_cx) / ex_w, wy * (gt_cy - ex_cy) / ex_h, ww * (gt_w / ex_w).ln(), wh * (gt_h / ex_h).ln()]
     }
 }
 

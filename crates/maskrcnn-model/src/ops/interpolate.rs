@@ -37,8 +37,8 @@ pub fn resize_bilinear(input: &[f32], channels: usize, in_hw: (usize, usize), ou
             let r0 = &plane[y.lo * in_w..(y.lo + 1) * in_w];
             let r1 = &plane[y.hi * in_w..(y.hi + 1) * in_w];
             for (ox, x) in tx.iter().enumerate() {
-                dst[oy * out_w + ox] = y.w_lo * (x.w_lo * r0[x.lo] + x.w_hi * r0[x.hi])
-                    + y.w_hi * (x.w_lo * r1[x.lo] + x.w_hi * r1[x.hi]);
+                dst[oy * out_w + ox] =
+                    y.w_lo * (x.w_lo * r0[x.lo] + x.w_hi * r0[x.hi]) + y.w_hi * (x.w_lo * r1[x.lo] + x.w_hi * r1[x.hi]);
             }
         }
     }
@@ -65,9 +65,7 @@ mod tests {
     fn upsampling_two_by_two_matches_pytorch() {
         // torch.nn.functional.interpolate(torch.tensor([[[[1.,2.],[3.,4.]]]]), size=(4,4), mode="bilinear")
         let out = resize_bilinear(&[1.0, 2.0, 3.0, 4.0], 1, (2, 2), (4, 4));
-        let expected = [
-            1.0, 1.25, 1.75, 2.0, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3.0, 3.25, 3.75, 4.0,
-        ];
+        let expected = [1.0, 1.25, 1.75, 2.0, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3.0, 3.25, 3.75, 4.0];
         for (a, b) in out.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6, "{out:?}");
         }

@@ -5,9 +5,9 @@
 //! through it during training.
 
 pub mod box_coding;
-pub mod losses;
 pub mod boxes;
 pub mod interpolate;
+pub mod losses;
 pub mod nms;
 pub mod paste_masks;
 pub mod point_sample;

@@ -96,7 +96,12 @@ mod tests {
         let scores = [0.5, 0.9, 0.7];
         assert_eq!(batched_nms(&boxes, &scores, &[0, 1, 0], 0.5), vec![1, 2]);
         // Large inputs take the per-group path and must agree.
-        let many: Vec<Box> = (0..1200).map(|i| { let x = (i % 40) as f32 * 3.0; [x, 0.0, x + 10.0, 10.0] }).collect();
+        let many: Vec<Box> = (0..1200)
+            .map(|i| {
+                let x = (i % 40) as f32 * 3.0;
+                [x, 0.0, x + 10.0, 10.0]
+            })
+            .collect();
         let s: Vec<f32> = (0..1200).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
         let g: Vec<usize> = (0..1200).map(|i| i % 3).collect();
         let big = batched_nms(&many, &s, &g, 0.5);

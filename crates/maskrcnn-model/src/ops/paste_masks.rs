@@ -51,7 +51,8 @@ impl PastedMask {
         let mut out = vec![0u8; image_height * image_width];
         for y in 0..self.height {
             let dst = (self.y0 + y) * image_width + self.x0;
-            for (o, &p) in out[dst..dst + self.width].iter_mut().zip(&self.probs[y * self.width..(y + 1) * self.width]) {
+            for (o, &p) in out[dst..dst + self.width].iter_mut().zip(&self.probs[y * self.width..(y + 1) * self.width])
+            {
                 *o = (p > 0.5) as u8;
             }
         }

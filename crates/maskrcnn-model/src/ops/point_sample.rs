@@ -13,7 +13,12 @@ pub fn visit_point_taps(points: &[[f32; 2]], height: usize, width: usize, mut vi
         let x0 = x.floor();
         let y0 = y.floor();
         let (tx, ty) = (x - x0, y - y0);
-        let corners = [(x0, y0, (1.0 - tx) * (1.0 - ty)), (x0 + 1.0, y0, tx * (1.0 - ty)), (x0, y0 + 1.0, (1.0 - tx) * ty), (x0 + 1.0, y0 + 1.0, tx * ty)];
+        let corners = [
+            (x0, y0, (1.0 - tx) * (1.0 - ty)),
+            (x0 + 1.0, y0, tx * (1.0 - ty)),
+            (x0, y0 + 1.0, (1.0 - tx) * ty),
+            (x0 + 1.0, y0 + 1.0, tx * ty),
+        ];
         for (cx, cy, w) in corners {
             if cx >= 0.0 && cy >= 0.0 && (cx as usize) < width && (cy as usize) < height {
                 visit(i, cy as usize * width + cx as usize, w);

@@ -39,8 +39,10 @@ pub fn visit_roi_samples(
     }
     let bin_h = roi_h / p.output_h as f32;
     let bin_w = roi_w / p.output_w as f32;
-    let grid_h = if p.sampling_ratio > 0 { p.sampling_ratio as usize } else { (roi_h / p.output_h as f32).ceil() as usize };
-    let grid_w = if p.sampling_ratio > 0 { p.sampling_ratio as usize } else { (roi_w / p.output_w as f32).ceil() as usize };
+    let grid_h =
+        if p.sampling_ratio > 0 { p.sampling_ratio as usize } else { (roi_h / p.output_h as f32).ceil() as usize };
+    let grid_w =
+        if p.sampling_ratio > 0 { p.sampling_ratio as usize } else { (roi_w / p.output_w as f32).ceil() as usize };
     let count = (grid_h * grid_w).max(1) as f32;
     let (hf, wf) = (height as f32, width as f32);
     for ph in 0..p.output_h {

@@ -12,7 +12,12 @@ pub fn cell_anchors(sizes: &[f32], aspect_ratios: &[f32]) -> Vec<Box> {
         for &size in sizes {
             let ws = w_ratio * size;
             let hs = h_ratio * size;
-            out.push([(-ws / 2.0).round_ties_even(), (-hs / 2.0).round_ties_even(), (ws / 2.0).round_ties_even(), (hs / 2.0).round_ties_even()]);
+            out.push([
+                (-ws / 2.0).round_ties_even(),
+                (-hs / 2.0).round_ties_even(),
+                (ws / 2.0).round_ties_even(),
+                (hs / 2.0).round_ties_even(),
+            ]);
         }
     }
     out

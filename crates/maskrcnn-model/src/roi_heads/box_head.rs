@@ -23,7 +23,10 @@ pub struct TwoMlpHead {
 
 impl TwoMlpHead {
     pub fn new(in_features: usize, representation: usize, device: &Device) -> Self {
-        Self { fc6: Linear::new(in_features, representation, device), fc7: Linear::new(representation, representation, device) }
+        Self {
+            fc6: Linear::new(in_features, representation, device),
+            fc7: Linear::new(representation, representation, device),
+        }
     }
 
     pub fn forward(&self, pooled: Tensor<4>) -> Tensor<2> {
@@ -47,7 +50,10 @@ pub struct FastRcnnPredictor {
 
 impl FastRcnnPredictor {
     pub fn new(in_features: usize, num_classes: usize, device: &Device) -> Self {
-        Self { cls_score: Linear::new(in_features, num_classes, device), bbox_pred: Linear::new(in_features, num_classes * 4, device) }
+        Self {
+            cls_score: Linear::new(in_features, num_classes, device),
+            bbox_pred: Linear::new(in_features, num_classes * 4, device),
+        }
     }
 
     pub fn num_classes(&self) -> usize {

@@ -31,7 +31,13 @@ pub struct MaskLosses {
 
 impl MaskBranch {
     /// A freshly initialised branch of `kind` over `channels`-wide FPN features.
-    pub fn new(kind: MaskHeadKind, channels: usize, config: &RoiHeadsConfig, num_classes: usize, device: &Device) -> Self {
+    pub fn new(
+        kind: MaskHeadKind,
+        channels: usize,
+        config: &RoiHeadsConfig,
+        num_classes: usize,
+        device: &Device,
+    ) -> Self {
         match kind {
             MaskHeadKind::Standard => Self::Standard(StandardMaskHeads::new(channels, config, num_classes, device)),
             MaskHeadKind::PointRend => Self::PointRend(PointRendHeads::new(channels, num_classes, device)),

@@ -114,8 +114,15 @@ impl StandardMaskHeads {
     }
 
     /// `[R, C, M, M]` logits for `rois` pooled from the FPN `levels`.
-    fn logits(&self, levels: &[Tensor<4>], rois: &[(usize, Box)], image_sizes: &[(usize, usize)], config: &RoiHeadsConfig) -> (Tensor<4>, Tensor<4>) {
-        let pooled = multiscale_roi_align(levels, rois, image_sizes, config.mask_roi_output_size, config.sampling_ratio);
+    fn logits(
+        &self,
+        levels: &[Tensor<4>],
+        rois: &[(usize, Box)],
+        image_sizes: &[(usize, usize)],
+        config: &RoiHeadsConfig,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let pooled =
+            multiscale_roi_align(levels, rois, image_sizes, config.mask_roi_output_size, config.sampling_ratio);
         let logits = self.predictor.forward(self.head.forward(pooled.clone()));
         (pooled, logits)
     }
@@ -155,7 +162,8 @@ impl StandardMaskHeads {
         config: &RoiHeadsConfig,
     ) -> Result<Tensor<1>> {
         let side = 2 * config.mask_roi_output_size;
-        let params = RoiAlignParams { output_h: side, output_w: side, spatial_scale: 1.0, sampling_ratio: -1, aligned: false };
+        let params =
+            RoiAlignParams { output_h: side, output_w: side, spatial_scale: 1.0, sampling_ratio: -1, aligned: false };
         let num_classes = self.predictor.mask_fcn_logits.out_channels();
         let mut rois = Vec::with_capacity(sampled.positives.len());
         let mut rows = Vec::with_capacity(sampled.positives.len());

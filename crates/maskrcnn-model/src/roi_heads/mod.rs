@@ -79,7 +79,8 @@ impl RoiHeads {
     ) -> BoxStage {
         let rois: Vec<(usize, Box)> =
             proposals.iter().enumerate().flat_map(|(i, ps)| ps.iter().map(move |b| (i, *b))).collect();
-        let pooled = multiscale_roi_align(levels, &rois, image_sizes, config.box_roi_output_size, config.sampling_ratio);
+        let pooled =
+            multiscale_roi_align(levels, &rois, image_sizes, config.box_roi_output_size, config.sampling_ratio);
         let box_features = self.box_head.forward(pooled.clone());
         let (logits, regression) = self.box_predictor.forward(box_features.clone());
         let num_classes = self.box_predictor.num_classes();

@@ -47,7 +47,10 @@ pub fn roi_align_level(feature: &Tensor<4>, rois: &[(usize, Box)], params: &RoiA
         let rows = int_tensor_from_vec(plan.rows, &device);
         let weights: Tensor<2> = tensor_from_vec(plan.weights, [taps, 1], &device);
         let gathered = flat.clone().select(0, rows) * weights;
-        let pooled: Tensor<3> = gathered.reshape([chunk.len() * plan.cells, plan.taps_per_cell, c]).sum_dim(1).reshape([chunk.len(), plan.cells, c]);
+        let pooled: Tensor<3> = gathered
+            .reshape([chunk.len() * plan.cells, plan.taps_per_cell, c])
+            .sum_dim(1)
+            .reshape([chunk.len(), plan.cells, c]);
         chunks.push(pooled.swap_dims(1, 2).reshape([chunk.len(), c, params.output_h, params.output_w]));
     }
     Tensor::cat(chunks, 0)
@@ -55,7 +58,14 @@ pub fn roi_align_level(feature: &Tensor<4>, rois: &[(usize, Box)], params: &RoiA
 
 /// Inference path: the same sampling plan applied on host memory, accumulating each tap straight
 /// into its output cell instead of materialising `rois x cells x taps x channels` gathered rows.
-fn roi_align_level_host(flat: Tensor<2>, rois: &[(usize, Box)], c: usize, h: usize, w: usize, params: &RoiAlignParams) -> Tensor<4> {
+fn roi_align_level_host(
+    flat: Tensor<2>,
+    rois: &[(usize, Box)],
+    c: usize,
+    h: usize,
+    w: usize,
+    params: &RoiAlignParams,
+) -> Tensor<4> {
     use rayon::prelude::*;
     let device = flat.device();
     let features = crate::tensor_util::tensor_to_vec(flat);
@@ -95,7 +105,13 @@ pub fn multiscale_roi_align(
 ) -> Tensor<4> {
     let max_image_h = image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
     let scales: Vec<f32> = features.iter().map(|f| infer_scale(f.dims()[2], max_image_h)).collect();
-    let params_for = |scale: f32| RoiAlignParams { output_h: output_size, output_w: output_size, spatial_scale: scale, sampling_ratio, aligned: false };
+    let params_for = |scale: f32| RoiAlignParams {
+        output_h: output_size,
+        output_w: output_size,
+        spatial_scale: scale,
+        sampling_ratio,
+        aligned: false,
+    };
     if features.len() == 1 {
         return roi_align_level(&features[0], rois, &params_for(scales[0]));
     }
@@ -135,7 +151,8 @@ mod tests {
     #[test]
     fn level_mapper_matches_torchvision() {
         // sqrt(area) 224 -> level 4; 112 -> 3; 10 -> clamped to k_min.
-        let boxes = [[0.0, 0.0, 224.0, 224.0], [0.0, 0.0, 112.0, 112.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 2000.0, 2000.0]];
+        let boxes =
+            [[0.0, 0.0, 224.0, 224.0], [0.0, 0.0, 112.0, 112.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 2000.0, 2000.0]];
         assert_eq!(map_levels(&boxes, 2, 5), vec![2, 1, 0, 3]);
         assert_eq!(infer_scale(200, 800), 0.25);
         assert_eq!(infer_scale(25, 800), 0.03125);

@@ -79,7 +79,12 @@ fn optimizer_to_state_dict(opt: &OptimizerState, shapes: &BTreeMap<String, Vec<u
 
 /// Saves a complete checkpoint for `state` and points `latest` at it; older step folders are
 /// removed afterwards.
-pub fn save_checkpoint(run_dir: &Path, model: &mut MaskRcnn, optimizer: &OptimizerState, state: &RunState) -> Result<PathBuf> {
+pub fn save_checkpoint(
+    run_dir: &Path,
+    model: &mut MaskRcnn,
+    optimizer: &OptimizerState,
+    state: &RunState,
+) -> Result<PathBuf> {
     let root = run_dir.join(CHECKPOINTS_DIR);
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let name = format!("step-{:09}", state.step);
@@ -149,8 +154,10 @@ pub fn load_latest_checkpoint(run_dir: &Path) -> Result<Option<LoadedCheckpoint>
     }
     let config = read_config(&dir.join(CONFIG_FILE))?;
     let weights = StateDict::read(&dir.join(WEIGHTS_FILE))?;
-    let text = std::fs::read_to_string(dir.join(STATE_FILE)).with_context(|| format!("reading {}", dir.join(STATE_FILE).display()))?;
-    let saved: OptimizerSteps = serde_json::from_str(&text).with_context(|| format!("{}: invalid run state", dir.join(STATE_FILE).display()))?;
+    let text = std::fs::read_to_string(dir.join(STATE_FILE))
+        .with_context(|| format!("reading {}", dir.join(STATE_FILE).display()))?;
+    let saved: OptimizerSteps = serde_json::from_str(&text)
+        .with_context(|| format!("{}: invalid run state", dir.join(STATE_FILE).display()))?;
     let mut optimizer = OptimizerState { steps: saved.optimizer_steps, ..Default::default() };
     for (key, data) in read_raw_f32(&dir.join(OPTIMIZER_FILE))? {
         if let Some(name) = key.strip_prefix("first.") {
@@ -168,7 +175,8 @@ pub fn load_latest_checkpoint(run_dir: &Path) -> Result<Option<LoadedCheckpoint>
 /// unlike [`StateDict::read`], which would mistake `first.backbone...` for a wrapped model).
 fn read_raw_f32(path: &Path) -> Result<Vec<(String, Vec<f32>)>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
     st.tensors()
         .into_iter()
         .map(|(name, view)| {

@@ -37,12 +37,18 @@ impl LossTerms {
 
     /// The sum torchvision's reference trains on.
     pub fn total(&self) -> Tensor<1> {
-        self.objectness.clone() + self.rpn_box_reg.clone() + self.classifier.clone() + self.box_reg.clone() + self.mask.clone() + self.mask_point.clone()
+        self.objectness.clone()
+            + self.rpn_box_reg.clone()
+            + self.classifier.clone()
+            + self.box_reg.clone()
+            + self.mask.clone()
+            + self.mask_point.clone()
     }
 
     /// The terms in [`Self::NAMES`] order, read back to the host.
     pub fn values(&self) -> [f32; NUM_LOSS_TERMS] {
-        [&self.objectness, &self.rpn_box_reg, &self.classifier, &self.box_reg, &self.mask, &self.mask_point].map(|t| tensor_to_vec(t.clone())[0])
+        [&self.objectness, &self.rpn_box_reg, &self.classifier, &self.box_reg, &self.mask, &self.mask_point]
+            .map(|t| tensor_to_vec(t.clone())[0])
     }
 }
 
@@ -62,7 +68,12 @@ impl MaskRcnn {
     /// torchvision's training forward: the five losses for a batch of images and their targets.
     /// `sampler` picks the anchors and proposals that enter the losses (random in training,
     /// recorded in tests).
-    pub fn forward_train(&self, images: &[ImageChw], targets: &[TrainTarget], sampler: &mut dyn Sampler) -> Result<LossTerms> {
+    pub fn forward_train(
+        &self,
+        images: &[ImageChw],
+        targets: &[TrainTarget],
+        sampler: &mut dyn Sampler,
+    ) -> Result<LossTerms> {
         self.forward_train_traced(images, targets, sampler, None)
     }
 
@@ -92,12 +103,14 @@ impl MaskRcnn {
 
         let mut batch_norm_stats = Vec::new();
         let train_norm = (cfg.backbone.norm == crate::config::NormKind::Batch).then_some(&mut batch_norm_stats);
-        let features = self.net.backbone.forward_with_stats(batch.tensor.clone(), &cfg.backbone.returned_layers, train_norm);
+        let features =
+            self.net.backbone.forward_with_stats(batch.tensor.clone(), &cfg.backbone.returned_layers, train_norm);
         let levels = &features[..cfg.backbone.returned_layers.len()];
 
         let rpn = self.net.rpn_head.propose(&features, (ph, pw), &batch.image_sizes, &cfg.rpn, true);
         let rpn_losses = rpn.losses(&targets, &cfg.rpn, sampler)?;
-        let roi_losses = self.net.roi_heads.losses(levels, &rpn.proposals, &targets, &batch.image_sizes, &cfg.roi_heads, sampler)?;
+        let roi_losses =
+            self.net.roi_heads.losses(levels, &rpn.proposals, &targets, &batch.image_sizes, &cfg.roi_heads, sampler)?;
 
         if let Some(t) = trace {
             t.image_sizes = batch.image_sizes.clone();

@@ -25,7 +25,16 @@ pub struct LrFindOptions {
 impl LrFindOptions {
     /// arcgis.learn's sweep: 150 iterations from 1e-6 to 1.
     pub fn new(optimizer: OptimizerConfig) -> Self {
-        Self { start_lr: 1e-6, end_lr: 1.0, iterations: 150, batch_size: 2, optimizer, seed: 0, pixel_scale: None, clip_grad_norm: 10.0 }
+        Self {
+            start_lr: 1e-6,
+            end_lr: 1.0,
+            iterations: 150,
+            batch_size: 2,
+            optimizer,
+            seed: 0,
+            pixel_scale: None,
+            clip_grad_norm: 10.0,
+        }
     }
 }
 
@@ -39,7 +48,12 @@ pub struct LrFindResult {
 
 /// Sweeps the learning rate on `model` (which it trains: pass a throwaway copy) and suggests one.
 /// Stops early, as fastai does, once the smoothed loss exceeds four times its minimum.
-pub fn lr_find(model: &mut MaskRcnn, dataset: &dyn Dataset, options: &LrFindOptions, mut on_step: impl FnMut(usize, f64, f64)) -> Result<LrFindResult> {
+pub fn lr_find(
+    model: &mut MaskRcnn,
+    dataset: &dyn Dataset,
+    options: &LrFindOptions,
+    mut on_step: impl FnMut(usize, f64, f64),
+) -> Result<LrFindResult> {
     let all: Vec<usize> = (0..dataset.len()).collect();
     anyhow::ensure!(!all.is_empty(), "the dataset is empty");
     let pixel_scale = match options.pixel_scale {

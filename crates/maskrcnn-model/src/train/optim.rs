@@ -43,7 +43,9 @@ impl OptimizerConfig {
     pub fn defaults(kind: OptimizerKind) -> Self {
         match kind {
             OptimizerKind::Sgd => Self { kind, momentum: 0.9, weight_decay: 1e-4, beta1: 0.0, beta2: 0.0, eps: 0.0 },
-            OptimizerKind::Adamw => Self { kind, momentum: 0.0, weight_decay: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-5 },
+            OptimizerKind::Adamw => {
+                Self { kind, momentum: 0.0, weight_decay: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-5 }
+            }
         }
     }
 }
@@ -62,7 +64,13 @@ pub struct OptimizerState {
 impl OptimizerState {
     /// One update of `params` with `grads` (same names), as `torch.optim.SGD` / `AdamW` compute it
     /// in f32.
-    pub fn step(&mut self, config: &OptimizerConfig, lr: f64, params: &mut BTreeMap<String, Vec<f32>>, grads: &BTreeMap<String, Vec<f32>>) {
+    pub fn step(
+        &mut self,
+        config: &OptimizerConfig,
+        lr: f64,
+        params: &mut BTreeMap<String, Vec<f32>>,
+        grads: &BTreeMap<String, Vec<f32>>,
+    ) {
         self.steps += 1;
         let lr32 = lr as f32;
         let wd = config.weight_decay as f32;
@@ -199,7 +207,11 @@ mod tests {
         let grads = BTreeMap::from([("w".to_string(), vec![0.5f32, 0.5])]);
         st.step(&cfg, 0.1, &mut params, &grads);
         st.step(&cfg, 0.1, &mut params, &grads);
-        assert!((params["w"][0] - 0.852151).abs() < 1e-6 && (params["w"][1] + 2.139152).abs() < 1e-6, "{:?}", params["w"]);
+        assert!(
+            (params["w"][0] - 0.852151).abs() < 1e-6 && (params["w"][1] + 2.139152).abs() < 1e-6,
+            "{:?}",
+            params["w"]
+        );
     }
 
     #[test]
@@ -222,7 +234,11 @@ mod tests {
         let ms = Schedule { kind: ScheduleKind::Multistep, base_lr: 0.02, total_steps: 260, warmup_steps: 10 };
         assert!((ms.lr(0) - 0.02 * 1e-3).abs() < 1e-12);
         assert!((ms.lr(10) - 0.02).abs() < 1e-12);
-        assert!((ms.lr(159) - 0.02).abs() < 1e-12 && (ms.lr(160) - 0.002).abs() < 1e-12 && (ms.lr(220) - 0.0002).abs() < 1e-12);
+        assert!(
+            (ms.lr(159) - 0.02).abs() < 1e-12
+                && (ms.lr(160) - 0.002).abs() < 1e-12
+                && (ms.lr(220) - 0.0002).abs() < 1e-12
+        );
     }
 
     #[test]

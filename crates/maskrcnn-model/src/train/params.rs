@@ -15,7 +15,8 @@ use crate::weights::{NamedTensors, TensorSlot};
 /// gradient with `norm = batch` (the frozen forward detaches them).
 pub fn is_trainable(name: &str, trainable_layers: usize) -> bool {
     let Some(body_name) = name.strip_prefix("backbone.body.") else { return true };
-    let mut layers: Vec<&str> = ["layer4", "layer3", "layer2", "layer1", "conv1"].into_iter().take(trainable_layers.min(5)).collect();
+    let mut layers: Vec<&str> =
+        ["layer4", "layer3", "layer2", "layer1", "conv1"].into_iter().take(trainable_layers.min(5)).collect();
     if trainable_layers >= 5 {
         layers.push("bn1");
     }

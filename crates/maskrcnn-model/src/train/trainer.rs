@@ -19,9 +19,9 @@ use serde_json::json;
 
 use super::checkpoint::{load_latest_checkpoint, save_checkpoint, save_model_folder, RunState, BEST_DIR, FINAL_DIR};
 use super::forward::{LossTerms, TrainTarget};
-use super::progress::{SilentProgress, StderrProgress, TrainProgress};
 use super::optim::{clip_gradients, OptimizerConfig, OptimizerKind, OptimizerState, Schedule, ScheduleKind};
 use super::params::{gradients_by_name, parameter_values, set_parameters};
+use super::progress::{SilentProgress, StderrProgress, TrainProgress};
 use super::sampling::RandomSampler;
 use super::validation::{ValidationAp, ValidationScorer};
 use crate::model::MaskRcnn;
@@ -131,7 +131,15 @@ pub struct Example {
 
 /// Reads sample `index`, augments it with its (seed, epoch, index) generator, scales pixels, and
 /// keeps the instances torchvision's reference trains on (no crowd regions, no empty boxes).
-pub fn load_example(dataset: &dyn Dataset, index: usize, epoch: usize, seed: u64, augment_config: Option<&AugmentConfig>, pixel_scale: f32, bands: usize) -> Result<Example> {
+pub fn load_example(
+    dataset: &dyn Dataset,
+    index: usize,
+    epoch: usize,
+    seed: u64,
+    augment_config: Option<&AugmentConfig>,
+    pixel_scale: f32,
+    bands: usize,
+) -> Result<Example> {
     let mut sample = dataset.get(index).with_context(|| format!("reading training sample {index}"))?;
     if let Some(cfg) = augment_config {
         let mut rng = sample_rng(seed, epoch as u64, index as u64);
@@ -160,7 +168,12 @@ pub fn load_example(dataset: &dyn Dataset, index: usize, epoch: usize, seed: u64
     }
     let img = sample.image;
     let inv = 1.0 / pixel_scale;
-    let image = ImageChw { channels: img.channels, height: img.height, width: img.width, data: img.data.iter().map(|v| v * inv).collect() };
+    let image = ImageChw {
+        channels: img.channels,
+        height: img.height,
+        width: img.width,
+        data: img.data.iter().map(|v| v * inv).collect(),
+    };
     Ok(Example { image, target })
 }
 
@@ -230,7 +243,10 @@ impl Trainer<'_> {
         let values = losses.values();
         let total: f32 = values.iter().sum();
         if !total.is_finite() || self.options.poison_steps.contains(&step) {
-            return Ok(StepOutcome::Skipped { losses: values, reason: format!("loss is {}", if total.is_finite() { f32::NAN } else { total }) });
+            return Ok(StepOutcome::Skipped {
+                losses: values,
+                reason: format!("loss is {}", if total.is_finite() { f32::NAN } else { total }),
+            });
         }
         let grads = losses.total().backward();
         let mut g = gradients_by_name(&mut self.model.net, &grads);
@@ -292,7 +308,11 @@ impl Trainer<'_> {
                 std::fs::remove_dir_all(p)?;
             }
         }
-        save_model_folder(&tmp, self.model, &json!({"step": self.state.step, "epoch": self.state.epoch(), "val_loss": val_loss}))?;
+        save_model_folder(
+            &tmp,
+            self.model,
+            &json!({"step": self.state.step, "epoch": self.state.epoch(), "val_loss": val_loss}),
+        )?;
         if best.exists() {
             std::fs::rename(&best, &old)?;
         }
@@ -303,7 +323,11 @@ impl Trainer<'_> {
 }
 
 fn append_metrics(path: &Path, line: &serde_json::Value) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
     writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))
 }
 
@@ -313,7 +337,12 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
     let kept: Vec<&str> = text
         .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v.get("step").and_then(|s| s.as_u64())).is_some_and(|s| s as usize <= step))
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s as usize <= step)
+        })
         .collect();
     let mut out = kept.join("\n");
     if !out.is_empty() {
@@ -322,7 +351,10 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     crate::io_util::write_atomic(path, out.as_bytes())
 }
 
-fn loss_fields(prefix: &str, values: &[f64; crate::train::forward::NUM_LOSS_TERMS]) -> serde_json::Map<String, serde_json::Value> {
+fn loss_fields(
+    prefix: &str,
+    values: &[f64; crate::train::forward::NUM_LOSS_TERMS],
+) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     m.insert(format!("{prefix}loss"), json!(values.iter().sum::<f64>()));
     for (name, v) in LossTerms::NAMES.iter().zip(values) {
@@ -335,7 +367,13 @@ fn loss_fields(prefix: &str, values: &[f64; crate::train::forward::NUM_LOSS_TERM
 /// writing checkpoints, metrics and the final model folder under `run_dir`. With `resume`, the
 /// run continues from the newest checkpoint in `run_dir` (its saved settings win over
 /// `options` for anything that shapes the run: seed, batch size, schedule, optimiser, split).
-pub fn train(model: &mut MaskRcnn, dataset: &dyn Dataset, run_dir: &Path, options: &TrainOptions, resume: bool) -> Result<TrainReport> {
+pub fn train(
+    model: &mut MaskRcnn,
+    dataset: &dyn Dataset,
+    run_dir: &Path,
+    options: &TrainOptions,
+    resume: bool,
+) -> Result<TrainReport> {
     let progress: &dyn TrainProgress = if options.progress { &StderrProgress } else { &SilentProgress };
     train_with_progress(model, dataset, run_dir, options, resume, progress)
 }
@@ -433,7 +471,10 @@ fn start_or_resume(
         eprintln!("note: no checkpoint in {} yet; starting a new run", run_dir.display());
     }
     if !resume && run_dir.join(super::checkpoint::CHECKPOINTS_DIR).join(super::checkpoint::LATEST_FILE).exists() {
-        bail!("{} already holds a training run; pass --resume to continue it or choose another --output", run_dir.display());
+        bail!(
+            "{} already holds a training run; pass --resume to continue it or choose another --output",
+            run_dir.display()
+        );
     }
     if let Some(ck) = resumed {
         ensure!(
@@ -442,7 +483,9 @@ fn start_or_resume(
             ck.dir.display()
         );
         let device = model.device.clone();
-        ck.weights.load_into(&mut model.net, "", &device).with_context(|| format!("restoring weights from {}", ck.dir.display()))?;
+        ck.weights
+            .load_into(&mut model.net, "", &device)
+            .with_context(|| format!("restoring weights from {}", ck.dir.display()))?;
         super::params::freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
         truncate_metrics(&metrics_path, ck.state.step)?;
         eprintln!("resuming from {} (step {} of {})", ck.dir.display(), ck.state.step, ck.state.total_steps);
@@ -509,7 +552,11 @@ impl StepLog {
 }
 
 impl Trainer<'_> {
-    fn report(&self, last_losses: Option<[f32; crate::train::forward::NUM_LOSS_TERMS]>, final_model: Option<PathBuf>) -> TrainReport {
+    fn report(
+        &self,
+        last_losses: Option<[f32; crate::train::forward::NUM_LOSS_TERMS]>,
+        final_model: Option<PathBuf>,
+    ) -> TrainReport {
         TrainReport {
             steps: self.state.step,
             finished: final_model.is_some(),
@@ -562,7 +609,10 @@ impl Trainer<'_> {
                     line.insert("epoch".into(), json!(epoch));
                     line.insert("lr".into(), json!(lr));
                     line.insert("grad_norm".into(), json!(grad_norm));
-                    line.insert("seconds_per_step".into(), json!(log.clock.elapsed().as_secs_f64() / log.window_n as f64));
+                    line.insert(
+                        "seconds_per_step".into(),
+                        json!(log.clock.elapsed().as_secs_f64() / log.window_n as f64),
+                    );
                     append_metrics(&self.metrics_path(), &serde_json::Value::Object(line))?;
                     log.window = [0.0; crate::train::forward::NUM_LOSS_TERMS];
                     log.window_n = 0;
@@ -659,7 +709,12 @@ impl Trainer<'_> {
     }
 }
 
-fn epoch_summary(epoch: usize, train_loss: Option<f64>, val: Option<&ValidationLosses>, ap: Option<&ValidationAp>) -> String {
+fn epoch_summary(
+    epoch: usize,
+    train_loss: Option<f64>,
+    val: Option<&ValidationLosses>,
+    ap: Option<&ValidationAp>,
+) -> String {
     let mut text = format!("epoch {epoch}:");
     if let Some(t) = train_loss {
         text += &format!(" train loss {t:.4}");

@@ -4,7 +4,9 @@
 
 use anyhow::Result;
 use burn::tensor::Device;
-use maskrcnn_eval::{evaluate, CocoAnnotation, CocoCategory, CocoGroundTruth, CocoImage, DetectionResult, EvalParams, IouType};
+use maskrcnn_eval::{
+    evaluate, CocoAnnotation, CocoCategory, CocoGroundTruth, CocoImage, DetectionResult, EvalParams, IouType,
+};
 use maskrcnn_masks::{Rle, Segmentation};
 
 use super::forward::TrainTarget;
@@ -39,9 +41,16 @@ impl ValidationScorer {
         let mut inference = MaskRcnn::new(model.config.clone(), &device)?;
         weights.load_into(&mut inference.net, "", &device)?;
         let categories = (1..model.config.num_classes)
-            .map(|label| CocoCategory { id: label as i64, name: model.config.class_names.get(label).cloned().unwrap_or_else(|| label.to_string()) })
+            .map(|label| CocoCategory {
+                id: label as i64,
+                name: model.config.class_names.get(label).cloned().unwrap_or_else(|| label.to_string()),
+            })
             .collect();
-        Ok(Self { inference, ground_truth: CocoGroundTruth { images: Vec::new(), categories, annotations: Vec::new() }, results: Vec::new() })
+        Ok(Self {
+            inference,
+            ground_truth: CocoGroundTruth { images: Vec::new(), categories, annotations: Vec::new() },
+            results: Vec::new(),
+        })
     }
 
     /// Predicts `images` and records them with their ground truth (crowd regions were already
@@ -60,7 +69,12 @@ impl ValidationScorer {
                     category_id: label as i64,
                     area: Some(rle.area() as f64),
                     segmentation: Some(Segmentation::from_rle(&rle)),
-                    bbox: Some([bbox[0] as f64, bbox[1] as f64, (bbox[2] - bbox[0]) as f64, (bbox[3] - bbox[1]) as f64]),
+                    bbox: Some([
+                        bbox[0] as f64,
+                        bbox[1] as f64,
+                        (bbox[2] - bbox[0]) as f64,
+                        (bbox[3] - bbox[1]) as f64,
+                    ]),
                     iscrowd: false,
                     ignore: false,
                 });

@@ -46,7 +46,10 @@ pub fn read_emd(path: &Path) -> Result<EmdPackage> {
     let pointrend = params.and_then(|p| p.get("pointrend")).and_then(Value::as_bool).unwrap_or(false);
     let mut classes = Vec::new();
     for c in emd.get("Classes").and_then(Value::as_array).into_iter().flatten() {
-        let value = c.get("Value").and_then(Value::as_u64).ok_or_else(|| anyhow!("{}: a class without a numeric \"Value\"", path.display()))?;
+        let value = c
+            .get("Value")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("{}: a class without a numeric \"Value\"", path.display()))?;
         let name = c.get("Name").and_then(Value::as_str).unwrap_or("").to_string();
         let color = c
             .get("Color")
@@ -88,7 +91,8 @@ impl EmdPackage {
                     config.num_classes
                 );
             }
-            config.class_names = std::iter::once("background".to_string()).chain(self.classes.iter().map(|c| c.1.clone())).collect();
+            config.class_names =
+                std::iter::once("background".to_string()).chain(self.classes.iter().map(|c| c.1.clone())).collect();
             config.category_ids = std::iter::once(0).chain(self.classes.iter().map(|c| c.0)).collect();
             config.class_colors = std::iter::once([0, 0, 0]).chain(self.classes.iter().map(|c| c.2)).collect();
         }
@@ -137,7 +141,8 @@ fn apply_kwarg(config: &mut MaskRcnnConfig, key: &str, value: &Value) -> Result<
 /// Unpacks a `.dlpk` (a plain zip of the model folder) into a temporary folder.
 pub fn extract_dlpk(path: &Path) -> Result<tempfile::TempDir> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| anyhow!("{}: not a valid .dlpk (zip) file: {e}", path.display()))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| anyhow!("{}: not a valid .dlpk (zip) file: {e}", path.display()))?;
     let dir = tempfile::tempdir().context("creating a temporary folder")?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| anyhow!("{}: corrupt entry {i}: {e}", path.display()))?;
@@ -151,7 +156,8 @@ pub fn extract_dlpk(path: &Path) -> Result<tempfile::TempDir> {
             std::fs::create_dir_all(parent)?;
         }
         let mut out = std::fs::File::create(&target)?;
-        std::io::copy(&mut entry, &mut out).with_context(|| format!("{}: extracting {}", path.display(), relative.display()))?;
+        std::io::copy(&mut entry, &mut out)
+            .with_context(|| format!("{}: extracting {}", path.display(), relative.display()))?;
     }
     Ok(dir)
 }
@@ -203,9 +209,21 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
     };
     put("box_score_thresh", rh.box_score_thresh.into(), rh.box_score_thresh != d.box_score_thresh);
     put("box_nms_thresh", rh.box_nms_thresh.into(), rh.box_nms_thresh != d.box_nms_thresh);
-    put("box_detections_per_img", rh.box_detections_per_img.into(), rh.box_detections_per_img != d.box_detections_per_img);
-    put("rpn_pre_nms_top_n_test", config.rpn.pre_nms_top_n_test.into(), config.rpn.pre_nms_top_n_test != defaults.rpn.pre_nms_top_n_test);
-    put("rpn_post_nms_top_n_test", config.rpn.post_nms_top_n_test.into(), config.rpn.post_nms_top_n_test != defaults.rpn.post_nms_top_n_test);
+    put(
+        "box_detections_per_img",
+        rh.box_detections_per_img.into(),
+        rh.box_detections_per_img != d.box_detections_per_img,
+    );
+    put(
+        "rpn_pre_nms_top_n_test",
+        config.rpn.pre_nms_top_n_test.into(),
+        config.rpn.pre_nms_top_n_test != defaults.rpn.pre_nms_top_n_test,
+    );
+    put(
+        "rpn_post_nms_top_n_test",
+        config.rpn.post_nms_top_n_test.into(),
+        config.rpn.post_nms_top_n_test != defaults.rpn.post_nms_top_n_test,
+    );
     let mut emd = serde_json::json!({
         "ModelParameters": {"pointrend": config.is_pointrend(), "backbone": format!("resnet{}", config.backbone.depth), "backend": "pytorch"},
         "Framework": "arcgis.learn.models._inferencing",
@@ -248,7 +266,7 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
     emd
 }
 
+/// The colour pictures draw label `label` in (maskrcnn-viz's palette, counted from the first class).
 fn default_color(label: usize) -> [u8; 3] {
-    const PALETTE: [[u8; 3]; 8] = [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]];
-    PALETTE[(label - 1) % PALETTE.len()]
+    maskrcnn_viz::class_color(label - 1)
 }

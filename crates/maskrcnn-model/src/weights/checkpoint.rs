@@ -42,7 +42,8 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
         "emd" => load_emd(path, device),
         "dlpk" => {
             let dir = arcgis::extract_dlpk(path)?;
-            let emd = arcgis::find_emd(dir.path())?.ok_or_else(|| anyhow!("{}: the package holds no .emd file", path.display()))?;
+            let emd = arcgis::find_emd(dir.path())?
+                .ok_or_else(|| anyhow!("{}: the package holds no .emd file", path.display()))?;
             load_emd(&emd, device)
         }
         "pth" | "pt" | "bin" | "safetensors" => {
@@ -50,13 +51,17 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
             let config = if sibling.is_file() { Some(read_config(&sibling)?) } else { None };
             load_with_config(path, config, device)
         }
-        _ => bail!("{}: unknown model format (expected .pth, .pt, .safetensors, .emd, .dlpk or a model folder)", path.display()),
+        _ => bail!(
+            "{}: unknown model format (expected .pth, .pt, .safetensors, .emd, .dlpk or a model folder)",
+            path.display()
+        ),
     }
 }
 
 fn load_emd(emd: &Path, device: &Device) -> Result<LoadedModel> {
     let package = arcgis::read_emd(emd)?;
-    let sd = StateDict::read(&package.model_file).with_context(|| format!("loading the weights named by {}", emd.display()))?;
+    let sd = StateDict::read(&package.model_file)
+        .with_context(|| format!("loading the weights named by {}", emd.display()))?;
     let mut config = infer_config(&sd).with_context(|| format!("{}", package.model_file.display()))?;
     package.apply_to(&mut config)?;
     build(config, &sd, &package.model_file, device)
@@ -72,8 +77,10 @@ fn load_with_config(weights: &Path, config: Option<MaskRcnnConfig>, device: &Dev
 }
 
 fn build(config: MaskRcnnConfig, sd: &StateDict, weights: &Path, device: &Device) -> Result<LoadedModel> {
-    let mut model = MaskRcnn::new(config, device).with_context(|| format!("{}: invalid model configuration", weights.display()))?;
-    sd.load_into(&mut model.net, "", device).with_context(|| format!("{}: not a compatible Mask R-CNN checkpoint", weights.display()))?;
+    let mut model =
+        MaskRcnn::new(config, device).with_context(|| format!("{}: invalid model configuration", weights.display()))?;
+    sd.load_into(&mut model.net, "", device)
+        .with_context(|| format!("{}: not a compatible Mask R-CNN checkpoint", weights.display()))?;
     Ok(LoadedModel { model, weights_path: weights.to_path_buf() })
 }
 
@@ -94,7 +101,9 @@ pub fn save_model_dir(model: &mut MaskRcnn, dir: &Path) -> Result<()> {
 /// Rebuilds torchvision's constructor arguments from tensor shapes: classes, ResNet depth, FPN
 /// stages and widths, head sizes.
 pub fn infer_config(sd: &StateDict) -> Result<MaskRcnnConfig> {
-    let need = |key: &str| sd.shape(key).ok_or_else(|| anyhow!("checkpoint is missing `{key}`; is it a torchvision Mask R-CNN?"));
+    let need = |key: &str| {
+        sd.shape(key).ok_or_else(|| anyhow!("checkpoint is missing `{key}`; is it a torchvision Mask R-CNN?"))
+    };
     if sd.get("backbone.body.conv1.weight").is_none() && sd.get("backbone.0.weight").is_some() {
         bail!("this checkpoint uses arcgis.learn's ResNet without FPN (keys backbone.0.*), which is not supported; retrain with an FPN backbone");
     }
@@ -118,13 +127,17 @@ pub fn infer_config(sd: &StateDict) -> Result<MaskRcnnConfig> {
             let (layout, is_bottleneck) = crate::backbone::resnet::resnet_layout(d).unwrap();
             is_bottleneck == bottleneck && layout[..stages] == blocks[..stages]
         })
-        .ok_or_else(|| anyhow!("ResNet with blocks {:?} (bottleneck: {bottleneck}) is not a standard depth", &blocks[..stages]))?;
+        .ok_or_else(|| {
+            anyhow!("ResNet with blocks {:?} (bottleneck: {bottleneck}) is not a standard depth", &blocks[..stages])
+        })?;
     let expansion = if bottleneck { 4 } else { 1 };
     let fpn_levels = (0..).take_while(|i| sd.get(&format!("backbone.fpn.inner_blocks.{i}.0.weight")).is_some()).count();
     let mut returned = Vec::new();
     for i in 0..fpn_levels {
         let cin = need(&format!("backbone.fpn.inner_blocks.{i}.0.weight"))?[1];
-        let layer = (1..=4).find(|&l| (64 << (l - 1)) * expansion == cin).ok_or_else(|| anyhow!("FPN input of {cin} channels matches no ResNet stage"))?;
+        let layer = (1..=4)
+            .find(|&l| (64 << (l - 1)) * expansion == cin)
+            .ok_or_else(|| anyhow!("FPN input of {cin} channels matches no ResNet stage"))?;
         returned.push(layer);
     }
     config.backbone.returned_layers = returned;
@@ -140,9 +153,8 @@ pub fn infer_config(sd: &StateDict) -> Result<MaskRcnnConfig> {
         config.mask_head = crate::config::MaskHeadKind::PointRend;
         return Ok(config);
     }
-    let mask_layers: Vec<usize> = (0..)
-        .map_while(|i| sd.shape(&format!("roi_heads.mask_head.{i}.0.weight")).map(|s| s[0]))
-        .collect();
+    let mask_layers: Vec<usize> =
+        (0..).map_while(|i| sd.shape(&format!("roi_heads.mask_head.{i}.0.weight")).map(|s| s[0])).collect();
     if mask_layers.is_empty() {
         bail!("checkpoint has no mask head (roi_heads.mask_head.*): it is not a Mask R-CNN");
     }

@@ -93,7 +93,9 @@ pub fn write_pth(sd: &StateDict, path: &Path) -> Result<()> {
     {
         let mut zip = zip::ZipWriter::new(std::io::Cursor::new(&mut bytes));
         // torch reads storages in place; 64-byte alignment lets it memory-map them.
-        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).with_alignment(64);
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .with_alignment(64);
         zip.start_file(format!("{archive}/data.pkl"), stored)?;
         zip.write_all(&p.out)?;
         zip.start_file(format!("{archive}/byteorder"), stored)?;
@@ -119,7 +121,8 @@ mod tests {
     #[test]
     fn round_trips_through_the_pytorch_reader() {
         let mut sd = StateDict::default();
-        sd.tensors.insert("a.weight".into(), HostTensor { shape: vec![2, 3], data: vec![1.0, -2.0, 3.5, 0.0, 1e-8, 7.0] });
+        sd.tensors
+            .insert("a.weight".into(), HostTensor { shape: vec![2, 3], data: vec![1.0, -2.0, 3.5, 0.0, 1e-8, 7.0] });
         sd.tensors.insert("b.bias".into(), HostTensor { shape: vec![1], data: vec![0.25] });
         sd.tensors.insert("c.conv".into(), HostTensor { shape: vec![1, 2, 1, 1], data: vec![4.0, 5.0] });
         let dir = tempfile::tempdir().unwrap();

@@ -55,12 +55,14 @@ impl StateDict {
     /// Strips wrappers such as `{"model": state_dict, "opt": ...}`, `{"state_dict": ...}` and
     /// DataParallel's `module.` prefix, keeping only the model's own tensors.
     fn unwrap_model(&mut self) {
-        let prefix = self.tensors.keys().find_map(|k| {
-            ANCHOR_KEYS.iter().find_map(|anchor| k.strip_suffix(anchor).map(str::to_string))
-        });
+        let prefix = self
+            .tensors
+            .keys()
+            .find_map(|k| ANCHOR_KEYS.iter().find_map(|anchor| k.strip_suffix(anchor).map(str::to_string)));
         let Some(prefix) = prefix.filter(|p| !p.is_empty()) else { return };
         let old = std::mem::take(&mut self.tensors);
-        self.tensors = old.into_iter().filter_map(|(k, v)| k.strip_prefix(&prefix).map(|s| (s.to_string(), v))).collect();
+        self.tensors =
+            old.into_iter().filter_map(|(k, v)| k.strip_prefix(&prefix).map(|s| (s.to_string(), v))).collect();
     }
 
     /// Maps pre-0.13 torchvision names (before `Conv2dNormActivation`) to current ones.
@@ -89,7 +91,11 @@ impl StateDict {
             };
             let expected = slot_shape(&slot);
             if expected != t.shape {
-                error = Some(anyhow!("`{name}` has shape {:?} in the checkpoint but the model expects {:?}", t.shape, expected));
+                error = Some(anyhow!(
+                    "`{name}` has shape {:?} in the checkpoint but the model expects {:?}",
+                    t.shape,
+                    expected
+                ));
                 return;
             }
             set_slot(slot, t, device);
@@ -170,10 +176,18 @@ fn set_slot(slot: TensorSlot<'_>, t: &HostTensor, device: &Device) {
     use burn::module::Param;
     match slot {
         TensorSlot::Param1(p) => *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0]], device)),
-        TensorSlot::Param2(p) => *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0], t.shape[1]], device)),
-        TensorSlot::Param3(p) => *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0], t.shape[1], t.shape[2]], device)),
+        TensorSlot::Param2(p) => {
+            *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0], t.shape[1]], device))
+        }
+        TensorSlot::Param3(p) => {
+            *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0], t.shape[1], t.shape[2]], device))
+        }
         TensorSlot::Param4(p) => {
-            *p = Param::from_tensor(tensor_from_vec(t.data.clone(), [t.shape[0], t.shape[1], t.shape[2], t.shape[3]], device))
+            *p = Param::from_tensor(tensor_from_vec(
+                t.data.clone(),
+                [t.shape[0], t.shape[1], t.shape[2], t.shape[3]],
+                device,
+            ))
         }
         TensorSlot::Const1(c) => *c = tensor_from_vec(t.data.clone(), [t.shape[0]], device),
     }
@@ -194,7 +208,8 @@ fn read_slot(slot: TensorSlot<'_>) -> HostTensor {
 
 fn read_pytorch(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     use pytorch_reader::{DType, PytorchReader};
-    let reader = PytorchReader::new(path).map_err(|e| anyhow!("{}: not a readable PyTorch checkpoint: {e}", path.display()))?;
+    let reader =
+        PytorchReader::new(path).map_err(|e| anyhow!("{}: not a readable PyTorch checkpoint: {e}", path.display()))?;
     let mut out = BTreeMap::new();
     for (name, tensor) in reader.into_tensors() {
         let bytes = tensor.read().with_context(|| format!("{}: reading tensor `{name}`", path.display()))?;
@@ -214,7 +229,8 @@ fn read_pytorch(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
 
 fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
@@ -245,7 +261,9 @@ fn decode_floats(kind: FloatKind, bytes: &[u8]) -> Vec<f32> {
         FloatKind::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         FloatKind::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
         FloatKind::F16 => bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-        FloatKind::BF16 => bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
+        FloatKind::BF16 => {
+            bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()
+        }
     }
 }
 

@@ -23,7 +23,10 @@ impl PointConv {
             // c2_msra_fill: kaiming normal, fan_out, relu.
             None => Distribution::Normal(0.0, (2.0 / out_ch as f64).sqrt()),
         };
-        Self { weight: Param::from_tensor(Tensor::random([out_ch, in_ch, 1], dist, device)), bias: Param::from_tensor(Tensor::zeros([out_ch], device)) }
+        Self {
+            weight: Param::from_tensor(Tensor::random([out_ch, in_ch, 1], dist, device)),
+            bias: Param::from_tensor(Tensor::zeros([out_ch], device)),
+        }
     }
 
     /// `[R, in, P] -> [R, out, P]`.

@@ -15,7 +15,10 @@ use super::{COARSE_INPUT_SIDE, COARSE_OUTPUT_SIDE, SUBDIVISION_POINTS, SUBDIVISI
 pub fn most_uncertain_cells(uncertainty: &[f32], h: usize, w: usize, k: usize) -> (Vec<usize>, Vec<[f32; 2]>) {
     let indices = crate::proposal::rpn::top_k_indices(uncertainty, k.min(h * w));
     let (w_step, h_step) = (1.0 / w as f32, 1.0 / h as f32);
-    let coords = indices.iter().map(|&i| [w_step / 2.0 + (i % w) as f32 * w_step, h_step / 2.0 + (i / w) as f32 * h_step]).collect();
+    let coords = indices
+        .iter()
+        .map(|&i| [w_step / 2.0 + (i % w) as f32 * w_step, h_step / 2.0 + (i / w) as f32 * h_step])
+        .collect();
     (indices, coords)
 }
 
@@ -56,7 +59,9 @@ impl PointRendInference<'_> {
         let coarse = self.coarse_head.forward(point_features);
         let [_, k, s7, _] = coarse.dims();
         let coarse_host = tensor_to_vec(coarse);
-        let mut logits: Vec<Vec<f32>> = (0..r).map(|i| coarse_host[(i * k + labels[i]) * s7 * s7..(i * k + labels[i] + 1) * s7 * s7].to_vec()).collect();
+        let mut logits: Vec<Vec<f32>> = (0..r)
+            .map(|i| coarse_host[(i * k + labels[i]) * s7 * s7..(i * k + labels[i] + 1) * s7 * s7].to_vec())
+            .collect();
         let mut side = s7;
         for step in 0..SUBDIVISION_STEPS {
             let next = side * 2;
@@ -74,8 +79,13 @@ impl PointRendInference<'_> {
                 coords.push(pts);
             }
             let p = coords[0].len();
-            let fine = tensor_from_vec(sample_box_points_host(self.fine_features, self.fine_scale, rois, &coords), [r * p, c], &device);
-            let coarse_at_points = tensor_from_vec(sample_coarse_host(&coarse_host, k, s7, &coords), [r * p, k], &device);
+            let fine = tensor_from_vec(
+                sample_box_points_host(self.fine_features, self.fine_scale, rois, &coords),
+                [r * p, c],
+                &device,
+            );
+            let coarse_at_points =
+                tensor_from_vec(sample_coarse_host(&coarse_host, k, s7, &coords), [r * p, k], &device);
             let point_logits = tensor_to_vec(self.point_head.forward_rows(fine, coarse_at_points));
             for (i, idx) in indices.iter().enumerate() {
                 for (j, &cell) in idx.iter().enumerate() {

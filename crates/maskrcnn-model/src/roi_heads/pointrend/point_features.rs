@@ -23,7 +23,12 @@ pub fn regular_grid(side: usize) -> Vec<[f32; 2]> {
 /// relative to each RoI's box: `[R, C, P]`, differentiable with respect to the features.
 /// Follows detectron2's `point_sample_fine_grained_features`: points are normalised by the padded
 /// feature extent and read with `grid_sample(align_corners=False)`.
-pub fn sample_box_points(feature: &Tensor<4>, scale: f32, rois: &[(usize, Box)], points: &[Vec<[f32; 2]>]) -> Tensor<3> {
+pub fn sample_box_points(
+    feature: &Tensor<4>,
+    scale: f32,
+    rois: &[(usize, Box)],
+    points: &[Vec<[f32; 2]>],
+) -> Tensor<3> {
     let [n, c, h, w] = feature.dims();
     let device = feature.device();
     let p = points.first().map_or(0, Vec::len);
@@ -47,7 +52,8 @@ pub fn sample_box_points(feature: &Tensor<4>, scale: f32, rois: &[(usize, Box)],
     }
     let flat: Tensor<2> = feature.clone().permute([0, 2, 3, 1]).reshape([n * h * w, c]);
     let taps = rows.len();
-    let gathered = flat.select(0, int_tensor_from_vec(rows, &device)) * tensor_from_vec::<2>(weights, [taps, 1], &device);
+    let gathered =
+        flat.select(0, int_tensor_from_vec(rows, &device)) * tensor_from_vec::<2>(weights, [taps, 1], &device);
     let sampled: Tensor<3> = gathered.reshape([rois.len() * p, 4, c]).sum_dim(1).reshape([rois.len(), p, c]);
     sampled.swap_dims(1, 2)
 }
@@ -55,7 +61,10 @@ pub fn sample_box_points(feature: &Tensor<4>, scale: f32, rois: &[(usize, Box)],
 /// Box-relative points as `[0, 1]` coordinates of a feature map covering `extent_x x extent_y`
 /// image pixels (the padded batch), as detectron2 normalises them for `grid_sample`.
 fn box_points_in_map(b: &Box, points: &[[f32; 2]], extent_x: f32, extent_y: f32) -> Vec<[f32; 2]> {
-    points.iter().map(|pt| [(b[0] + pt[0] * (b[2] - b[0])) / extent_x, (b[1] + pt[1] * (b[3] - b[1])) / extent_y]).collect()
+    points
+        .iter()
+        .map(|pt| [(b[0] + pt[0] * (b[2] - b[0])) / extent_x, (b[1] + pt[1] * (b[3] - b[1])) / extent_y])
+        .collect()
 }
 
 /// A feature map copied to the host once, channels last (`[N, H, W, C]`), so inference can read
@@ -80,7 +89,12 @@ impl HostFeatures {
 }
 
 /// [`sample_box_points`] on [`HostFeatures`], returned as rows `[R * P, C]` (RoI-major).
-pub fn sample_box_points_host(feature: &HostFeatures, scale: f32, rois: &[(usize, Box)], points: &[Vec<[f32; 2]>]) -> Vec<f32> {
+pub fn sample_box_points_host(
+    feature: &HostFeatures,
+    scale: f32,
+    rois: &[(usize, Box)],
+    points: &[Vec<[f32; 2]>],
+) -> Vec<f32> {
     let (c, h, w) = (feature.channels, feature.height, feature.width);
     let p = points.first().map_or(0, Vec::len);
     let mut out = vec![0.0f32; rois.len() * p * c];

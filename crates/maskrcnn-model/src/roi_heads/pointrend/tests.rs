@@ -1,4 +1,7 @@
+use burn::tensor::Tensor;
+
 use super::*;
+use crate::tensor_util::{tensor_from_vec, tensor_to_vec};
 
 #[test]
 fn grid_points_are_cell_centres() {
@@ -35,7 +38,9 @@ fn host_sampling_and_row_layout_match_the_tensor_path() {
     let values: Vec<f32> = (0..n * c * h * w).map(|i| ((i as f32) * 0.37).sin()).collect();
     let map: Tensor<4> = tensor_from_vec(values, [n, c, h, w], &device);
     let rois = vec![(0, [1.0, 2.0, 20.0, 15.0]), (1, [-3.0, 0.5, 10.0, 30.0]), (1, [5.0, 5.0, 6.0, 6.5])];
-    let points: Vec<Vec<[f32; 2]>> = (0..3).map(|r| (0..9).map(|j| [(j as f32 * 0.13 + r as f32 * 0.2) % 1.0, (j as f32 * 0.29) % 1.0]).collect()).collect();
+    let points: Vec<Vec<[f32; 2]>> = (0..3)
+        .map(|r| (0..9).map(|j| [(j as f32 * 0.13 + r as f32 * 0.2) % 1.0, (j as f32 * 0.29) % 1.0]).collect())
+        .collect();
     let tensor = tensor_to_vec(sample_box_points(&map, 0.25, &rois, &points)); // [R, C, P]
     let host = sample_box_points_host(&HostFeatures::from_tensor(&map), 0.25, &rois, &points); // [R * P, C]
     for r in 0..3 {
@@ -47,7 +52,8 @@ fn host_sampling_and_row_layout_match_the_tensor_path() {
         }
     }
     // Coarse logits sampled on the host equal the tensor path too.
-    let coarse: Tensor<4> = tensor_from_vec((0..3 * 4 * 49).map(|i| (i as f32 * 0.11).cos()).collect(), [3, 4, 7, 7], &device);
+    let coarse: Tensor<4> =
+        tensor_from_vec((0..3 * 4 * 49).map(|i| (i as f32 * 0.11).cos()).collect(), [3, 4, 7, 7], &device);
     let t = tensor_to_vec(sample_coarse(&coarse, &points));
     let hst = sample_coarse_host(&tensor_to_vec(coarse.clone()), 4, 7, &points);
     for r in 0..3 {
@@ -61,7 +67,9 @@ fn host_sampling_and_row_layout_match_the_tensor_path() {
     let head = PointHead::new(c, 4, &device);
     let fine = sample_box_points(&map, 0.25, &rois, &points);
     let by_roi = tensor_to_vec(head.forward(fine, sample_coarse(&coarse, &points)));
-    let by_row = tensor_to_vec(head.forward_rows(tensor_from_vec(host, [27, c], &device), tensor_from_vec(hst, [27, 4], &device)));
+    let by_row = tensor_to_vec(
+        head.forward_rows(tensor_from_vec(host, [27, c], &device), tensor_from_vec(hst, [27, 4], &device)),
+    );
     for r in 0..3 {
         for k in 0..4 {
             for j in 0..9 {
