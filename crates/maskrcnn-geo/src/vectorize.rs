@@ -16,6 +16,8 @@ use geo::{Area, Coord, LineString, MultiPolygon, Polygon, Validation};
 
 use crate::raster::GeoTransform;
 
+pub mod validity;
+
 /// Options for mask → polygon conversion. Lengths and areas are in map units (metres for UTM).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VectorizeOptions {
@@ -69,7 +71,9 @@ pub fn trace_mask_pixels(mask: &[u8], width: usize, height: usize) -> Result<Mul
     }
     let vw = width + 1;
     let mut out_edges = vec![0u8; vw * (height + 1)];
-    let inside = |x: i64, y: i64| x >= 0 && y >= 0 && (x as usize) < width && (y as usize) < height && mask[y as usize * width + x as usize] != 0;
+    let inside = |x: i64, y: i64| {
+        x >= 0 && y >= 0 && (x as usize) < width && (y as usize) < height && mask[y as usize * width + x as usize] != 0
+    };
     let mut n_edges = 0usize;
     for y in 0..height as i64 {
         for x in 0..width as i64 {
@@ -245,10 +249,7 @@ fn assemble_polygons(rings: Vec<Vec<Pt>>) -> MultiPolygon<f64> {
         LineString::new(coords)
     };
     MultiPolygon::new(
-        shells
-            .iter()
-            .map(|(shell, _, hs)| Polygon::new(to_ls(shell), hs.iter().map(to_ls).collect()))
-            .collect(),
+        shells.iter().map(|(shell, _, hs)| Polygon::new(to_ls(shell), hs.iter().map(to_ls).collect())).collect(),
     )
 }
 
@@ -340,9 +341,7 @@ fn simplify_ring(ring: &LineString<f64>, tol: f64) -> Option<LineString<f64>> {
         return Some(ring.clone());
     }
     // Anchor the closed ring at vertex 0 and the vertex farthest from it.
-    let far = (1..n)
-        .max_by(|&a, &b| dist2(pts[0], pts[a]).total_cmp(&dist2(pts[0], pts[b])))
-        .unwrap();
+    let far = (1..n).max_by(|&a, &b| dist2(pts[0], pts[a]).total_cmp(&dist2(pts[0], pts[b]))).unwrap();
     let mut keep = vec![false; n + 1];
     keep[0] = true;
     keep[far] = true;
