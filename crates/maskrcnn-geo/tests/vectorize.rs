@@ -2,6 +2,7 @@ mod common;
 
 use geo::{Area, BooleanOps, MultiPolygon, Validation};
 use maskrcnn_geo::raster::{GeoTiff, GeoTransform, PixelWindow};
+use maskrcnn_geo::vectorize::validity::validate_multipolygon;
 use maskrcnn_geo::vectorize::*;
 
 fn iou(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> f64 {
@@ -50,7 +51,7 @@ fn donut_has_a_hole_and_diagonal_pixels_are_separate_valid_parts() {
     assert_eq!(mp.0.len(), 2);
     assert!(mp.is_valid(), "{:?}", mp.validation_errors());
 
-    // A ring closed only through a diagonal contact: the hole touches the shell at one point.
+    // A ring closed only through a diagonal contact: two 4-connected parts touching at two corners.
     #[rustfmt::skip]
     let ring = [
         1, 1, 1, 0,
@@ -60,6 +61,8 @@ fn donut_has_a_hole_and_diagonal_pixels_are_separate_valid_parts() {
     ];
     let mp = trace_mask_pixels(&ring, 4, 4).unwrap();
     assert!(mp.is_valid(), "{:?}", mp.validation_errors());
+    validate_multipolygon(&mp).unwrap();
+    assert_eq!(mp.0.len(), 2);
     assert_eq!(mp.unsigned_area(), 10.0);
 }
 
@@ -75,6 +78,7 @@ fn random_masks_roundtrip_exactly_and_are_valid() {
         let count = mask.iter().filter(|&&m| m != 0).count();
         assert_eq!(mp.unsigned_area(), count as f64, "case {case}");
         assert!(mp.is_valid(), "case {case} {mask:?}: {:?}", mp.validation_errors());
+        validate_multipolygon(&mp).unwrap_or_else(|e| panic!("case {case} {mask:?}: {e}"));
         let back = rasterize_polygons(&[(mp, 1u8)], w, h, &gt, 0).unwrap();
         assert_eq!(back, mask, "case {case}");
     }
@@ -220,12 +224,15 @@ fn spacenet_footprints_rasterise_and_vectorise_back() {
         // Exact outline reproduces the burnt pixels: area = pixel count.
         assert!((e.geometry.unsigned_area() - e.pixel_count as f64 * px_area).abs() < 1e-6);
         assert!(e.geometry.is_valid() && s.geometry.is_valid());
+        validate_multipolygon(&e.geometry).unwrap();
+        validate_multipolygon(&s.geometry).unwrap();
         let iou_simpl = iou(&e.geometry, &s.geometry);
         worst_simplified = worst_simplified.min(iou_simpl);
         assert!(iou_simpl >= 0.98, "building {}: simplified vs exact IoU {iou_simpl}", e.value);
         let area_px = truth.unsigned_area() / px_area;
-        let perim_px: f64 = truth.0[0].exterior().0.windows(2).map(|p| (p[1].x - p[0].x).hypot(p[1].y - p[0].y)).sum::<f64>()
-            / gt.pixel_size();
+        let perim_px: f64 =
+            truth.0[0].exterior().0.windows(2).map(|p| (p[1].x - p[0].x).hypot(p[1].y - p[0].y)).sum::<f64>()
+                / gt.pixel_size();
         let iou_truth = iou(&s.geometry, truth);
         let bound = 1.0 - 0.5 * perim_px / area_px;
         assert!(iou_truth >= bound, "building {}: IoU {iou_truth} < {bound} ({area_px:.0} px)", e.value);
@@ -233,7 +240,10 @@ fn spacenet_footprints_rasterise_and_vectorise_back() {
             big_enough += 1;
             assert!(iou_truth >= 0.98, "building {} ({area_px:.0} px): IoU {iou_truth}", e.value);
         }
-        println!("building {:2}: {:6.0} px, IoU vs truth {:.4}, simplified vs exact {:.4}", e.value, area_px, iou_truth, iou_simpl);
+        println!(
+            "building {:2}: {:6.0} px, IoU vs truth {:.4}, simplified vs exact {:.4}",
+            e.value, area_px, iou_truth, iou_simpl
+        );
     }
     println!("worst simplified-vs-exact IoU {worst_simplified:.4}; {big_enough} buildings big enough for the 0.98 bar");
 
@@ -246,9 +256,15 @@ fn spacenet_footprints_rasterise_and_vectorise_back() {
     let (fw, fh) = (w * 4, h * 4);
     let burn: Vec<(MultiPolygon<f64>, u16)> = truths.iter().cloned().zip(1u16..).collect();
     let labels = rasterize_polygons(&burn, fw, fh, &fine, 0u16).unwrap();
-    let fine_polys =
-        vectorize_label_raster(&labels, fw, fh, 0, &fine, &VectorizeOptions::default().with_simplify_pixels(&fine, 0.5))
-            .unwrap();
+    let fine_polys = vectorize_label_raster(
+        &labels,
+        fw,
+        fh,
+        0,
+        &fine,
+        &VectorizeOptions::default().with_simplify_pixels(&fine, 0.5),
+    )
+    .unwrap();
     assert_eq!(fine_polys.len(), 43);
     let mut worst = (1.0f64, 0u16);
     let mut n_big = 0;
@@ -257,7 +273,8 @@ fn spacenet_footprints_rasterise_and_vectorise_back() {
         let score = iou(&f.geometry, truth);
         let area_px = truth.unsigned_area() / fine.pixel_area();
         let perim_px: f64 =
-            truth.0[0].exterior().0.windows(2).map(|p| (p[1].x - p[0].x).hypot(p[1].y - p[0].y)).sum::<f64>() / fine.pixel_size();
+            truth.0[0].exterior().0.windows(2).map(|p| (p[1].x - p[0].x).hypot(p[1].y - p[0].y)).sum::<f64>()
+                / fine.pixel_size();
         assert!(score >= 1.0 - 0.5 * perim_px / area_px, "4x grid: building {} IoU {score}", f.value);
         // Expected grid loss is 0.25 * perimeter / area; 16 px leaves margin for its spread.
         if area_px / perim_px >= 16.0 {
@@ -268,7 +285,10 @@ fn spacenet_footprints_rasterise_and_vectorise_back() {
             }
         }
     }
-    println!("4x grid: {n_big} of 43 buildings big enough; their worst IoU vs truth {:.4} (building {})", worst.0, worst.1);
+    println!(
+        "4x grid: {n_big} of 43 buildings big enough; their worst IoU vs truth {:.4} (building {})",
+        worst.0, worst.1
+    );
     assert!(n_big >= 30, "only {n_big} buildings reached the size for the 0.98 bar");
     let _ = PixelWindow::new(0, 0, 1, 1);
 }

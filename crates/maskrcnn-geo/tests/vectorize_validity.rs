@@ -391,6 +391,40 @@ fn dump_wkt_for_geos() {
         let mp = vectorize_mask(&mask, w, h, &gt, &opts).unwrap();
         let mut geoms = vec![mp.clone()];
         geoms.extend(mp.0.iter().map(|p| MultiPolygon::new(vec![p.clone()])));
+        // Jittered copies of the exact pixel outlines: a mix of valid and invalid geometries with
+        // many degenerate contacts (vertices on grid points and half points).
+        let exact = trace_mask_pixels(&mask, w, h).unwrap();
+        for _ in 0..3 {
+            let mut j = exact.clone();
+            let n_polys = j.0.len();
+            if n_polys == 0 {
+                break;
+            }
+            for _ in 0..1 + rng.below(3) {
+                let pi = rng.below(n_polys as u64) as usize;
+                let (mut ext, mut ints) = j.0[pi].clone().into_inner();
+                let ring = if ints.is_empty() || rng.below(2) == 0 { &mut ext } else { &mut ints[0] };
+                let n = ring.0.len() - 1;
+                let k = rng.below(n as u64) as usize;
+                let d = [-1.0, -0.5, 0.5, 1.0][rng.below(4) as usize];
+                if rng.below(4) == 0 {
+                    // Move the whole ring (holes outside/nested, parts inside other parts).
+                    let (dx, dy) = (rng.below(7) as f64 - 3.0, rng.below(7) as f64 - 3.0);
+                    for c in ring.0.iter_mut() {
+                        c.x += dx;
+                        c.y += dy;
+                    }
+                } else if rng.below(2) == 0 {
+                    ring.0[k].x += d;
+                } else {
+                    ring.0[k].y += d;
+                }
+                ring.0[n] = ring.0[0];
+                j.0[pi] = Polygon::new(ext, ints);
+            }
+            geoms.push(j.clone());
+            geoms.extend(j.0.iter().map(|p| MultiPolygon::new(vec![p.clone()])));
+        }
         for g in geoms {
             let verdict = match validate_multipolygon(&g) {
                 Ok(()) => "valid".to_string(),
@@ -466,4 +500,62 @@ fn count_invalid_outputs() {
         n += out.len();
     }
     println!("label rasters: {bad} of {n} features invalid, in {bad_rasters} of 300 rasters");
+}
+
+#[test]
+fn simplification_keeps_touching_rings_touching() {
+    // A disc with a square hole and a diagonal chain of one-pixel holes from it to the outside:
+    // every hole touches the next at a corner and the last touches the shell. Simplifying must not
+    // pull those corners apart (rings would cross or overlap) nor give up on the whole polygon.
+    let (size, c, r) = (60usize, 30.0, 25.0);
+    let mut mask: Vec<u8> = (0..size * size)
+        .map(|i| ((((i % size) as f64 + 0.5 - c).powi(2) + ((i / size) as f64 + 0.5 - c).powi(2)).sqrt() < r) as u8)
+        .collect();
+    for y in 26..34 {
+        for x in 26..34 {
+            mask[y * size + x] = 0;
+        }
+    }
+    let mut chain = 0;
+    for k in 0.. {
+        let (x, y) = (34 + k, 34 + k);
+        if mask[y * size + x] == 0 || mask[(y + 1) * size + x + 1] == 0 {
+            break;
+        }
+        mask[y * size + x] = 0;
+        chain += 1;
+    }
+    // Last chain pixel diagonal to the outside: make that corner a saddle.
+    let (x, y) = (34 + chain, 34 + chain);
+    mask[y * size + x] = 0;
+    chain += 1;
+    let gt = north_up();
+    let exact = vectorize_mask(&mask, size, size, &gt, &VectorizeOptions::default()).unwrap();
+    let simple =
+        vectorize_mask(&mask, size, size, &gt, &VectorizeOptions::default().with_simplify_pixels(&gt, 1.0)).unwrap();
+    validate_multipolygon(&exact).unwrap();
+    validate_multipolygon(&simple).unwrap();
+    assert_eq!(exact.0.len(), 1);
+    assert_eq!(simple.0.len(), 1);
+    let holes = exact.0[0].interiors().len();
+    assert!(holes >= chain, "one ring per hole pixel of the chain, plus the square: {holes} holes, chain {chain}");
+    assert_eq!(simple.0[0].interiors().len(), holes);
+    let (ne, ns) = (exact.0[0].exterior().0.len(), simple.0[0].exterior().0.len());
+    assert!(ns * 2 < ne, "shell not simplified: {ns} vs {ne} vertices");
+    // The shell still touches the chain at a shared vertex, and the holes each other.
+    let touches = |p: &Polygon<f64>| {
+        let key = |c: &geo::Coord<f64>| (c.x.to_bits(), c.y.to_bits());
+        let shell: std::collections::HashSet<(u64, u64)> = p.exterior().0.iter().map(key).collect();
+        let shell_touches = p.interiors().iter().filter(|h| h.0.iter().any(|c| shell.contains(&key(c)))).count();
+        let mut seen = std::collections::HashMap::new();
+        for h in p.interiors() {
+            for c in &h.0[1..] {
+                *seen.entry(key(c)).or_insert(0) += 1;
+            }
+        }
+        (shell_touches, seen.values().filter(|&&n| n > 1).count())
+    };
+    let t = touches(&exact.0[0]);
+    assert!(t.0 >= 1 && t.1 >= chain - 1, "{t:?}");
+    assert_eq!(touches(&simple.0[0]), t);
 }
