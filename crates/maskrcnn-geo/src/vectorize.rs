@@ -2,19 +2,23 @@
 //!
 //! Contours follow pixel *edges* (the lattice of pixel corners), not pixel centres, so a
 //! one-pixel object becomes a unit square and area is preserved exactly before simplification.
-//! Where two foreground pixels touch only diagonally (a "saddle" corner) a traced ring may visit
-//! the same corner twice; such rings are split there, which makes every output ring simple. The
-//! resulting polygons only ever touch at isolated points, which OGC (and `geo::Validation`)
-//! accepts.
+//! Connectivity is that of `gdal_polygonize`: object pixels are 4-connected (two pixels touching
+//! only at a corner belong to different polygons) and background is 8-connected (holes may touch
+//! the shell or each other at a corner). At such a "saddle" corner the tracer turns around the
+//! same object pixel, and a ring that comes back to the corner is split there, so every ring is
+//! simple, rings touch only at isolated corners, and every polygon's interior is connected: the
+//! output is valid by OGC/GEOS rules ([`validity`]), which `geo::Validation` does not fully check.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use anyhow::{bail, Result};
 use geo::orient::{Direction, Orient};
-use geo::{Area, Coord, LineString, MultiPolygon, Polygon, Validation};
+use geo::{Area, Coord, LineString, MultiPolygon, Polygon};
 
 use crate::raster::GeoTransform;
+
+pub mod validity;
 
 /// Options for mask → polygon conversion. Lengths and areas are in map units (metres for UTM).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -61,39 +65,44 @@ fn step(p: Pt, dir: u8) -> Pt {
 }
 
 /// Trace a binary mask (row-major, nonzero = object) into polygons in pixel-corner coordinates
-/// (x to the right, y down; pixel (c, r) covers [c, c+1] × [r, r+1]). Each 4/8-connected part
-/// becomes one polygon with its holes; no simplification.
+/// (x to the right, y down; pixel (c, r) covers [c, c+1] × [r, r+1]), with the semantics of
+/// `gdal_polygonize`: object pixels are 4-connected, so each 4-connected part becomes one polygon
+/// (pixels touching only at a corner are separate polygons), and background is 8-connected, so a
+/// hole may touch the shell or other holes at a corner. Every ring is simple and every polygon is
+/// valid by OGC rules (see [`validity`]); no simplification.
 pub fn trace_mask_pixels(mask: &[u8], width: usize, height: usize) -> Result<MultiPolygon<f64>> {
     if mask.len() != width * height {
         bail!("mask has {} values but {}x{} = {} were expected", mask.len(), width, height, width * height);
     }
     let vw = width + 1;
     let mut out_edges = vec![0u8; vw * (height + 1)];
-    let inside = |x: i64, y: i64| {
-        x >= 0 && y >= 0 && (x as usize) < width && (y as usize) < height && mask[y as usize * width + x as usize] != 0
-    };
     let mut n_edges = 0usize;
-    for y in 0..height as i64 {
-        for x in 0..width as i64 {
-            if !inside(x, y) {
+    for y in 0..height {
+        let row = &mask[y * width..(y + 1) * width];
+        let above = if y > 0 { Some(&mask[(y - 1) * width..y * width]) } else { None };
+        let below = if y + 1 < height { Some(&mask[(y + 1) * width..(y + 2) * width]) } else { None };
+        for x in 0..width {
+            if row[x] == 0 {
                 continue;
             }
-            // Boundary edges oriented so that the object is on the same side of every edge.
-            let mut add = |vx: i64, vy: i64, dir: u8| {
-                out_edges[vy as usize * vw + vx as usize] |= dir;
+            // Boundary edges oriented so that the object is on the same side of every edge: on the
+            // left when drawn with y up, i.e. at (dy, -dx) of the direction (dx, dy) here.
+            let (v00, v10, v01, v11) = (y * vw + x, y * vw + x + 1, (y + 1) * vw + x, (y + 1) * vw + x + 1);
+            if above.is_none_or(|r| r[x] == 0) {
+                out_edges[v10] |= LEFT;
                 n_edges += 1;
-            };
-            if !inside(x, y - 1) {
-                add(x + 1, y, LEFT);
             }
-            if !inside(x - 1, y) {
-                add(x, y, DOWN);
+            if x == 0 || row[x - 1] == 0 {
+                out_edges[v00] |= DOWN;
+                n_edges += 1;
             }
-            if !inside(x, y + 1) {
-                add(x, y + 1, RIGHT);
+            if below.is_none_or(|r| r[x] == 0) {
+                out_edges[v01] |= RIGHT;
+                n_edges += 1;
             }
-            if !inside(x + 1, y) {
-                add(x + 1, y + 1, UP);
+            if x + 1 == width || row[x + 1] == 0 {
+                out_edges[v11] |= UP;
+                n_edges += 1;
             }
         }
     }
@@ -105,6 +114,8 @@ pub fn trace_mask_pixels(mask: &[u8], width: usize, height: usize) -> Result<Mul
             let mut ring = vec![start];
             let mut p = start;
             let mut dir = lowest_bit(out_edges[start_idx]);
+            // A ring can only revisit a saddle corner (two outgoing edges), and only then needs splitting.
+            let mut saddle = out_edges[start_idx].count_ones() == 2;
             loop {
                 out_edges[p.1 as usize * vw + p.0 as usize] &= !dir;
                 used += 1;
@@ -114,44 +125,73 @@ pub fn trace_mask_pixels(mask: &[u8], width: usize, height: usize) -> Result<Mul
                 }
                 ring.push(p);
                 let outs = out_edges[p.1 as usize * vw + p.0 as usize];
-                if outs == 0 {
-                    bail!("internal error: contour tracing lost its way at {p:?}");
-                }
-                // At a saddle corner keep turning the same way; either choice is fine because
-                // rings that revisit a corner are split below.
-                dir = if outs.count_ones() == 1 { outs } else { turn_right_first(dir, outs) };
+                dir = match outs.count_ones() {
+                    1 => outs,
+                    2 => {
+                        saddle = true;
+                        turn_toward_object(dir, outs)
+                    }
+                    _ => bail!("internal error: contour tracing lost its way at {p:?}"),
+                };
             }
-            rings.extend(split_at_repeated_vertices(ring));
+            if saddle {
+                rings.extend(split_at_repeated_vertices(ring, mask, width, height));
+            } else {
+                let r = drop_collinear(ring);
+                if r.len() >= 4 {
+                    rings.push(r);
+                }
+            }
         }
     }
     debug_assert_eq!(used, n_edges);
-    Ok(assemble_polygons(rings))
+    Ok(assemble_polygons(rings, mask, width, height))
 }
 
 fn lowest_bit(b: u8) -> u8 {
     b & b.wrapping_neg()
 }
 
-fn turn_right_first(incoming: u8, outs: u8) -> u8 {
-    // In y-down coordinates, "right" of LEFT is UP, etc.
-    let right = match incoming {
-        LEFT => UP,
-        UP => RIGHT,
-        RIGHT => DOWN,
+/// At a saddle corner (two object pixels touching only diagonally, two boundary paths meeting),
+/// continue around the same object pixel: the pixel left of the incoming edge (drawn y up) is
+/// then also left of the outgoing one, so diagonal object pixels are never joined (4-connected
+/// objects, 8-connected background, as `gdal_polygonize`). With y down that is LEFT → DOWN,
+/// DOWN → RIGHT, RIGHT → UP, UP → LEFT.
+fn turn_toward_object(incoming: u8, outs: u8) -> u8 {
+    let same_pixel = match incoming {
+        LEFT => DOWN,
+        DOWN => RIGHT,
+        RIGHT => UP,
         _ => LEFT,
     };
-    if outs & right != 0 {
-        right
+    debug_assert!(outs & same_pixel != 0);
+    if outs & same_pixel != 0 {
+        same_pixel
     } else {
         lowest_bit(outs)
     }
 }
 
-fn split_at_repeated_vertices(ring: Vec<Pt>) -> Vec<Vec<Pt>> {
+fn is_saddle(p: Pt, mask: &[u8], width: usize, height: usize) -> bool {
+    let inside = |x: i64, y: i64| {
+        x >= 0 && y >= 0 && (x as usize) < width && (y as usize) < height && mask[y as usize * width + x as usize] != 0
+    };
+    let (nw, ne, sw, se) = (inside(p.0 - 1, p.1 - 1), inside(p.0, p.1 - 1), inside(p.0 - 1, p.1), inside(p.0, p.1));
+    nw == se && ne == sw && nw != ne
+}
+
+/// Split a closed walk where it revisits a (saddle) corner into simple loops. Loops that enclose
+/// background (a hole pinched off at a corner) come out with the hole orientation.
+fn split_at_repeated_vertices(ring: Vec<Pt>, mask: &[u8], width: usize, height: usize) -> Vec<Vec<Pt>> {
     let mut result = Vec::new();
     let mut path: Vec<Pt> = Vec::with_capacity(ring.len());
+    // Positions in `path` of the saddle corners on it.
     let mut pos: HashMap<Pt, usize> = HashMap::new();
     for p in ring {
+        if !is_saddle(p, mask, width, height) {
+            path.push(p);
+            continue;
+        }
         if let Some(&i) = pos.get(&p) {
             let loop_part: Vec<Pt> = path.drain(i..).collect();
             for q in &loop_part {
@@ -187,6 +227,52 @@ fn signed_area2(ring: &[Pt]) -> i64 {
     (0..n).map(|i| ring[i].0 * ring[(i + 1) % n].1 - ring[(i + 1) % n].0 * ring[i].1).sum()
 }
 
+/// 4-connected component of every object pixel (`u32::MAX` for background), by flood fill.
+fn label_components(mask: &[u8], width: usize, height: usize) -> Vec<u32> {
+    let mut labels = vec![u32::MAX; mask.len()];
+    let mut next = 0u32;
+    let mut stack: Vec<usize> = Vec::new();
+    for start in 0..mask.len() {
+        if mask[start] == 0 || labels[start] != u32::MAX {
+            continue;
+        }
+        labels[start] = next;
+        stack.push(start);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % width, i / width);
+            let mut visit = |j: usize| {
+                if mask[j] != 0 && labels[j] == u32::MAX {
+                    labels[j] = next;
+                    stack.push(j);
+                }
+            };
+            if x > 0 {
+                visit(i - 1);
+            }
+            if x + 1 < width {
+                visit(i + 1);
+            }
+            if y > 0 {
+                visit(i - width);
+            }
+            if y + 1 < height {
+                visit(i + width);
+            }
+        }
+        next += 1;
+    }
+    labels
+}
+
+/// The object pixel on the object side of a ring's first edge.
+fn ring_pixel(ring: &[Pt], width: usize) -> usize {
+    let (a, b) = (ring[0], ring[1]);
+    let (dx, dy) = ((b.0 - a.0).signum(), (b.1 - a.1).signum());
+    // Pixel centre in doubled coordinates: 2a + (dx, dy) + (dy, -dx).
+    let (px2, py2) = (2 * a.0 + dx + dy, 2 * a.1 + dy - dx);
+    ((py2 - 1) / 2) as usize * width + ((px2 - 1) / 2) as usize
+}
+
 /// Even-odd point-in-ring test; the probe is a half-integer point so it never lies on an edge.
 fn ring_contains(ring: &[Pt], px2: i64, py2: i64) -> bool {
     // Work in doubled coordinates to stay in integers.
@@ -206,40 +292,41 @@ fn ring_contains(ring: &[Pt], px2: i64, py2: i64) -> bool {
     inside
 }
 
-fn assemble_polygons(rings: Vec<Vec<Pt>>) -> MultiPolygon<f64> {
+/// Group simple rings into polygons. Every ring bounds exactly one 4-connected component (the
+/// pixels on its object side), and each component has exactly one shell, so a hole belongs to the
+/// shell of the component of the pixel beside it: linear time, no containment tests.
+fn assemble_polygons(rings: Vec<Vec<Pt>>, mask: &[u8], width: usize, height: usize) -> MultiPolygon<f64> {
+    let labels = label_components(mask, width, height);
     // Shells have negative doubled area with this tracing direction (y down), holes positive.
-    let mut shells: Vec<(Vec<Pt>, i64, Vec<Vec<Pt>>)> = Vec::new();
-    let mut holes: Vec<Vec<Pt>> = Vec::new();
+    let mut shells: Vec<(Vec<Pt>, Vec<Vec<Pt>>)> = Vec::new();
+    let mut shell_of: HashMap<u32, Vec<usize>> = HashMap::new();
+    let mut holes: Vec<(Vec<Pt>, u32)> = Vec::new();
     for r in rings {
         let a = signed_area2(&r);
+        let comp = labels[ring_pixel(&r, width)];
+        debug_assert_ne!(comp, u32::MAX);
         if a < 0 {
-            shells.push((r, -a, Vec::new()));
+            shell_of.entry(comp).or_default().push(shells.len());
+            shells.push((r, Vec::new()));
         } else if a > 0 {
-            holes.push(r);
+            holes.push((r, comp));
         }
     }
-    let bboxes: Vec<(i64, i64, i64, i64)> = shells.iter().map(|(r, _, _)| ring_bbox(r)).collect();
-    for hole in holes {
-        // Probe: the centre of the object pixel beside the hole's first unit edge (doubled
-        // coordinates, so it is (odd, odd) and never on an edge). Every traced edge has the object
-        // on the side (dy, -dx) of its direction (dx, dy), by construction of the edges above.
-        let (a, b) = (hole[0], hole[1]);
-        let (dx, dy) = ((b.0 - a.0).signum(), (b.1 - a.1).signum());
-        let (px2, py2) = (2 * a.0 + dx + dy, 2 * a.1 + dy - dx);
-        let hb = ring_bbox(&hole);
-        let mut best: Option<usize> = None;
-        for (i, (shell, area, _)) in shells.iter().enumerate() {
-            let sb = bboxes[i];
-            if hb.0 < sb.0 || hb.1 < sb.1 || hb.2 > sb.2 || hb.3 > sb.3 {
-                continue;
-            }
-            if ring_contains(shell, px2, py2) && best.is_none_or(|j| *area < shells[j].1) {
-                best = Some(i);
-            }
-        }
-        if let Some(i) = best {
-            shells[i].2.push(hole);
-        }
+    for (hole, comp) in holes {
+        let Some(candidates) = shell_of.get(&comp) else {
+            debug_assert!(false, "hole without a shell");
+            continue;
+        };
+        debug_assert_eq!(candidates.len(), 1, "a 4-connected component has one outer boundary");
+        let i = if candidates.len() == 1 {
+            candidates[0]
+        } else {
+            // Defensive: pick the shell containing the pixel beside the hole.
+            let p = ring_pixel(&hole, width);
+            let (px2, py2) = (2 * (p % width) as i64 + 1, 2 * (p / width) as i64 + 1);
+            *candidates.iter().find(|&&i| ring_contains(&shells[i].0, px2, py2)).unwrap_or(&candidates[0])
+        };
+        shells[i].1.push(hole);
     }
     let to_ls = |r: &Vec<Pt>| {
         let mut coords: Vec<Coord<f64>> = r.iter().map(|p| Coord { x: p.0 as f64, y: p.1 as f64 }).collect();
@@ -247,16 +334,8 @@ fn assemble_polygons(rings: Vec<Vec<Pt>>) -> MultiPolygon<f64> {
         LineString::new(coords)
     };
     MultiPolygon::new(
-        shells.iter().map(|(shell, _, hs)| Polygon::new(to_ls(shell), hs.iter().map(to_ls).collect())).collect(),
+        shells.iter().map(|(shell, hs)| Polygon::new(to_ls(shell), hs.iter().map(to_ls).collect())).collect(),
     )
-}
-
-fn ring_bbox(r: &[Pt]) -> (i64, i64, i64, i64) {
-    let mut b = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
-    for p in r {
-        b = (b.0.min(p.0), b.1.min(p.1), b.2.max(p.0), b.3.max(p.1));
-    }
-    b
 }
 
 /// Apply a geotransform to pixel-corner coordinates and orient rings (exterior counter-clockwise,
@@ -283,72 +362,154 @@ pub fn vectorize_mask(
     Ok(postprocess(pixels_to_map(&pixel_polys, gt), opts))
 }
 
-/// Simplify, regularise and filter map-space polygons, keeping them valid.
+/// Simplify, regularise and filter map-space polygons, keeping them valid (by the rules of
+/// [`validity`], i.e. GEOS): every simplified or regularised part is checked and falls back to a
+/// smaller tolerance, then to its exact outline; parts that come to overlap their neighbours
+/// fall back to their exact outlines too. Vertices shared by two rings (where a hole touches its
+/// shell, or two parts touch) are kept by the simplification, so touching rings stay touching
+/// instead of crossing.
 pub fn postprocess(mp: MultiPolygon<f64>, opts: &VectorizeOptions) -> MultiPolygon<f64> {
-    let mut parts = Vec::new();
-    let mut exact_parts = Vec::new();
+    let mut exact: Vec<Polygon<f64>> = Vec::with_capacity(mp.0.len());
     for poly in mp.0 {
         if poly.exterior().0.len() < 4 || poly.unsigned_area() < opts.min_area {
             continue;
         }
-        let interiors: Vec<LineString<f64>> = poly
-            .interiors()
-            .iter()
-            .filter(|h| Polygon::new((*h).clone(), vec![]).unsigned_area() >= opts.min_area.max(f64::MIN_POSITIVE))
-            .cloned()
-            .collect();
-        let poly = Polygon::new(poly.exterior().clone(), interiors);
-        exact_parts.push(poly.clone());
-        let mut best = poly.clone();
-        if opts.simplify_tolerance > 0.0 {
-            // Halve the tolerance until the result is valid; the exact outline is always valid.
-            let mut tol = opts.simplify_tolerance;
-            for _ in 0..4 {
-                if let Some(s) = simplify_polygon(&poly, tol) {
-                    if s.is_valid() {
-                        best = s;
-                        break;
+        let (exterior, interiors) = poly.into_inner();
+        let interiors: Vec<LineString<f64>> =
+            interiors.into_iter().filter(|h| ring_area(h) >= opts.min_area.max(f64::MIN_POSITIVE)).collect();
+        exact.push(Polygon::new(exterior, interiors));
+    }
+    if opts.simplify_tolerance <= 0.0 && !opts.regularize_right_angles {
+        return MultiPolygon::new(exact).orient(Direction::Default);
+    }
+    let pinned = shared_vertices(&exact);
+    let mut parts: Vec<Polygon<f64>> = exact.iter().map(|p| simplify_and_regularize(p, opts, &pinned)).collect();
+    // Parts are valid individually; simplification can make neighbouring parts overlap. Revert the
+    // parts involved to their exact outlines (valid together by construction) until none overlap.
+    if parts.len() > 1 {
+        let mut reverted = vec![false; parts.len()];
+        for _ in 0..8 {
+            let errors = validity::validity_errors(&parts, 4 * parts.len() + 16);
+            if errors.is_empty() {
+                break;
+            }
+            let mut changed = false;
+            for e in errors {
+                for i in std::iter::once(e.polygon).chain(e.other_polygon) {
+                    if !reverted[i] {
+                        reverted[i] = true;
+                        parts[i] = exact[i].clone();
+                        changed = true;
                     }
                 }
-                tol /= 2.0;
+            }
+            if !changed {
+                // Input that was not valid to begin with: return it as it was.
+                parts = exact;
+                break;
             }
         }
-        if opts.regularize_right_angles {
-            if let Some(r) = regularize_polygon(&best, 3.0 * opts.simplify_tolerance) {
-                let (a0, a1) = (best.unsigned_area(), r.unsigned_area());
-                if r.is_valid() && (a1 - a0).abs() <= 0.15 * a0 {
-                    best = r;
-                }
-            }
-        }
-        parts.push(best);
     }
-    // Parts were valid individually; simplification can make neighbouring parts overlap, in which
-    // case the exact pixel outlines (valid by construction) are returned instead.
-    let out = MultiPolygon::new(parts).orient(Direction::Default);
-    if exact_parts.len() == out.0.len() && !out.is_valid() {
-        return MultiPolygon::new(exact_parts).orient(Direction::Default);
-    }
-    out
+    MultiPolygon::new(parts).orient(Direction::Default)
 }
 
-fn simplify_ring(ring: &LineString<f64>, tol: f64) -> Option<LineString<f64>> {
-    let pts: Vec<Coord<f64>> = ring.0[..ring.0.len().saturating_sub(1)].to_vec();
+fn ring_area(r: &LineString<f64>) -> f64 {
+    let c = &r.0;
+    (0..c.len().saturating_sub(1)).map(|i| c[i].x * c[i + 1].y - c[i + 1].x * c[i].y).sum::<f64>().abs() / 2.0
+}
+
+fn coord_key(c: Coord<f64>) -> (u64, u64) {
+    ((c.x + 0.0).to_bits(), (c.y + 0.0).to_bits())
+}
+
+/// Vertices that occur in more than one ring (rings are simple, so not twice in one).
+fn shared_vertices(polys: &[Polygon<f64>]) -> HashSet<(u64, u64)> {
+    let mut seen: HashMap<(u64, u64), u32> = HashMap::new();
+    for p in polys {
+        for r in std::iter::once(p.exterior()).chain(p.interiors()) {
+            for c in &r.0[..r.0.len().saturating_sub(1)] {
+                *seen.entry(coord_key(*c)).or_insert(0) += 1;
+            }
+        }
+    }
+    seen.into_iter().filter(|&(_, n)| n > 1).map(|(k, _)| k).collect()
+}
+
+fn simplify_and_regularize(p: &Polygon<f64>, opts: &VectorizeOptions, pinned: &HashSet<(u64, u64)>) -> Polygon<f64> {
+    let mut best = p.clone();
+    if opts.simplify_tolerance > 0.0 {
+        // Halve the tolerance until the result is valid; the exact outline is always valid.
+        let mut tol = opts.simplify_tolerance;
+        for _ in 0..4 {
+            if let Some(s) = simplify_polygon(p, tol, pinned) {
+                if validity::is_valid_polygon(&s) {
+                    best = s;
+                    break;
+                }
+            }
+            tol /= 2.0;
+        }
+    }
+    if opts.regularize_right_angles {
+        if let Some(r) = regularize_polygon(&best, 3.0 * opts.simplify_tolerance) {
+            let (a0, a1) = (best.unsigned_area(), r.unsigned_area());
+            if (a1 - a0).abs() <= 0.15 * a0 && validity::is_valid_polygon(&r) {
+                best = r;
+            }
+        }
+    }
+    best
+}
+
+/// Douglas-Peucker on a closed ring, keeping `pinned` vertices (or, without any, vertex 0 and the
+/// vertex farthest from it) as anchors. None when fewer than 3 vertices would remain.
+fn simplify_ring(ring: &LineString<f64>, tol: f64, pinned: &HashSet<(u64, u64)>) -> Option<LineString<f64>> {
+    let pts: &[Coord<f64>] = &ring.0[..ring.0.len().saturating_sub(1)];
     let n = pts.len();
     if n < 4 {
         return Some(ring.clone());
     }
-    // Anchor the closed ring at vertex 0 and the vertex farthest from it.
-    let far = (1..n).max_by(|&a, &b| dist2(pts[0], pts[a]).total_cmp(&dist2(pts[0], pts[b]))).unwrap();
-    let mut keep = vec![false; n + 1];
-    keep[0] = true;
-    keep[far] = true;
-    keep[n] = true;
-    let mut closed = pts.clone();
-    closed.push(pts[0]);
-    dp(&closed, 0, far, tol, &mut keep);
-    dp(&closed, far, n, tol, &mut keep);
-    let mut out: Vec<Coord<f64>> = (0..n).filter(|&i| keep[i]).map(|i| closed[i]).collect();
+    let mut anchors: Vec<usize> =
+        if pinned.is_empty() { Vec::new() } else { (0..n).filter(|&i| pinned.contains(&coord_key(pts[i]))).collect() };
+    if anchors.len() < 2 {
+        let a = anchors.first().copied().unwrap_or(0);
+        let far = (0..n).max_by(|&i, &j| dist2(pts[a], pts[i]).total_cmp(&dist2(pts[a], pts[j]))).unwrap();
+        anchors = vec![a.min(far), a.max(far)];
+        if anchors[0] == anchors[1] {
+            return None;
+        }
+    }
+    let mut keep = vec![false; n];
+    for &a in &anchors {
+        keep[a] = true;
+    }
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for k in 0..anchors.len() {
+        let (i, j) = (anchors[k], anchors[(k + 1) % anchors.len()]);
+        // Walk the chain i → j (indices modulo n).
+        let j = if j > i { j } else { j + n };
+        stack.push((i, j));
+        while let Some((i, j)) = stack.pop() {
+            if j <= i + 1 {
+                continue;
+            }
+            let (a, b) = (pts[i % n], pts[j % n]);
+            let (mut best, mut best_d) = (i, -1.0);
+            for m in i + 1..j {
+                let d = seg_dist(pts[m % n], a, b);
+                if d > best_d {
+                    best = m;
+                    best_d = d;
+                }
+            }
+            if best_d > tol {
+                keep[best % n] = true;
+                stack.push((i, best));
+                stack.push((best, j));
+            }
+        }
+    }
+    let mut out: Vec<Coord<f64>> = (0..n).filter(|&i| keep[i]).map(|i| pts[i]).collect();
     if out.len() < 3 {
         return None;
     }
@@ -369,28 +530,11 @@ fn seg_dist(p: Coord<f64>, a: Coord<f64>, b: Coord<f64>) -> f64 {
     dist2(p, Coord { x: a.x + t * (b.x - a.x), y: a.y + t * (b.y - a.y) }).sqrt()
 }
 
-fn dp(pts: &[Coord<f64>], i: usize, j: usize, tol: f64, keep: &mut [bool]) {
-    if j <= i + 1 {
-        return;
-    }
-    let (mut best, mut best_d) = (i, -1.0);
-    for k in i + 1..j {
-        let d = seg_dist(pts[k], pts[i], pts[j]);
-        if d > best_d {
-            best = k;
-            best_d = d;
-        }
-    }
-    if best_d > tol {
-        keep[best] = true;
-        dp(pts, i, best, tol, keep);
-        dp(pts, best, j, tol, keep);
-    }
-}
-
-fn simplify_polygon(p: &Polygon<f64>, tol: f64) -> Option<Polygon<f64>> {
-    let ext = simplify_ring(p.exterior(), tol)?;
-    let holes = p.interiors().iter().filter_map(|h| simplify_ring(h, tol)).collect();
+/// Simplify every ring; a hole that would collapse keeps its exact outline (the validity check
+/// decides whether that combination is acceptable).
+fn simplify_polygon(p: &Polygon<f64>, tol: f64, pinned: &HashSet<(u64, u64)>) -> Option<Polygon<f64>> {
+    let ext = simplify_ring(p.exterior(), tol, pinned)?;
+    let holes = p.interiors().iter().map(|h| simplify_ring(h, tol, pinned).unwrap_or_else(|| h.clone())).collect();
     Some(Polygon::new(ext, holes))
 }
 
@@ -526,15 +670,22 @@ where
     if labels.len() != width * height {
         bail!("label raster has {} values but {}x{} = {} were expected", labels.len(), width, height, width * height);
     }
+    // Bounding box and pixel count per value, one hash lookup per run of equal values.
     let mut boxes: HashMap<T, (usize, usize, usize, usize, usize)> = HashMap::new();
     for y in 0..height {
-        for x in 0..width {
-            let v = labels[y * width + x];
-            if v == background {
-                continue;
+        let row = &labels[y * width..(y + 1) * width];
+        let mut x = 0;
+        while x < width {
+            let v = row[x];
+            let mut end = x + 1;
+            while end < width && row[end] == v {
+                end += 1;
             }
-            let b = boxes.entry(v).or_insert((x, y, x, y, 0));
-            *b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y), b.4 + 1);
+            if v != background {
+                let b = boxes.entry(v).or_insert((x, y, x, y, 0));
+                *b = (b.0.min(x), b.1.min(y), b.2.max(end - 1), b.3.max(y), b.4 + end - x);
+            }
+            x = end;
         }
     }
     let mut values: Vec<T> = boxes.keys().copied().collect();
@@ -545,8 +696,9 @@ where
         let (w, h) = (x1 - x0 + 1, y1 - y0 + 1);
         let mut crop = vec![0u8; w * h];
         for y in 0..h {
-            for x in 0..w {
-                crop[y * w + x] = (labels[(y0 + y) * width + x0 + x] == v) as u8;
+            let src = &labels[(y0 + y) * width + x0..(y0 + y) * width + x0 + w];
+            for (c, &l) in crop[y * w..(y + 1) * w].iter_mut().zip(src) {
+                *c = (l == v) as u8;
             }
         }
         let geometry = vectorize_mask(&crop, w, h, &gt.shifted(x0 as f64, y0 as f64), opts)?;

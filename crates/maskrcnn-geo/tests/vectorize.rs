@@ -2,6 +2,7 @@ mod common;
 
 use geo::{Area, BooleanOps, MultiPolygon, Validation};
 use maskrcnn_geo::raster::{GeoTiff, GeoTransform, PixelWindow};
+use maskrcnn_geo::vectorize::validity::validate_multipolygon;
 use maskrcnn_geo::vectorize::*;
 
 fn iou(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> f64 {
@@ -50,7 +51,7 @@ fn donut_has_a_hole_and_diagonal_pixels_are_separate_valid_parts() {
     assert_eq!(mp.0.len(), 2);
     assert!(mp.is_valid(), "{:?}", mp.validation_errors());
 
-    // A ring closed only through a diagonal contact: the hole touches the shell at one point.
+    // A ring closed only through a diagonal contact: two 4-connected parts touching at two corners.
     #[rustfmt::skip]
     let ring = [
         1, 1, 1, 0,
@@ -60,6 +61,8 @@ fn donut_has_a_hole_and_diagonal_pixels_are_separate_valid_parts() {
     ];
     let mp = trace_mask_pixels(&ring, 4, 4).unwrap();
     assert!(mp.is_valid(), "{:?}", mp.validation_errors());
+    validate_multipolygon(&mp).unwrap();
+    assert_eq!(mp.0.len(), 2);
     assert_eq!(mp.unsigned_area(), 10.0);
 }
 
@@ -75,6 +78,7 @@ fn random_masks_roundtrip_exactly_and_are_valid() {
         let count = mask.iter().filter(|&&m| m != 0).count();
         assert_eq!(mp.unsigned_area(), count as f64, "case {case}");
         assert!(mp.is_valid(), "case {case} {mask:?}: {:?}", mp.validation_errors());
+        validate_multipolygon(&mp).unwrap_or_else(|e| panic!("case {case} {mask:?}: {e}"));
         let back = rasterize_polygons(&[(mp, 1u8)], w, h, &gt, 0).unwrap();
         assert_eq!(back, mask, "case {case}");
     }
@@ -220,6 +224,8 @@ fn spacenet_footprints_rasterise_and_vectorise_back() {
         // Exact outline reproduces the burnt pixels: area = pixel count.
         assert!((e.geometry.unsigned_area() - e.pixel_count as f64 * px_area).abs() < 1e-6);
         assert!(e.geometry.is_valid() && s.geometry.is_valid());
+        validate_multipolygon(&e.geometry).unwrap();
+        validate_multipolygon(&s.geometry).unwrap();
         let iou_simpl = iou(&e.geometry, &s.geometry);
         worst_simplified = worst_simplified.min(iou_simpl);
         assert!(iou_simpl >= 0.98, "building {}: simplified vs exact IoU {iou_simpl}", e.value);
