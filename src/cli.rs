@@ -169,10 +169,11 @@ struct DetectArgs {
     tta: bool,
     #[command(flatten)]
     polygons: PolygonArgs,
-    /// K/N: process shard K of N (0-based); also read from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID.
+    /// K/N: process shard K of N (0-based), or `auto`: the index from JOB_COMPLETION_INDEX or
+    /// SLURM_ARRAY_TASK_ID (the environment is read only then, or with --shards).
     #[arg(long)]
     shard: Option<String>,
-    /// Number of shards when the index comes from the environment.
+    /// Number of shards, the index coming from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID.
     #[arg(long)]
     shards: Option<usize>,
     #[arg(long)]
@@ -551,10 +552,26 @@ fn detect(args: DetectArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let shard = match &args.shard {
-        Some(spec) => Shard::parse(spec)?,
-        None => Shard::from_env(args.shards)?.unwrap_or(Shard::WHOLE),
+    // The environment is read only when asked: a job on a cluster must not shard by accident.
+    let from_env = |flag: &str| {
+        Shard::from_env(args.shards)?.with_context(|| {
+            format!("{flag}: the shard index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID, and neither is set")
+        })
     };
+    let shard = match (args.shard.as_deref(), args.shards) {
+        (Some("auto"), _) => from_env("--shard auto")?,
+        (Some(spec), _) => Shard::parse(spec)?,
+        (None, Some(n)) => from_env(&format!("--shards {n}"))?,
+        (None, None) => Shard::WHOLE,
+    };
+    let vector_extension = args.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if shard.count > 1 && matches!(vector_extension.as_deref(), Some("geojson" | "json" | "fgb" | "gpkg" | "shp")) {
+        bail!(
+            "{}: a shard writes a shard file for `maskrcnn merge`, not a vector file; name it e.g. shard-{}.jsonl",
+            args.output.display(),
+            shard.index
+        );
+    }
     let device = burn::tensor::Device::default();
     let model = load_model(&args.model, &device)?.model;
     let options = DetectOptions {

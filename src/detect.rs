@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use maskrcnn_geo::{
-    create_writer, detect_raster_streaming, DetectOptions, DetectSummary, GeoTiff, Progress, SampleType, ShardHeader,
-    ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
+    create_writer, detect_raster_streaming, DetectOptions, DetectSummary, GeoTiff, Progress, ShardHeader, ShardWriter,
+    TileGrid, TileImage, TileInstance, WriteOptions,
 };
 
 use crate::model::MaskRcnn;
@@ -20,23 +20,6 @@ pub struct DetectJob {
     pub classes: Vec<String>,
     /// Average the model's masks over horizontal and vertical flips.
     pub test_time_augmentation: bool,
-}
-
-/// The raster's sample type in maskrcnn-data's terms, for the pixel-scaling rule.
-fn scaling_type(sample_type: SampleType) -> maskrcnn_data::scaling::SampleType {
-    use maskrcnn_data::scaling::SampleType as S;
-    match sample_type {
-        SampleType::U8 => S::U8,
-        SampleType::U16 => S::U16,
-        SampleType::U32 => S::U32,
-        SampleType::U64 => S::U64,
-        SampleType::I8 => S::I8,
-        SampleType::I16 => S::I16,
-        SampleType::I32 => S::I32,
-        SampleType::I64 => S::I64,
-        SampleType::F32 => S::F32,
-        SampleType::F64 => S::F64,
-    }
 }
 
 /// Runs the model on one tile and turns its detections into tile-sized binary masks.
@@ -100,7 +83,7 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     if info.geotransform.is_none() {
         eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", job.raster.display());
     }
-    let scale = model.config.transform.pixel_scale_for(scaling_type(info.sample_type));
+    let scale = model.config.transform.pixel_scale_for(info.sample_type);
     let detector = |tile: &TileImage| detect_tile(model, tile, scale, job.test_time_augmentation, &keep);
     if options.shard.count > 1 {
         let grid = TileGrid::new(info.width, info.height, options.tile_size, options.overlap)?;

@@ -15,7 +15,7 @@ pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "tif", "tiff"];
 /// 16-bit / 65535), the scale torchvision checkpoints expect. Grey images are repeated to three
 /// bands when `bands` is 3; alpha is dropped.
 pub fn load_image(path: &Path, bands: usize) -> Result<ImageChw> {
-    load_scaled(path, bands, |sample_type| PixelScale::from_sample_type(sample_type))
+    load_scaled(path, bands, PixelScale::from_sample_type)
 }
 
 /// An image as `config`'s model expects it: its bands, scaled by

@@ -258,6 +258,8 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         }
         Normalization::Imagenet => model.config.transform.pixel_scale = Some(pixel_scale),
     }
+    // Results and packages must carry the data's own ids (COCO category ids have gaps).
+    model.config.category_ids = std::iter::once(0).chain(dataset.category_ids()).collect();
     freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
     let lr = args.lr.unwrap_or(match args.optimizer {
         OptimizerKind::Adamw => 1e-4,

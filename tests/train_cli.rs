@@ -200,3 +200,58 @@ fn sixteen_bit_imagery_gets_per_band_statistics_stored_with_the_model() {
     let image = maskrcnn::image_io::load_image(&data.join("images/a.png"), 3).unwrap();
     let _ = model.predict(std::slice::from_ref(&image));
 }
+
+/// COCO data whose category ids have gaps (COCO itself, CVAT exports): the model must keep the
+/// data's ids, so results and packages name the right categories.
+#[test]
+fn category_ids_with_gaps_round_trip_through_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = generate(&SyntheticConfig {
+        num_images: 2,
+        image_size: 64,
+        min_objects: 1,
+        max_objects: 2,
+        min_object_size: 16.0,
+        max_object_size: 30.0,
+        seed: 9,
+    })
+    .unwrap();
+    let json = write_coco(&data, &tmp.path().join("data")).unwrap();
+    let mut coco: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let gapped = |id: u64| id * 4 + 3;
+    for c in coco["categories"].as_array_mut().unwrap() {
+        c["id"] = gapped(c["id"].as_u64().unwrap()).into();
+    }
+    for a in coco["annotations"].as_array_mut().unwrap() {
+        a["category_id"] = gapped(a["category_id"].as_u64().unwrap()).into();
+    }
+    let mut expected: Vec<u64> =
+        coco["categories"].as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    expected.sort_unstable();
+    std::fs::write(&json, serde_json::to_string(&coco).unwrap()).unwrap();
+    let out = tmp.path().join("run");
+    let args = [
+        "test",
+        "--data",
+        json.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--backbone",
+        "18",
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--min-size",
+        "64",
+        "--max-size",
+        "64",
+        "--val-split",
+        "0",
+        "--quiet",
+    ];
+    run_train(Cli::parse_from(args).train).unwrap();
+    let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
+    let ids: Vec<u64> = (1..model.config.num_classes).map(|l| model.config.category_id(l)).collect();
+    assert_eq!(ids, expected, "the model keeps the data's category ids in label order");
+}

@@ -363,6 +363,10 @@ impl Dataset for CocoDataset {
         Ok(image)
     }
 
+    fn category_ids(&self) -> Vec<u64> {
+        self.category_ids.clone()
+    }
+
     fn class_names(&self) -> &[String] {
         &self.class_names
     }

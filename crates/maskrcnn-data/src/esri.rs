@@ -278,6 +278,11 @@ impl Dataset for EsriRcnnMasksDataset {
     fn class_names(&self) -> &[String] {
         &self.class_names
     }
+
+    fn category_ids(&self) -> Vec<u64> {
+        // Class values are positive in Esri exports (0 is background); a negative one keeps its label.
+        self.info.classes.iter().enumerate().map(|(i, c)| u64::try_from(c.value).unwrap_or(i as u64 + 1)).collect()
+    }
 }
 
 fn read_json(path: &Path) -> Result<Value> {

@@ -172,6 +172,13 @@ pub trait Dataset: Send + Sync {
     fn num_classes(&self) -> usize {
         self.class_names().len()
     }
+
+    /// The id each class has in the data's own terms, in label order (`category_ids()[label - 1]`):
+    /// COCO category ids, Esri class values. Results must carry these, not the contiguous labels,
+    /// or data whose ids have gaps (COCO itself) would be written with the wrong ids.
+    fn category_ids(&self) -> Vec<u64> {
+        (1..=self.num_classes() as u64).collect()
+    }
 }
 
 /// Tight box of a binary mask in continuous pixel coordinates, or `None` when the mask is empty.
@@ -351,6 +358,10 @@ impl Dataset for Subset<'_> {
 
     fn class_names(&self) -> &[String] {
         self.inner.class_names()
+    }
+
+    fn category_ids(&self) -> Vec<u64> {
+        self.inner.category_ids()
     }
 }
 

@@ -21,8 +21,8 @@ use anyhow::{Context, Result};
 
 use crate::Dataset;
 
-/// How a raster stores its samples; the same variants as `maskrcnn_geo::SampleType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How an image or raster stores its samples (`maskrcnn_geo` re-exports it for GeoTIFF bands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SampleType {
     U8,
     U16,

@@ -5,7 +5,6 @@
 //! * [`output`]: GeoJSON, FlatGeobuf and GeoPackage writers.
 //! * [`chips`]: training chips (RCNN_Masks or COCO) from a raster and label polygons.
 //! * [`grid`], [`tiling`] and [`merge`]: tile grid and sharding, streaming detection, seam stitching.
-//! * [`palette`]: class colours for Esri metadata.
 
 pub mod raster;
 
@@ -23,7 +22,6 @@ pub use chips::{
 };
 pub mod grid;
 pub mod merge;
-pub mod palette;
 pub mod tiling;
 
 pub use merge::{

@@ -203,7 +203,7 @@ fn check_rcnn_export(tile: usize, stride: usize) {
     // .emd: the fields arcgis.learn reads (doc §2).
     let emd: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("esri_model_definition.emd")).unwrap()).unwrap();
-    assert_eq!(emd["Classes"], json!([{"Value": 1, "Name": "object", "Color": [255, 0, 0]}]));
+    assert_eq!(emd["Classes"], json!([{"Value": 1, "Name": "object", "Color": [230, 25, 75]}]));
     assert_eq!(emd["ImageSpaceUsed"], "MAP_SPACE");
     assert_eq!(emd["IsMultidimensional"], false);
     assert_eq!((emd["ImageHeight"].as_u64(), emd["ImageWidth"].as_u64()), (Some(tile as u64), Some(tile as u64)));

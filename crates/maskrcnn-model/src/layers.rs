@@ -3,9 +3,9 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::module::conv_transpose2d;
-use maskrcnn_kernels::conv2d;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Distribution, Tensor};
+use maskrcnn_kernels::conv2d;
 
 use crate::weights::{NamedTensors, TensorSlot};
 

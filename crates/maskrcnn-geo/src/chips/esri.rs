@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use super::files::{write_chip, write_png, write_sidecars, write_text};
 use super::layout::{burn_instances, ChipObject, PixelPolygon};
 use super::{ChipClass, ChipContext, ChipImageFormat, ExportSummary};
-use crate::palette::class_colour;
 use crate::raster::{Crs, GeoTransform, Samples};
+use maskrcnn_viz::class_color;
 
 struct BandStats {
     min: f64,
@@ -190,7 +190,7 @@ fn esri_emd(classes: &[ChipClass], bands: &[usize], stats: &[BandStats], tile: u
         "Classes": classes
             .iter()
             .enumerate()
-            .map(|(i, c)| json!({"Value": c.value, "Name": c.name, "Color": class_colour(i)}))
+            .map(|(i, c)| json!({"Value": c.value, "Name": c.name, "Color": class_color(i)}))
             .collect::<Vec<_>>(),
     })
 }

@@ -1,19 +1,7 @@
 //! Sample types of raster bands and the typed, band-major samples of a window.
 
-/// Native sample type of a raster band.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum SampleType {
-    U8,
-    U16,
-    U32,
-    U64,
-    I8,
-    I16,
-    I32,
-    I64,
-    F32,
-    F64,
-}
+/// Native sample type of a raster band: maskrcnn-data's, so the pixel-scaling rule reads it as is.
+pub use maskrcnn_data::scaling::SampleType;
 
 /// Window samples in their native type, band-major (all of band 0, then band 1, ...).
 #[derive(Debug, Clone, PartialEq)]

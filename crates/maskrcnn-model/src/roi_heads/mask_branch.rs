@@ -15,6 +15,9 @@ use crate::targets::TrainTarget;
 use crate::weights::{NamedTensors, TensorSlot};
 
 /// The mask head a model carries.
+// One per model, so the variants' size difference costs nothing; burn's `Module` derive does not
+// see through a `Box`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum MaskBranch {
     /// torchvision's 28x28 head.

@@ -143,8 +143,8 @@ mod tests {
         let lrs: Vec<f64> = (0..40).map(|i| 1e-6 * 10f64.powf(i as f64 / 6.0)).collect();
         // Flat, then 18 steps of steady descent (indices 10..=28), then divergence.
         let mut losses = vec![3.0; 40];
-        for i in 10..=28 {
-            losses[i] = 3.0 - 0.1 * (i - 9) as f64;
+        for (i, loss) in losses.iter_mut().enumerate().take(29).skip(10) {
+            *loss = 3.0 - 0.1 * (i - 9) as f64;
         }
         for (i, loss) in losses.iter_mut().enumerate().skip(29) {
             *loss = 1.0 + (i - 28) as f64;

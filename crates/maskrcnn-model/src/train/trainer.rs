@@ -585,8 +585,8 @@ impl Trainer<'_> {
                     None => l,
                     Some(r) => std::array::from_fn(|k| 0.9 * r[k] + 0.1 * l[k]),
                 });
-                for k in 0..crate::train::forward::NUM_LOSS_TERMS {
-                    log.window[k] += l[k];
+                for (sum, value) in log.window.iter_mut().zip(l) {
+                    *sum += value;
                 }
                 log.window_n += 1;
                 log.epoch_sum += l.iter().sum::<f64>();

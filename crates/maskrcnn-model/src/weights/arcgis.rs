@@ -1,7 +1,7 @@
 //! arcgis.learn model packages: the `.emd` JSON that describes a model, and `.dlpk` zips of the
 //! model folder.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
@@ -37,10 +37,7 @@ pub fn read_emd(path: &Path) -> Result<EmdPackage> {
         .get("ModelFile")
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("{}: no \"ModelFile\" entry", path.display()))?;
-    let model_file = path.parent().unwrap_or(Path::new(".")).join(model_name);
-    if !model_file.is_file() {
-        bail!("{}: names model file {}, which does not exist", path.display(), model_file.display());
-    }
+    let model_file = package_file(path, "ModelFile", model_name)?;
     let params = emd.get("ModelParameters");
     let backbone = params.and_then(|p| p.get("backbone")).and_then(Value::as_str).map(str::to_string);
     let pointrend = params.and_then(|p| p.get("pointrend")).and_then(Value::as_bool).unwrap_or(false);
@@ -64,6 +61,29 @@ pub fn read_emd(path: &Path) -> Result<EmdPackage> {
     let chip_size = emd.get("ImageHeight").and_then(Value::as_u64).map(|v| v as usize);
     let kwargs = emd.get("MaskRCNNkwargs").and_then(Value::as_object).cloned().unwrap_or_default();
     Ok(EmdPackage { model_file, backbone, pointrend, classes, chip_size, kwargs })
+}
+
+/// Resolves a file an `.emd` names (its `field`) inside the `.emd`'s own folder: absolute paths,
+/// `..` components and symbolic links that lead outside that folder are refused, so a package
+/// can never make us read files elsewhere on the machine.
+fn package_file(emd: &Path, field: &str, name: &str) -> Result<PathBuf> {
+    let outside = || anyhow!("{}: {field} \"{name}\" points outside the package", emd.display());
+    // Packages are often written on Windows: `\\` separates components too.
+    let relative = archive_path(name).ok_or_else(outside)?;
+    let dir = match emd.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let model_file = dir.join(&relative);
+    if relative.as_os_str().is_empty() || !model_file.is_file() {
+        bail!("{}: names model file {}, which does not exist", emd.display(), model_file.display());
+    }
+    let real_dir = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
+    let real = model_file.canonicalize().with_context(|| format!("resolving {}", model_file.display()))?;
+    if !real.starts_with(&real_dir) {
+        return Err(outside());
+    }
+    Ok(real)
 }
 
 impl EmdPackage {
@@ -138,28 +158,131 @@ fn apply_kwarg(config: &mut MaskRcnnConfig, key: &str, value: &Value) -> Result<
     Ok(())
 }
 
-/// Unpacks a `.dlpk` (a plain zip of the model folder) into a temporary folder.
+/// Bounds on what unpacking one `.dlpk` may write, so a hostile archive (a zip bomb, a header
+/// that lies about sizes, millions of entries) fails fast instead of filling the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DlpkLimits {
+    /// Most entries (files and folders) the archive may hold.
+    pub max_entries: usize,
+    /// Most bytes all entries together may decompress to.
+    pub max_total_bytes: u64,
+    /// Largest uncompressed / compressed size ratio of one entry bigger than
+    /// [`DlpkLimits::ratio_floor`] bytes (deflate tops out near 1032:1; model weights barely
+    /// compress).
+    pub max_ratio: u64,
+    /// Entries up to this size are exempt from the ratio check.
+    pub ratio_floor: u64,
+}
+
+pub const DLPK_MAX_ENTRIES: usize = 10_000;
+pub const DLPK_MAX_TOTAL_BYTES: u64 = 8 << 30;
+pub const DLPK_MAX_RATIO: u64 = 200;
+
+impl Default for DlpkLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: DLPK_MAX_ENTRIES,
+            max_total_bytes: DLPK_MAX_TOTAL_BYTES,
+            max_ratio: DLPK_MAX_RATIO,
+            ratio_floor: 1 << 20,
+        }
+    }
+}
+
+/// Unpacks a `.dlpk` (a plain zip of the model folder) into a temporary folder, within
+/// [`DlpkLimits::default`].
 pub fn extract_dlpk(path: &Path) -> Result<tempfile::TempDir> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut zip =
-        zip::ZipArchive::new(file).map_err(|e| anyhow!("{}: not a valid .dlpk (zip) file: {e}", path.display()))?;
-    let dir = tempfile::tempdir().context("creating a temporary folder")?;
+    extract_dlpk_with(path, &DlpkLimits::default())
+}
+
+/// Unpacks a `.dlpk` into a temporary folder. Every entry is checked before anything is written:
+/// the entry count, each declared size and their total against `limits`, the compression ratio,
+/// and names that would land outside the folder (absolute, `..`, drive letters) or symbolic
+/// links. While writing, an entry that decompresses to more than its header declares is
+/// stopped at that size.
+pub fn extract_dlpk_with(path: &Path, limits: &DlpkLimits) -> Result<tempfile::TempDir> {
+    let shown = path.display();
+    let file = std::fs::File::open(path).with_context(|| format!("opening {shown}"))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| anyhow!("{shown}: not a valid .dlpk (zip) file: {e}"))?;
+    if zip.len() > limits.max_entries {
+        bail!("{shown}: the package holds {} entries, more than the {} allowed", zip.len(), limits.max_entries);
+    }
+    let mut plan: Vec<(PathBuf, bool, u64)> = Vec::with_capacity(zip.len());
+    let mut total = 0u64;
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| anyhow!("{}: corrupt entry {i}: {e}", path.display()))?;
-        let Some(relative) = entry.enclosed_name() else { continue };
+        let entry = zip.by_index_raw(i).map_err(|e| anyhow!("{shown}: corrupt entry {i}: {e}"))?;
+        let name = entry.name().to_string();
+        let relative =
+            archive_path(&name).ok_or_else(|| anyhow!("{shown}: entry \"{name}\" points outside the package"))?;
+        if entry.is_symlink() {
+            bail!("{shown}: entry \"{name}\" is a symbolic link, which a model package may not hold");
+        }
+        let is_dir = entry.is_dir();
+        let size = if is_dir { 0 } else { entry.size() };
+        total = total.saturating_add(size);
+        if total > limits.max_total_bytes {
+            bail!(
+                "{shown}: entry \"{name}\" takes the unpacked package past {} bytes ({size} bytes declared); \
+                 refusing to extract it",
+                limits.max_total_bytes
+            );
+        }
+        let compressed = entry.compressed_size().max(1);
+        if size > limits.ratio_floor && size / compressed > limits.max_ratio {
+            bail!(
+                "{shown}: entry \"{name}\" would expand {}:1 ({compressed} to {size} bytes), more than the {}:1 \
+                 a model package needs: refusing a likely zip bomb",
+                size / compressed,
+                limits.max_ratio
+            );
+        }
+        if relative.as_os_str().is_empty() && !is_dir {
+            bail!("{shown}: entry \"{name}\" has no file name");
+        }
+        plan.push((relative, is_dir, size));
+    }
+    let dir = tempfile::tempdir().context("creating a temporary folder")?;
+    for (i, (relative, is_dir, size)) in plan.into_iter().enumerate() {
         let target = dir.path().join(&relative);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&target)?;
+        let extracting = || format!("{shown}: extracting {}", relative.display());
+        if is_dir {
+            std::fs::create_dir_all(&target).with_context(extracting)?;
             continue;
         }
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir_all(parent).with_context(extracting)?;
         }
-        let mut out = std::fs::File::create(&target)?;
-        std::io::copy(&mut entry, &mut out)
-            .with_context(|| format!("{}: extracting {}", path.display(), relative.display()))?;
+        let entry = zip.by_index(i).map_err(|e| anyhow!("{shown}: corrupt entry {i}: {e}"))?;
+        let mut out = std::fs::File::create(&target).with_context(extracting)?;
+        // One byte past the declared size is enough to catch a header that lies.
+        let written = std::io::copy(&mut std::io::Read::take(entry, size.saturating_add(1)), &mut out)
+            .with_context(extracting)?;
+        if written > size {
+            bail!(
+                "{shown}: entry \"{}\" decompresses to more than the {size} bytes its header declares",
+                relative.display()
+            );
+        }
     }
     Ok(dir)
+}
+
+/// The relative path an archive entry's name stands for, or `None` when it would land outside
+/// the extraction folder: absolute names, `..` components, drive prefixes, NUL bytes. Both `/` and
+/// `\\` separate components.
+fn archive_path(name: &str) -> Option<PathBuf> {
+    if name.starts_with(['/', '\\']) || name.contains('\0') {
+        return None;
+    }
+    let mut relative = PathBuf::new();
+    for part in name.split(['/', '\\']) {
+        match Path::new(part).components().next() {
+            None | Some(Component::CurDir) => {}
+            Some(Component::Normal(_)) => relative.push(part),
+            _ => return None,
+        }
+    }
+    Some(relative)
 }
 
 /// Writes `<dir>/<name>.pth` (torchvision key names, torch.save format), `<dir>/<name>.emd` and

@@ -98,6 +98,10 @@ impl StateDict {
                 ));
                 return;
             }
+            if element_count(&t.shape) != Some(t.data.len()) {
+                error = Some(anyhow!("`{name}` has shape {:?} but holds {} values", t.shape, t.data.len()));
+                return;
+            }
             set_slot(slot, t, device);
             loaded += 1;
         });
@@ -149,12 +153,26 @@ pub fn modern_key_name(key: &str) -> String {
     }
     if let Some(rest) = key.strip_prefix("roi_heads.mask_head.mask_fcn") {
         if let Some((index, param)) = rest.split_once('.') {
-            if let Ok(i) = index.parse::<usize>() {
-                return format!("roi_heads.mask_head.{}.0.{param}", i - 1);
+            // torchvision counts mask_fcn1..; a `mask_fcn0` is left as it is (and reported missing).
+            if let Some(i) = index.parse::<usize>().ok().and_then(|i| i.checked_sub(1)) {
+                return format!("roi_heads.mask_head.{i}.0.{param}");
             }
         }
     }
     key.to_string()
+}
+
+/// The number of values a tensor of `shape` holds, or `None` if that overflows.
+fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// Refuses a tensor whose stored values do not fill its shape exactly.
+fn checked_tensor(path: &Path, name: &str, shape: Vec<usize>, data: Vec<f32>) -> Result<HostTensor> {
+    if element_count(&shape) != Some(data.len()) {
+        bail!("{}: tensor {name} has shape {shape:?} but holds {} values", path.display(), data.len());
+    }
+    Ok(HostTensor { shape, data })
 }
 
 fn bytemuck_f32(data: &[f32]) -> &[u8] {
@@ -222,7 +240,8 @@ fn read_pytorch(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
             _ => continue,
         };
         let data = decode_floats(float, &bytes);
-        out.insert(name, HostTensor { shape: tensor.shape().to_vec(), data });
+        let tensor = checked_tensor(path, &name, tensor.shape().to_vec(), data)?;
+        out.insert(name, tensor);
     }
     Ok(out)
 }
@@ -242,7 +261,8 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
             _ => continue,
         };
         let data = decode_floats(float, raw);
-        out.insert(name, HostTensor { shape: view.shape().to_vec(), data });
+        let tensor = checked_tensor(path, &name, view.shape().to_vec(), data)?;
+        out.insert(name, tensor);
     }
     Ok(out)
 }
@@ -301,6 +321,8 @@ mod tests {
         assert_eq!(modern_key_name("roi_heads.mask_head.mask_fcn4.bias"), "roi_heads.mask_head.3.0.bias");
         assert_eq!(modern_key_name("backbone.fpn.inner_blocks.2.0.bias"), "backbone.fpn.inner_blocks.2.0.bias");
         assert_eq!(modern_key_name("rpn.head.conv.0.0.weight"), "rpn.head.conv.0.0.weight");
+        // Not a torchvision name (they count from 1): left alone rather than underflowing.
+        assert_eq!(modern_key_name("roi_heads.mask_head.mask_fcn0.weight"), "roi_heads.mask_head.mask_fcn0.weight");
     }
 
     #[test]
