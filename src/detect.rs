@@ -99,13 +99,33 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         let mut writer = ShardWriter::create(&job.output, &header, job.overwrite)?;
         let summary = detect_raster_streaming(&mut raster, detector, &options, |f| writer.write(&f), &mut progress)?;
         writer.finish(&summary.pending)?;
+        report_unreadable_tiles(&job.raster, &job.output, &summary)?;
         return Ok(summary);
     }
     let write_options = WriteOptions { overwrite: job.overwrite, ..WriteOptions::default() };
     let mut sink = create_writer(&job.output, info.crs.as_ref(), &write_options)?;
     let summary = detect_raster_streaming(&mut raster, detector, &options, |f| sink.write(&f), &mut progress)?;
     sink.finish()?;
+    report_unreadable_tiles(&job.raster, &job.output, &summary)?;
     Ok(summary)
+}
+
+/// Names each tile that could not be read, then fails: the output holds every other tile's
+/// objects, but a scene with holes must not look complete to a script checking the exit status.
+fn report_unreadable_tiles(raster: &Path, output: &Path, summary: &DetectSummary) -> Result<()> {
+    if summary.unreadable_tiles.is_empty() {
+        return Ok(());
+    }
+    for (tile, reason) in &summary.unreadable_tiles {
+        eprintln!("warning: {}: tile {tile} could not be read ({reason}); left out", raster.display());
+    }
+    bail!(
+        "{}: {} tile(s) could not be read and were left out (named above); {} holds the objects of the other {} tiles",
+        raster.display(),
+        summary.unreadable_tiles.len(),
+        output.display(),
+        summary.tiles_processed
+    )
 }
 
 /// Joins shard files into one vector file, stitching objects across shard seams.

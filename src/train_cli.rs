@@ -182,7 +182,14 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     if class_names.is_empty() {
         bail!("{}: the data names no classes", args.data.display());
     }
-    let bands = dataset.image(0).context("reading the first image")?.channels;
+    // The first readable image says how many bands the data has; unreadable ones are skipped
+    // (and named) by the training loop.
+    let bands = (0..dataset.len())
+        .map(|i| dataset.image(i))
+        .find(Result::is_ok)
+        .unwrap_or_else(|| dataset.image(0))
+        .context("reading the first image")?
+        .channels;
     let device = Device::default().autodiff();
     let mut model = match &args.init {
         Some(path) => {
@@ -293,6 +300,13 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     };
     let bar = crate::cli::StepBar::new(args.quiet);
     let report = train_with_progress(&mut model, dataset.as_ref(), &args.output, &options, args.resume, &bar)?;
+    if !report.unreadable.is_empty() {
+        eprintln!(
+            "warning: {} training item(s) could not be read and were skipped (each is named above and in {})",
+            report.unreadable.len(),
+            args.output.join(crate::train::trainer::METRICS_FILE).display()
+        );
+    }
     eprintln!(
         "trained {} steps ({} skipped); best monitored value {}; model folder: {}",
         report.steps,

@@ -31,7 +31,10 @@ fn scheduler_variables_alone_do_not_shard() {
     // A shard file is not a vector file.
     let (ok, err) = detect(&[&common[..], &["--shard", "1/4"]].concat(), &[]);
     assert!(!ok && err.contains("shard file") && err.contains(".jsonl"), "{err}");
-    let (ok, err) = detect(&[&common[..], &["--shard", "auto"]].concat(), &[("JOB_COMPLETION_INDEX", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")]);
+    let (ok, err) = detect(
+        &[&common[..], &["--shard", "auto"]].concat(),
+        &[("JOB_COMPLETION_INDEX", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")],
+    );
     assert!(!ok && err.contains("shard file"), "{err}");
     assert!(!output.exists());
 }

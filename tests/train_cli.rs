@@ -254,4 +254,114 @@ fn category_ids_with_gaps_round_trip_through_training() {
     let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
     let ids: Vec<u64> = (1..model.config.num_classes).map(|l| model.config.category_id(l)).collect();
     assert_eq!(ids, expected, "the model keeps the data's category ids in label order");
+
+    // The package's .emd and the results of `predict` carry the same ids.
+    let bin = env!("CARGO_BIN_EXE_maskrcnn");
+    let packages = tmp.path().join("packages");
+    let status = std::process::Command::new(bin)
+        .args(["package", "--model", out.join("model").to_str().unwrap(), "--output", packages.to_str().unwrap()])
+        .args(["--name", "gaps"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let emd: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(packages.join("gaps.emd")).unwrap()).unwrap();
+    let values: Vec<u64> = emd["Classes"].as_array().unwrap().iter().map(|c| c["Value"].as_u64().unwrap()).collect();
+    assert_eq!(values, expected);
+    let results = tmp.path().join("results.json");
+    let images = maskrcnn_data::coco::default_image_dir(&json);
+    let status = std::process::Command::new(bin)
+        .args(["predict", "--model", out.join("model").to_str().unwrap(), "--input", images.to_str().unwrap()])
+        .args(["--output", results.to_str().unwrap(), "--score-threshold", "0"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    for r in results.as_array().unwrap() {
+        assert!(expected.contains(&r["category_id"].as_u64().unwrap()), "{r}");
+    }
+}
+
+/// A missing image does not end the run (nor its resume): it is skipped, named in a warning
+/// line of metrics.jsonl, and the run finishes with a model folder.
+#[test]
+fn an_unreadable_training_image_is_skipped_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = generate(&SyntheticConfig {
+        num_images: 3,
+        image_size: 64,
+        min_objects: 1,
+        max_objects: 2,
+        min_object_size: 16.0,
+        max_object_size: 30.0,
+        seed: 5,
+    })
+    .unwrap();
+    let json = write_coco(&data, &tmp.path().join("data")).unwrap();
+    let coco: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let first = coco["images"][0]["file_name"].as_str().unwrap().to_string();
+    let image_dir = maskrcnn_data::coco::default_image_dir(&json);
+    std::fs::write(image_dir.join(&first), b"not an image").unwrap();
+    let out = tmp.path().join("run");
+    let args = [
+        "test",
+        "--data",
+        json.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--backbone",
+        "18",
+        "--steps",
+        "3",
+        "--batch-size",
+        "1",
+        "--min-size",
+        "64",
+        "--max-size",
+        "64",
+        "--val-split",
+        "0",
+        "--log-every",
+        "1",
+        "--quiet",
+    ];
+    run_train(Cli::parse_from(args).train).unwrap();
+    assert!(out.join("model").join("config.json").is_file());
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let unreadable: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["kind"] == "unreadable")
+        .collect();
+    assert_eq!(unreadable.len(), 1, "{metrics}");
+    assert!(unreadable[0]["reason"].as_str().unwrap().contains(&first), "{}", unreadable[0]);
+    assert!(!out.join(maskrcnn::train::run_lock::LOCK_FILE).exists(), "the run folder's lock is released");
+}
+
+/// A run folder another live process is writing to is refused, with nothing written to it.
+#[test]
+fn a_run_folder_in_use_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = generate(&SyntheticConfig {
+        num_images: 2,
+        image_size: 64,
+        min_objects: 1,
+        max_objects: 1,
+        min_object_size: 16.0,
+        max_object_size: 30.0,
+        seed: 2,
+    })
+    .unwrap();
+    let json = write_coco(&data, &tmp.path().join("data")).unwrap();
+    let out = tmp.path().join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    // Process 1 (init) is always alive: the folder counts as in use.
+    std::fs::write(out.join(maskrcnn::train::run_lock::LOCK_FILE), "1\n").unwrap();
+    let args = [
+        "test", "--data", json.to_str().unwrap(), "--output", out.to_str().unwrap(), "--backbone", "18", "--steps", "1",
+        "--batch-size", "1", "--min-size", "64", "--max-size", "64", "--val-split", "0", "--quiet",
+    ];
+    let err = run_train(Cli::parse_from(args).train).unwrap_err().to_string();
+    assert!(err.contains("another training run (process 1)"), "{err}");
+    assert!(!out.join("metrics.jsonl").exists() && !out.join("checkpoints").exists());
 }

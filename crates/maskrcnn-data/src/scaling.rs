@@ -99,15 +99,31 @@ impl PixelScale {
         PixelScale::from_data_max(type_max)
     }
 
-    /// [`PixelScale::from_data_max`] over the largest value of the first [`SCAN_IMAGES`] of
-    /// `indices` (NaN samples, e.g. nodata, are ignored).
+    /// [`PixelScale::from_data_max`] over the largest value of the first [`SCAN_IMAGES`] readable
+    /// images of `indices` (NaN samples, e.g. nodata, are ignored). Unreadable images are passed
+    /// over (training skips and reports them); it is an error only when none can be read.
     pub fn from_dataset(dataset: &dyn Dataset, indices: &[usize]) -> Result<PixelScale> {
         let mut max = 0.0f32;
-        for &i in indices.iter().take(SCAN_IMAGES) {
-            let image = dataset.image(i).with_context(|| format!("reading image {i}"))?;
-            max = image.data.iter().copied().fold(max, f32::max);
+        let mut seen = 0;
+        let mut first_error = None;
+        for &i in indices {
+            if seen == SCAN_IMAGES {
+                break;
+            }
+            match dataset.image(i) {
+                Ok(image) => {
+                    max = image.data.iter().copied().fold(max, f32::max);
+                    seen += 1;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e.context(format!("reading image {i}")));
+                }
+            }
         }
-        Ok(PixelScale::from_data_max(max))
+        match (seen, first_error) {
+            (0, Some(e)) => Err(e.context("no image could be read to choose the pixel scale")),
+            _ => Ok(PixelScale::from_data_max(max)),
+        }
     }
 
     /// At inference: the scale stored with the model when there is one, else the sample type's.

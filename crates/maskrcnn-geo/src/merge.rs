@@ -480,8 +480,7 @@ impl ShardWriter {
         if path.exists() && !overwrite {
             bail!("{} already exists; refusing to overwrite (set overwrite to replace it)", path.display());
         }
-        let name = path.file_name().ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
-        let tmp = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        let tmp = crate::output::temp_path_for(path)?;
         let mut out = BufWriter::new(File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
         serde_json::to_writer(&mut out, header)?;
         out.write_all(b"\n")?;

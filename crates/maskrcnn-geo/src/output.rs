@@ -100,6 +100,44 @@ pub fn write_features(path: &Path, features: &[Feature], crs: Option<&Crs>, opts
     w.finish()
 }
 
+/// The temporary sibling a writer of `target` streams into: `.<name>.tmp-<pid>`.
+pub fn temp_path_for(target: &Path) -> Result<PathBuf> {
+    let name = target.file_name().ok_or_else(|| anyhow!("{} is not a file path", target.display()))?;
+    remove_stale_temp_files(target);
+    Ok(target.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id())))
+}
+
+/// Removes temporaries of `target` left by runs that were killed (their process is gone), so a
+/// killed `detect` leaves nothing behind once the next run starts. Errors are ignored: cleaning up
+/// must never stop a run.
+fn remove_stale_temp_files(target: &Path) {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_is_running(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn process_is_running(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Without a portable liveness check every temporary is taken as another run's, and kept.
+#[cfg(not(target_os = "linux"))]
+fn process_is_running(_pid: u32) -> bool {
+    true
+}
+
 /// Temporary sibling file that is deleted unless committed.
 struct TempTarget {
     target: PathBuf,
@@ -113,8 +151,7 @@ impl TempTarget {
         if target.exists() && !overwrite {
             bail!("{} already exists; refusing to overwrite (set overwrite to replace it)", target.display());
         }
-        let name = target.file_name().ok_or_else(|| anyhow!("{} is not a file path", target.display()))?;
-        let tmp = target.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        let tmp = temp_path_for(target)?;
         Ok(TempTarget { target: target.to_path_buf(), tmp, overwrite, committed: false })
     }
 

@@ -93,6 +93,9 @@ pub struct DetectSummary {
     /// Objects touching tiles of other shards, left for [`crate::merge::merge_outputs`]
     /// (always empty when running unsharded).
     pub pending: Vec<PendingInstance>,
+    /// Tiles whose pixels could not be read (a corrupt strip or tile), with why: they are left
+    /// out and the run goes on, so one bad block does not throw a whole scene away.
+    pub unreadable_tiles: Vec<(String, String)>,
 }
 
 /// Run `detector` over the raster (or its shard) and stream merged features to `on_feature`.
@@ -127,7 +130,15 @@ where
         for col in 0..grid.cols() {
             let tile = grid.tile(row, col);
             let win = tile.window;
-            let read = raster.read_window(win, &opts.bands)?;
+            let read = match raster.read_window(win, &opts.bands) {
+                Ok(read) => read,
+                Err(e) => {
+                    summary.unreadable_tiles.push((tile.name(), format!("{e:#}")));
+                    done += 1;
+                    progress(Progress { tiles_done: done, tiles_total, features_emitted: summary.features_emitted });
+                    continue;
+                }
+            };
             let all_nodata = match info.nodata {
                 Some(nd) if opts.skip_nodata_tiles => {
                     read.data.iter().all(|&v| v as f64 == nd || (nd.is_nan() && v.is_nan()))

@@ -175,3 +175,39 @@ fn truncated_jpeg_tile_is_an_error_naming_the_file() {
     // Other tiles are intact and still read.
     assert!(r.read_window(PixelWindow::new(64, 64, 10, 10), &[]).is_ok());
 }
+
+/// `detect_raster_streaming` over a raster with one corrupt tile: that tile is reported in the
+/// summary and every other tile still goes through the detector.
+#[test]
+fn detection_goes_on_past_a_corrupt_tile() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jpeg, _) =
+        jpeg_and_gdal_decode(dir.path(), "cut", &["PHOTOMETRIC=YCBCR", "TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"]);
+    let mut bytes = std::fs::read(&jpeg).unwrap();
+    let (at, size) = first_tag_value(&bytes, 325);
+    let mut count = [0u8; 4];
+    count[..size].copy_from_slice(&bytes[at..at + size]);
+    let half = u32::from_le_bytes(count) / 2;
+    bytes[at..at + size].copy_from_slice(&half.to_le_bytes()[..size]);
+    let cut = dir.path().join("cut_tile0.tif");
+    std::fs::write(&cut, &bytes).unwrap();
+
+    let mut raster = GeoTiff::open(&cut).unwrap();
+    let options = maskrcnn_geo::DetectOptions { tile_size: 64, overlap: 0, ..Default::default() };
+    let mut calls = 0;
+    let summary = maskrcnn_geo::detect_raster_streaming(
+        &mut raster,
+        |_tile: &maskrcnn_geo::TileImage| {
+            calls += 1;
+            Ok(Vec::new())
+        },
+        &options,
+        |_| Ok(()),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(summary.unreadable_tiles.len(), 1, "{:?}", summary.unreadable_tiles);
+    assert!(summary.unreadable_tiles[0].1.contains("JPEG"), "{:?}", summary.unreadable_tiles);
+    assert_eq!(summary.tiles_processed, calls);
+    assert!(calls >= 3, "the other tiles are processed ({calls})");
+}

@@ -155,3 +155,21 @@ fn gpkg_without_crs_uses_undefined_cartesian() {
         conn.query_row("SELECT min_x, max_x FROM gpkg_contents", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((minx, maxx), (0.0, 35.0));
 }
+
+/// A killed run's temporary (`.<name>.tmp-<pid>` of a process that is gone) is removed when the
+/// next writer of the same output starts; a live process's is kept.
+#[test]
+fn stale_temporaries_of_killed_runs_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("scene.geojson");
+    let stale = dir.path().join(format!(".scene.geojson.tmp-{}", u32::MAX));
+    let live = dir.path().join(".scene.geojson.tmp-1");
+    std::fs::write(&stale, b"half").unwrap();
+    std::fs::write(&live, b"half").unwrap();
+    let tmp = maskrcnn_geo::output::temp_path_for(&target).unwrap();
+    assert!(tmp.file_name().unwrap().to_str().unwrap().ends_with(&std::process::id().to_string()));
+    assert!(!stale.exists(), "the dead process's temporary is gone");
+    if cfg!(target_os = "linux") {
+        assert!(live.exists(), "process 1 is alive: its temporary stays");
+    }
+}

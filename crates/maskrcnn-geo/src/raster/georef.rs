@@ -112,6 +112,28 @@ impl Crs {
 }
 
 pub(super) fn read_geotransform(decoder: &mut Decoder<BufReader<File>>) -> Result<Option<GeoTransform>> {
+    let transform = read_geotransform_tags(decoder)?;
+    if let Some(g) = &transform {
+        check_geotransform(g)?;
+    }
+    Ok(transform)
+}
+
+/// A transform with a zero or non-finite pixel size would put every polygon at one point (or at
+/// NaN) without a word; such a file is refused instead.
+pub(super) fn check_geotransform(g: &GeoTransform) -> Result<()> {
+    let v = &g.0;
+    let determinant = v[1] * v[5] - v[2] * v[4];
+    if v.iter().any(|x| !x.is_finite()) || determinant == 0.0 || !determinant.is_finite() {
+        bail!(
+            "degenerate geotransform {v:?} (the pixel size is zero or not finite); fix the georeferencing, e.g. \
+             with gdal_edit.py -a_ullr or -a_srs"
+        );
+    }
+    Ok(())
+}
+
+fn read_geotransform_tags(decoder: &mut Decoder<BufReader<File>>) -> Result<Option<GeoTransform>> {
     if let Some(v) = decoder.find_tag(Tag::Unknown(TAG_MODEL_TRANSFORMATION))? {
         let m = v.into_f64_vec()?;
         if m.len() < 16 {
@@ -230,6 +252,16 @@ fn xml_unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn degenerate_geotransforms_are_refused() {
+        for g in [[0.0, 0.0, 0.0, 0.0, 0.0, -1.0], [0.0, f64::NAN, 0.0, 0.0, 0.0, -1.0], [0.0, 1.0, 1.0, 0.0, 1.0, 1.0]]
+        {
+            let err = check_geotransform(&GeoTransform(g)).unwrap_err().to_string();
+            assert!(err.contains("degenerate geotransform"), "{err}");
+        }
+        check_geotransform(&GeoTransform([500000.0, 0.5, 0.0, 4e6, 0.0, -0.5])).unwrap();
+    }
 
     #[test]
     fn geotransform_roundtrip() {

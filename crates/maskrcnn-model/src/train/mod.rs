@@ -40,6 +40,7 @@ pub mod lr_find;
 pub mod optim;
 pub mod params;
 pub mod progress;
+pub mod run_lock;
 pub mod trainer;
 pub mod validation;
 

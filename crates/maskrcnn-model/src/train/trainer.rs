@@ -121,6 +121,8 @@ pub struct TrainReport {
     pub best_val_loss: Option<f64>,
     /// The final model folder (`None` when stopped early).
     pub final_model: Option<PathBuf>,
+    /// Dataset items skipped because they could not be read (index, reason), in this session.
+    pub unreadable: Vec<(usize, String)>,
 }
 
 /// One example ready for the model.
@@ -220,20 +222,47 @@ struct Trainer<'a> {
     run_dir: PathBuf,
     state: RunState,
     optimizer: OptimizerState,
+    /// Dataset items that could not be read, with why; they are skipped, not fatal.
+    unreadable: std::collections::BTreeMap<usize, String>,
+    /// Those not yet reported.
+    newly_unreadable: Vec<usize>,
 }
 
 impl Trainer<'_> {
-    fn examples(&self, indices: &[usize], epoch: usize, augmented: bool) -> Result<(Vec<ImageChw>, Vec<TrainTarget>)> {
+    /// The examples of `indices`; an item that cannot be read (a missing or corrupt image) is
+    /// left out and remembered, so one bad file does not end a run of hours (or its resume).
+    fn examples(&mut self, indices: &[usize], epoch: usize, augmented: bool) -> (Vec<ImageChw>, Vec<TrainTarget>) {
         let bands = self.model.config.backbone.in_channels;
         let aug = if augmented { self.options.augment.as_ref() } else { None };
         let mut images = Vec::with_capacity(indices.len());
         let mut targets = Vec::with_capacity(indices.len());
         for &i in indices {
-            let ex = load_example(self.dataset, i, epoch, self.state.seed, aug, self.state.pixel_scale, bands)?;
-            images.push(ex.image);
-            targets.push(ex.target);
+            match load_example(self.dataset, i, epoch, self.state.seed, aug, self.state.pixel_scale, bands) {
+                Ok(ex) => {
+                    images.push(ex.image);
+                    targets.push(ex.target);
+                }
+                Err(e) => {
+                    if self.unreadable.insert(i, format!("{e:#}")).is_none() {
+                        self.newly_unreadable.push(i);
+                    }
+                }
+            }
         }
-        Ok((images, targets))
+        (images, targets)
+    }
+
+    /// Warning lines and `metrics.jsonl` lines for items found unreadable since the last call.
+    fn report_unreadable(&mut self, bar: &dyn TrainProgress) -> Result<()> {
+        for i in std::mem::take(&mut self.newly_unreadable) {
+            let reason = &self.unreadable[&i];
+            bar.println(format!("warning: training item {i}: {reason}; skipped"));
+            append_metrics(
+                &self.metrics_path(),
+                &json!({"kind": "unreadable", "step": self.state.step, "index": i, "reason": reason}),
+            )?;
+        }
+        Ok(())
     }
 
     fn step(&mut self, images: &[ImageChw], targets: &[TrainTarget]) -> Result<StepOutcome> {
@@ -280,7 +309,10 @@ impl Trainer<'_> {
         let mut batches = 0usize;
         let val = self.state.val_indices.clone();
         for (b, chunk) in val.chunks(self.state.batch_size).enumerate() {
-            let (images, targets) = self.examples(chunk, 0, false)?;
+            let (images, targets) = self.examples(chunk, 0, false);
+            if images.is_empty() {
+                continue;
+            }
             let mut rng = ChaCha8Rng::seed_from_u64(self.state.seed ^ 0x0056_414C);
             rng.set_stream(b as u64);
             let losses = self.model.forward_train(&images, &targets, &mut RandomSampler { rng: &mut rng })?;
@@ -291,6 +323,9 @@ impl Trainer<'_> {
             if let Some(scorer) = scorer.as_mut() {
                 scorer.add(&images, &targets);
             }
+        }
+        if batches == 0 {
+            return Ok(None);
         }
         let ap = match scorer {
             Some(scorer) => scorer.finish()?,
@@ -390,8 +425,18 @@ pub fn train_with_progress(
     ensure!(model.device.is_autodiff(), "the model must live on an autodiff device to train (Device::autodiff())");
     check_options(dataset, options, resume)?;
     std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let _lock = super::run_lock::RunLock::acquire(run_dir)?;
     let (state, optimizer) = start_or_resume(model, dataset, run_dir, options, resume)?;
-    let mut trainer = Trainer { model, dataset, options, run_dir: run_dir.to_path_buf(), state, optimizer };
+    let mut trainer = Trainer {
+        model,
+        dataset,
+        options,
+        run_dir: run_dir.to_path_buf(),
+        state,
+        optimizer,
+        unreadable: Default::default(),
+        newly_unreadable: Vec::new(),
+    };
     let total = trainer.state.total_steps;
     bar.start(total as u64, trainer.state.step as u64);
     let mut log = StepLog::new();
@@ -408,8 +453,16 @@ pub fn train_with_progress(
         let order = epoch_order(&trainer.state.train_indices, trainer.state.seed, epoch);
         let bs = trainer.state.batch_size;
         let batch: Vec<usize> = order[position * bs..((position + 1) * bs).min(order.len())].to_vec();
-        let (images, targets) = trainer.examples(&batch, epoch, true)?;
-        let outcome = trainer.step(&images, &targets)?;
+        let (images, targets) = trainer.examples(&batch, epoch, true);
+        trainer.report_unreadable(bar)?;
+        let outcome = if images.is_empty() {
+            StepOutcome::Skipped {
+                losses: [f32::NAN; crate::train::forward::NUM_LOSS_TERMS],
+                reason: "no readable image in the batch".into(),
+            }
+        } else {
+            trainer.step(&images, &targets)?
+        };
         let lr = trainer.state.schedule.lr(step);
         trainer.state.step += 1;
         steps_this_call += 1;
@@ -564,6 +617,7 @@ impl Trainer<'_> {
             last_losses,
             best_val_loss: self.state.best_val_loss,
             final_model,
+            unreadable: self.unreadable.iter().map(|(&i, r)| (i, r.clone())).collect(),
         }
     }
 
@@ -644,6 +698,7 @@ impl Trainer<'_> {
     /// Validation, the epoch line of `metrics.jsonl`, and `best/` when the monitored value improved.
     fn end_epoch(&mut self, epoch: usize, lr: f64, log: &mut StepLog, bar: &dyn TrainProgress) -> Result<()> {
         let validation = self.validate()?;
+        self.report_unreadable(bar)?;
         let (val, val_ap) = match &validation {
             Some((losses, ap)) => (Some(*losses), *ap),
             None => (None, None),

@@ -393,3 +393,42 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
 fn default_color(label: usize) -> [u8; 3] {
     maskrcnn_viz::class_color(label - 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_stay_inside_the_folder() {
+        assert_eq!(archive_path("model.pth"), Some(PathBuf::from("model.pth")));
+        assert_eq!(archive_path("./sub/model.pth"), Some(PathBuf::from("sub/model.pth")));
+        assert_eq!(archive_path("sub\\model.pth"), Some(PathBuf::from("sub/model.pth")));
+        assert_eq!(archive_path("sub/"), Some(PathBuf::from("sub")));
+        for hostile in ["/etc/passwd", "\\windows\\x", "../x.pth", "a/../../x", "a\\..\\x", "..", "a\0b"] {
+            assert_eq!(archive_path(hostile), None, "{hostile:?}");
+        }
+    }
+
+    #[test]
+    fn emd_model_files_stay_inside_the_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let pkg = root.path().join("pkg");
+        std::fs::create_dir_all(pkg.join("sub")).unwrap();
+        std::fs::write(pkg.join("sub/w.pth"), b"x").unwrap();
+        std::fs::write(root.path().join("secret.pth"), b"x").unwrap();
+        let emd = pkg.join("m.emd");
+        assert!(package_file(&emd, "ModelFile", "sub/w.pth").unwrap().ends_with("sub/w.pth"));
+        for hostile in ["/etc/passwd", "../secret.pth", "sub/../../secret.pth"] {
+            let err = package_file(&emd, "ModelFile", hostile).unwrap_err().to_string();
+            assert!(err.contains("points outside the package") && err.contains("m.emd"), "{err}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(root.path().join("secret.pth"), pkg.join("link.pth")).unwrap();
+            let err = package_file(&emd, "ModelFile", "link.pth").unwrap_err().to_string();
+            assert!(err.contains("points outside the package"), "{err}");
+            std::os::unix::fs::symlink(pkg.join("sub/w.pth"), pkg.join("inner.pth")).unwrap();
+            assert!(package_file(&emd, "ModelFile", "inner.pth").is_ok(), "a link inside the package is fine");
+        }
+    }
+}
