@@ -17,7 +17,7 @@
 //!    sign); wider integers and floats carry no usable range, so they are taken as already
 //!    scaled (1).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::Dataset;
 
@@ -142,6 +142,7 @@ impl PixelScale {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
     use crate::{ImageTensor, Sample, Target};
 
     #[test]
