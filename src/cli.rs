@@ -6,8 +6,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::image_io::{list_images, load_model_input};
-use crate::predict::{display_name, image_id_for, image_ids_from_coco, to_coco_results};
+use crate::evaluate::{skipped_image, SkippedImage};
+use crate::image_io::list_images;
+use crate::output_policy::OutputPolicy;
+use crate::predict::{display_name, image_id_for, image_ids_from_coco, overlay_path, to_coco_results};
 use crate::weights::load_model;
 
 #[derive(Parser)]
@@ -23,10 +25,29 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Detect objects in images and write COCO results JSON.
+    ///
+    /// Over a folder, an image that cannot be read (truncated, corrupt, unreadable) is skipped with
+    /// a `warning: <file>: <reason>; skipped` line; the others are still predicted and written, the
+    /// number skipped is printed at the end, and the exit status is non-zero unless --skip-bad is
+    /// given. A single --input file that cannot be read is an error.
+    ///
+    /// Outputs: an existing --output, or overlay PNGs already in --overlay-dir, are replaced only
+    /// with --overwrite; an output that is one of the inputs (an input image, the --image-ids-from
+    /// file, the model, or an --overlay-dir inside the input folder) is always refused.
     Predict(PredictArgs),
     /// COCO metrics (bbox, segm, boundary) of results, or of a model on a dataset.
+    ///
+    /// With --model and --data, an image of the dataset that cannot be read is skipped with a
+    /// `warning: <file>: <reason>; skipped` line and left out of the scores (with its annotations);
+    /// the metrics of the other images are still written, listing the skipped ones, and the exit
+    /// status is non-zero unless --skip-bad is given.
+    ///
+    /// Outputs: an existing --output or --report is replaced only with --overwrite; one that is an
+    /// input (--predictions, --annotations, the dataset, the model) is always refused.
     Evaluate(EvaluateArgs),
     /// Draw ground truth beside predictions for the first images of a dataset.
+    ///
+    /// An existing --output is replaced only with --overwrite; one that is an input is always refused.
     ShowResults(ShowResultsArgs),
     /// Detect objects over a large GeoTIFF and write polygons in map coordinates.
     Detect(DetectArgs),
@@ -35,6 +56,9 @@ enum Command {
     /// Turn an instance-id raster (0 = background) into one polygon feature per value.
     Vectorize(VectorizeArgs),
     /// Write a model as an arcgis.learn package: .pth (torchvision keys), .emd and .dlpk.
+    ///
+    /// Existing <name>.pth/.emd/.dlpk in --output are replaced only with --overwrite; a file of the
+    /// model being packaged is never replaced.
     Package(PackageArgs),
     /// Cut a raster and label polygons into training chips (Esri RCNN_Masks or COCO).
     ExportChips(ExportChipsArgs),
@@ -78,6 +102,9 @@ struct LrFindArgs {
     /// Folder for lr_find.png and lr_find.json.
     #[arg(long)]
     output: PathBuf,
+    /// Replace an existing lr_find.png and lr_find.json in --output.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -135,6 +162,9 @@ struct PackageArgs {
     output: PathBuf,
     #[arg(long, default_value = "model")]
     name: String,
+    /// Replace existing <name>.pth, <name>.emd and <name>.dlpk (never the model's own files).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -265,6 +295,12 @@ struct EvaluateArgs {
     /// IoU threshold of the arcgis.learn-style per-class average precision.
     #[arg(long, default_value_t = 0.5)]
     arcgis_iou: f64,
+    /// Replace an existing --output or --report (never an input).
+    #[arg(long)]
+    overwrite: bool,
+    /// With --model: exit 0 even when unreadable images of the dataset were skipped.
+    #[arg(long, requires = "model")]
+    skip_bad: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -293,6 +329,9 @@ struct ShowResultsArgs {
     /// Hide predictions scoring below this (arcgis.learn's box_threshold).
     #[arg(long, default_value_t = 0.5)]
     score_threshold: f32,
+    /// Replace an existing --output (never an input).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -300,7 +339,7 @@ struct PredictArgs {
     /// A .pth/.safetensors checkpoint, .emd, .dlpk or model folder.
     #[arg(long)]
     model: PathBuf,
-    /// An image file or a folder of images.
+    /// An image file or a folder of images (unreadable images of a folder are skipped; see --skip-bad).
     #[arg(long)]
     input: PathBuf,
     /// COCO results JSON to write.
@@ -319,6 +358,12 @@ struct PredictArgs {
     /// Take image ids from this COCO annotation file (matched by file name).
     #[arg(long)]
     image_ids_from: Option<PathBuf>,
+    /// Replace an existing --output and same-named overlays in --overlay-dir (never an input).
+    #[arg(long)]
+    overwrite: bool,
+    /// Exit 0 even when unreadable images of the --input folder were skipped.
+    #[arg(long)]
+    skip_bad: bool,
 }
 
 pub fn run() -> Result<()> {
@@ -401,8 +446,41 @@ fn progress(len: usize, what: &str) -> ProgressBar {
 
 fn predict(args: PredictArgs) -> Result<()> {
     let images = list_images(&args.input)?;
+    let folder = args.input.is_dir();
+    let mut policy = OutputPolicy::new(args.overwrite);
+    policy.model_input(&args.model, "--model");
+    for image in &images {
+        policy.input(image, "--input");
+    }
+    if folder {
+        policy.input_folder(&args.input, "--input folder");
+    }
+    if let Some(ids) = &args.image_ids_from {
+        policy.input(ids, "--image-ids-from");
+    }
+    let overlays: Vec<PathBuf> = args
+        .overlay_dir
+        .as_deref()
+        .map(|dir| images.iter().map(|p| overlay_path(dir, p)).collect())
+        .unwrap_or_default();
+    let check_outputs = |policy: &OutputPolicy| -> Result<()> {
+        policy.check_file(&args.output)?;
+        if let Some(dir) = &args.overlay_dir {
+            policy.check_folder(dir, overlays.iter().map(PathBuf::as_path))?;
+            // Two images of one stem (a.jpg, a.png) would share an overlay name.
+            let labels: Vec<String> = images.iter().map(|p| format!("the overlay of {}", display_name(p))).collect();
+            let mut named: Vec<(&std::path::Path, &str)> = vec![(&args.output, "--output")];
+            named.extend(overlays.iter().zip(&labels).map(|(p, l)| (p.as_path(), l.as_str())));
+            policy.check_distinct(&named)?;
+        }
+        Ok(())
+    };
+    check_outputs(&policy)?;
     let device = burn::tensor::Device::default();
     let mut loaded = load_model(&args.model, &device)?;
+    // The weights file actually read (an .emd names its own) is an input too.
+    policy.input(&loaded.weights_path, "--model");
+    check_outputs(&policy)?;
     let model = &mut loaded.model;
     if let Some(s) = args.min_size {
         model.config.transform.min_size = s;
@@ -422,8 +500,21 @@ fn predict(args: PredictArgs) -> Result<()> {
     let bar = progress(images.len(), "predict");
     let mut results = Vec::new();
     let mut total = 0usize;
+    let mut skipped: Vec<SkippedImage> = Vec::new();
     for (index, path) in images.iter().enumerate() {
-        let image = load_model_input(path, &model.config)?;
+        // Over a folder one bad image is reported and skipped; a single --input file must be read.
+        let image = match crate::predict::load_checked_input(path, &model.config) {
+            Ok(image) => image,
+            Err(e) if folder => {
+                let skip = skipped_image(path, 0, &e);
+                bar.suspend(|| eprintln!("{}", skip.warning()));
+                skipped.push(skip);
+                bar.inc(1);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        // Ids come from the image's place in the whole folder, so a skipped image shifts none.
         let image_id = image_id_for(path, index, ids.as_ref())?;
         let mut dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
         if let Some(t) = args.score_threshold {
@@ -432,21 +523,36 @@ fn predict(args: PredictArgs) -> Result<()> {
         total += dets.len();
         results.extend(to_coco_results(model, image_id, &display_name(path), (image.height, image.width), &dets));
         if let Some(dir) = &args.overlay_dir {
-            crate::overlay::write_overlay(
-                path,
-                &image,
-                &dets,
-                &model.config,
-                &crate::predict::overlay_path(dir, path),
-            )?;
+            crate::overlay::write_overlay(path, &image, &dets, &model.config, &overlay_path(dir, path))?;
         }
         bar.inc(1);
         bar.set_message(format!("{total} objects"));
     }
     bar.finish_and_clear();
+    let done = images.len() - skipped.len();
+    if done == 0 {
+        bail!("{}: none of its {} images could be read; nothing written", args.input.display(), images.len());
+    }
     let json = serde_json::to_vec(&results)?;
     crate::io_util::write_atomic(&args.output, &json)?;
-    eprintln!("{} detections in {} images -> {}", total, images.len(), args.output.display());
+    eprintln!("{} detections in {} images -> {}", total, done, args.output.display());
+    finish_batch(&skipped, images.len(), args.skip_bad)
+}
+
+/// The end of a batch run that skipped unreadable images: their count, and an error (so a
+/// non-zero exit) unless `--skip-bad` accepts a partial run.
+fn finish_batch(skipped: &[SkippedImage], total: usize, skip_bad: bool) -> Result<()> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    eprintln!("{} of {} images skipped as unreadable (see the warnings above)", skipped.len(), total);
+    if !skip_bad {
+        bail!(
+            "{} unreadable image(s) skipped; the results of the other {} were written (pass --skip-bad to accept this)",
+            skipped.len(),
+            total - skipped.len()
+        );
+    }
     Ok(())
 }
 
@@ -461,28 +567,63 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         IouTypeArg::Boundary => vec![IouType::Boundary],
         IouTypeArg::All => vec![IouType::Bbox, IouType::Segm, IouType::Boundary],
     };
+    let mut policy = OutputPolicy::new(args.overwrite);
+    let check_outputs = |policy: &OutputPolicy| -> Result<()> {
+        let mut named: Vec<(&std::path::Path, &str)> = Vec::new();
+        for (path, which) in [(&args.output, "--output"), (&args.report, "--report")] {
+            if let Some(path) = path {
+                policy.check_file(path)?;
+                named.push((path, which));
+            }
+        }
+        policy.check_distinct(&named)
+    };
     let mut grid = None;
+    let mut skipped: Vec<SkippedImage> = Vec::new();
+    let mut total_images = 0;
     let (ground_truth, results) = if let Some(model_path) = &args.model {
         let data = args.data.as_deref().expect("clap requires --data with --model");
-        let dataset = crate::evaluate::GroundTruthSet::open(data, args.images.as_deref())?;
+        let mut dataset = crate::evaluate::GroundTruthSet::open(data, args.images.as_deref())?;
+        policy.model_input(model_path, "--model").input(&dataset.annotations, "--data");
+        for info in &dataset.ground_truth.images {
+            policy.input(&dataset.image_path(&info.file_name), "--data image");
+        }
+        check_outputs(&policy)?;
         let device = burn::tensor::Device::default();
-        let mut model = load_model(model_path, &device)?.model;
+        let loaded = load_model(model_path, &device)?;
+        policy.input(&loaded.weights_path, "--model");
+        check_outputs(&policy)?;
+        let mut model = loaded.model;
         // The model must keep at least as many detections as are scored.
         let keep = &mut model.config.roi_heads.box_detections_per_img;
         *keep = (*keep).max(args.max_dets);
-        let bar = progress(dataset.ground_truth.images.len(), "predict");
-        let ours = crate::evaluate::predict_dataset(&model, &dataset, |p| {
-            bar.set_position(p.done as u64);
-            Ok(())
-        })?;
+        total_images = dataset.ground_truth.images.len();
+        let bar = progress(total_images, "predict");
+        let ours = crate::evaluate::predict_dataset_skipping(
+            &model,
+            &dataset,
+            |skip| bar.suspend(|| eprintln!("{}", skip.warning())),
+            |p| {
+                bar.set_position(p.done as u64);
+                Ok(())
+            },
+        )?;
         bar.finish_and_clear();
+        skipped = ours.skipped;
+        if skipped.len() == total_images {
+            bail!("{}: none of its {} images could be read; nothing written", data.display(), total_images);
+        }
+        // Scores are those of the images the model saw; unreadable ones are not counted as misses.
+        crate::evaluate::drop_images(&mut dataset.ground_truth, &skipped);
         if args.report.is_some() {
             grid = Some(crate::evaluate::show_results(&model, &dataset, 4, maskrcnn_viz::DrawMode::Mask, 0.5)?);
         }
-        (dataset.ground_truth, crate::evaluate::as_detection_results(&ours)?)
+        (dataset.ground_truth, crate::evaluate::as_detection_results(&ours.results)?)
     } else {
         let predictions = args.predictions.as_deref().expect("clap requires --predictions");
         let annotations = args.annotations.as_deref().context("--annotations is required with --predictions")?;
+        policy.input(predictions, "--predictions").input(annotations, "--annotations");
+        check_outputs(&policy)?;
         let gt = maskrcnn_eval::load_ground_truth(annotations).with_context(|| format!("{}", annotations.display()))?;
         let results = maskrcnn_eval::load_results(predictions).with_context(|| format!("{}", predictions.display()))?;
         (gt, results)
@@ -495,10 +636,24 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         println!("note: AP and AR{} count up to {} detections per image (COCO uses 100)", args.max_dets, args.max_dets);
     }
     println!("arcgis.learn-style average precision at IoU {} (mask): {}", args.arcgis_iou, format_arcgis(&arcgis));
+    if !skipped.is_empty() {
+        println!(
+            "note: scored on {} of {} images; {} unreadable image(s) and their annotations left out",
+            total_images - skipped.len(),
+            total_images,
+            skipped.len()
+        );
+    }
     let mut json: serde_json::Value = serde_json::from_str(&report.to_json())?;
     json["arcgis_average_precision"] =
         serde_json::json!({"iou": args.arcgis_iou, "per_class": arcgis.per_class, "mean": arcgis.mean});
     json["max_dets"] = serde_json::json!(max_dets);
+    if !skipped.is_empty() {
+        json["skipped_images"] = serde_json::json!(skipped
+            .iter()
+            .map(|s| serde_json::json!({"file": s.path.display().to_string(), "image_id": s.image_id, "reason": s.reason}))
+            .collect::<Vec<_>>());
+    }
     if let Some(out) = &args.output {
         crate::io_util::write_atomic(out, serde_json::to_string_pretty(&json)?.as_bytes())?;
         eprintln!("metrics -> {}", out.display());
@@ -509,7 +664,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         crate::io_util::write_atomic(path, html.as_bytes())?;
         eprintln!("report -> {}", path.display());
     }
-    Ok(())
+    finish_batch(&skipped, total_images, args.skip_bad)
 }
 
 fn format_arcgis(scores: &maskrcnn_eval::ArcgisApScores) -> String {
@@ -528,8 +683,16 @@ fn show_results(args: ShowResultsArgs) -> Result<()> {
         bail!("--rows must be at least 1");
     }
     let dataset = crate::evaluate::GroundTruthSet::open(&args.data, args.images.as_deref())?;
+    let mut policy = OutputPolicy::new(args.overwrite);
+    policy.model_input(&args.model, "--model").input(&dataset.annotations, "--data");
+    for info in &dataset.ground_truth.images {
+        policy.input(&dataset.image_path(&info.file_name), "--data image");
+    }
+    policy.check_file(&args.output)?;
     let device = burn::tensor::Device::default();
-    let model = load_model(&args.model, &device)?.model;
+    let loaded = load_model(&args.model, &device)?;
+    policy.input(&loaded.weights_path, "--model").check_file(&args.output)?;
+    let model = loaded.model;
     let grid = crate::evaluate::show_results(&model, &dataset, args.rows, mode, args.score_threshold)?;
     let tmp = crate::io_util::temp_path_for(&args.output);
     grid.save_with_format(&tmp, image::ImageFormat::Png)
@@ -539,23 +702,28 @@ fn show_results(args: ShowResultsArgs) -> Result<()> {
     Ok(())
 }
 
-fn refuse_existing(path: &std::path::Path, overwrite: bool) -> Result<()> {
-    if path.exists() && !overwrite {
-        bail!("{} already exists; pass --overwrite to replace it", path.display());
+/// The output policy of a command writing one file: its inputs are never replaced, an existing
+/// output only with --overwrite.
+fn refuse_output(output: &std::path::Path, overwrite: bool, inputs: &[(&std::path::Path, &str)]) -> Result<()> {
+    let mut policy = OutputPolicy::new(overwrite);
+    for (path, which) in inputs {
+        policy.input(path, *which);
     }
-    Ok(())
+    policy.check_file(output)
 }
 
 fn detect(args: DetectArgs) -> Result<()> {
     use maskrcnn_geo::{DetectOptions, Shard};
-    refuse_existing(&args.output, args.overwrite)?;
+    refuse_output(&args.output, args.overwrite, &[(&args.model, "--model"), (&args.raster, "--raster")])?;
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
     // The environment is read only when asked: a job on a cluster must not shard by accident.
     let from_env = |flag: &str| {
         Shard::from_env(args.shards)?.with_context(|| {
-            format!("{flag}: the shard index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID, and neither is set")
+            format!(
+                "{flag}: the shard index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID, and neither is set"
+            )
         })
     };
     let shard = match (args.shard.as_deref(), args.shards) {
@@ -620,7 +788,8 @@ fn detect(args: DetectArgs) -> Result<()> {
 }
 
 fn merge(args: MergeArgs) -> Result<()> {
-    refuse_existing(&args.output, args.overwrite)?;
+    let inputs: Vec<(&std::path::Path, &str)> = args.inputs.iter().map(|p| (p.as_path(), "--inputs")).collect();
+    refuse_output(&args.output, args.overwrite, &inputs)?;
     let n = crate::detect::merge_shards(&args.inputs, &args.output, args.overwrite)?;
     eprintln!("{n} objects from {} shards -> {}", args.inputs.len(), args.output.display());
     Ok(())
@@ -628,7 +797,7 @@ fn merge(args: MergeArgs) -> Result<()> {
 
 fn vectorize(args: VectorizeArgs) -> Result<()> {
     use maskrcnn_geo::{Feature, GeoTiff, PixelWindow, Samples, WriteOptions};
-    refuse_existing(&args.output, args.overwrite)?;
+    refuse_output(&args.output, args.overwrite, &[(&args.labels, "--labels")])?;
     let mut raster = GeoTiff::open(&args.labels)?;
     let info = raster.info().clone();
     if args.band == 0 || args.band > info.bands {
@@ -675,8 +844,17 @@ fn vectorize(args: VectorizeArgs) -> Result<()> {
 }
 
 fn package(args: PackageArgs) -> Result<()> {
+    let outputs: Vec<PathBuf> =
+        ["pth", "emd", "dlpk"].iter().map(|e| args.output.join(format!("{}.{e}", args.name))).collect();
+    let mut policy = OutputPolicy::new(args.overwrite);
+    policy.model_input(&args.model, "--model");
+    policy.check_folder(&args.output, outputs.iter().map(PathBuf::as_path))?;
     let device = burn::tensor::Device::default();
-    let mut model = load_model(&args.model, &device)?.model;
+    let loaded = load_model(&args.model, &device)?;
+    // An .emd names its weights file, which may sit where the package goes.
+    policy.input(&loaded.weights_path, "--model");
+    policy.check_folder(&args.output, outputs.iter().map(PathBuf::as_path))?;
+    let mut model = loaded.model;
     if !matches!(model.config.backbone.depth, 50 | 101 | 152) {
         eprintln!(
             "note: arcgis.learn builds resnet{} models without an FPN, so ArcGIS cannot load this package; maskrcnn reads it",
@@ -691,6 +869,22 @@ fn package(args: PackageArgs) -> Result<()> {
 fn export_chips(args: ExportChipsArgs) -> Result<()> {
     use maskrcnn_geo::{ChipFormat, ExportChipsOptions};
     let format: ChipFormat = args.format.replace('-', "_").parse()?;
+    // With --overwrite the export removes these from --output before writing: no input may be among them.
+    for name in
+        ["images", "labels", "map.txt", "esri_model_definition.emd", "esri_accumulated_stats.json", "annotations.json"]
+    {
+        let ours = args.output.join(name);
+        for (input, which) in [(&args.raster, "--raster"), (&args.labels, "--labels")] {
+            let mut policy = OutputPolicy::new(true);
+            policy.input_folder(&ours, which);
+            if policy.check_folder(input, []).is_err() {
+                bail!("{} is also an input ({which}); choose another output", ours.display());
+            }
+        }
+    }
+    refuse_output(&args.output, true, &[(&args.raster, "--raster"), (&args.labels, "--labels")])?;
+    let holds_files = std::fs::read_dir(&args.output).map(|mut d| d.next().is_some()).unwrap_or(false);
+    crate::output_policy::refuse_existing(&args.output, args.overwrite || !holds_files)?;
     let mut options = ExportChipsOptions::new(args.raster.clone(), args.labels.clone(), args.output.clone(), format);
     options.class_field = args.class_field.clone();
     options.tile_size = args.tile_size;
@@ -760,6 +954,13 @@ fn lr_find(args: LrFindArgs) -> Result<()> {
     if args.batch_size == 0 || args.iterations < 12 {
         bail!("--batch-size must be at least 1 and --iterations at least 12");
     }
+    let mut policy = OutputPolicy::new(args.overwrite);
+    policy.input(&args.data, "--data");
+    if let Some(init) = &args.init {
+        policy.model_input(init, "--init");
+    }
+    let (png, json) = (args.output.join("lr_find.png"), args.output.join("lr_find.json"));
+    policy.check_folder(&args.output, [png.as_path(), json.as_path()])?;
     let dataset = crate::train_cli::open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
     let class_names = dataset.class_names().to_vec();
     let bands = dataset.image(0).context("reading the first image")?.channels;
@@ -800,8 +1001,8 @@ fn lr_find(args: LrFindArgs) -> Result<()> {
     std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
     let points: Vec<(f64, f64)> = result.lrs.iter().copied().zip(result.losses.iter().copied()).collect();
     let plot = maskrcnn_viz::lr_finder_plot(&points, result.suggested_lr, 960, 540);
-    maskrcnn_viz::save_png(&plot, args.output.join("lr_find.png"))?;
-    crate::io_util::write_atomic(&args.output.join("lr_find.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
+    maskrcnn_viz::save_png(&plot, &png)?;
+    crate::io_util::write_atomic(&json, serde_json::to_string_pretty(&result)?.as_bytes())?;
     match result.suggested_lr {
         Some(lr) => println!("suggested learning rate: {lr:.2e} (plot: {})", args.output.join("lr_find.png").display()),
         None => println!("no sustained loss decrease found; see {}", args.output.join("lr_find.png").display()),

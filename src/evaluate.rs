@@ -7,7 +7,6 @@ use maskrcnn_eval::{CocoGroundTruth, DetectionResult};
 use maskrcnn_masks::Segmentation;
 use maskrcnn_viz::{class_color, draw_instances, results_grid, DrawInstance, DrawMode, DrawOptions, MaskRef};
 
-use crate::image_io::load_model_input;
 use crate::model::{Detection, MaskRcnn};
 use crate::predict::{to_coco_results, CocoResult};
 use crate::transform::ImageChw;
@@ -53,17 +52,81 @@ pub struct PredictedImage<'a> {
 }
 
 /// Runs the model on every image of the dataset, in COCO results form; `on_image` sees each image
-/// and its detections (for progress or pictures) without predicting again.
+/// and its detections (for progress or pictures) without predicting again. The first image that
+/// cannot be read ends the run; [`predict_dataset_skipping`] goes on without it instead.
 pub fn predict_dataset(
     model: &MaskRcnn,
     dataset: &GroundTruthSet,
-    mut on_image: impl FnMut(PredictedImage<'_>) -> Result<()>,
+    on_image: impl FnMut(PredictedImage<'_>) -> Result<()>,
 ) -> Result<Vec<CocoResult>> {
+    Ok(predict_images(model, dataset, None, on_image)?.results)
+}
+
+/// An image of a batch that could not be read (missing, truncated, corrupt, or with bands the
+/// model cannot take), and why.
+#[derive(Debug, Clone)]
+pub struct SkippedImage {
+    pub path: PathBuf,
+    /// The dataset's image id (0 outside a dataset).
+    pub image_id: i64,
+    pub reason: String,
+}
+
+impl SkippedImage {
+    /// `warning: <file>: <reason>; skipped`, the line a batch command prints for it.
+    pub fn warning(&self) -> String {
+        format!("warning: {}: {}; skipped", self.path.display(), self.reason)
+    }
+}
+
+/// An image-reading failure as a [`SkippedImage`]: the reason without the path the error already
+/// starts with.
+pub fn skipped_image(path: &Path, image_id: i64, error: &anyhow::Error) -> SkippedImage {
+    let message = format!("{error:#}");
+    let prefix = format!("{}: ", path.display());
+    let reason = message.strip_prefix(&prefix).unwrap_or(&message).to_string();
+    SkippedImage { path: path.to_path_buf(), image_id, reason }
+}
+
+/// The results of [`predict_dataset_skipping`]: those of the readable images, and the others.
+pub struct DatasetPredictions {
+    pub results: Vec<CocoResult>,
+    pub skipped: Vec<SkippedImage>,
+}
+
+/// [`predict_dataset`], but an image that cannot be read is handed to `on_skip` and left out
+/// instead of ending the run. An image whose size differs from its annotation still ends it: that
+/// is a dataset that does not match its images, not one bad file.
+pub fn predict_dataset_skipping(
+    model: &MaskRcnn,
+    dataset: &GroundTruthSet,
+    mut on_skip: impl FnMut(&SkippedImage),
+    on_image: impl FnMut(PredictedImage<'_>) -> Result<()>,
+) -> Result<DatasetPredictions> {
+    predict_images(model, dataset, Some(&mut on_skip), on_image)
+}
+
+fn predict_images(
+    model: &MaskRcnn,
+    dataset: &GroundTruthSet,
+    mut on_skip: Option<&mut dyn FnMut(&SkippedImage)>,
+    mut on_image: impl FnMut(PredictedImage<'_>) -> Result<()>,
+) -> Result<DatasetPredictions> {
     let images = &dataset.ground_truth.images;
     let mut results = Vec::new();
+    let mut skipped = Vec::new();
     for (i, info) in images.iter().enumerate() {
         let path = dataset.image_path(&info.file_name);
-        let image = load_model_input(&path, &model.config)?;
+        let image = match (crate::predict::load_checked_input(&path, &model.config), on_skip.as_mut()) {
+            (Ok(image), _) => image,
+            (Err(e), Some(on_skip)) => {
+                let skip = skipped_image(&path, info.id, &e);
+                on_skip(&skip);
+                skipped.push(skip);
+                continue;
+            }
+            (Err(e), None) => return Err(e),
+        };
         if (image.height, image.width) != (info.height, info.width) {
             bail!(
                 "{}: image is {}x{} but the annotations say {}x{}",
@@ -78,7 +141,15 @@ pub fn predict_dataset(
         results.extend(to_coco_results(model, info.id as u64, &info.file_name, (image.height, image.width), &dets));
         on_image(PredictedImage { done: i + 1, total: images.len(), path: &path, image: &image, detections: &dets })?;
     }
-    Ok(results)
+    Ok(DatasetPredictions { results, skipped })
+}
+
+/// Leaves `skipped` images, and their annotations, out of the ground truth, so that scores are
+/// those of the images the model saw rather than counting unreadable ones as misses.
+pub fn drop_images(ground_truth: &mut CocoGroundTruth, skipped: &[SkippedImage]) {
+    let ids: std::collections::HashSet<i64> = skipped.iter().map(|s| s.image_id).collect();
+    ground_truth.images.retain(|i| !ids.contains(&i.id));
+    ground_truth.annotations.retain(|a| !ids.contains(&a.image_id));
 }
 
 /// Our results in the evaluator's form (same JSON fields).
@@ -102,7 +173,7 @@ pub fn show_results(
     let mut titles = Vec::new();
     for info in gt.images.iter().take(rows) {
         let path = dataset.image_path(&info.file_name);
-        let image = load_model_input(&path, &model.config)?;
+        let image = crate::predict::load_checked_input(&path, &model.config)?;
         let mut dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
         dets.retain(|d| d.score >= score_threshold);
         // Small chips are enlarged by whole factors (nearest) so they fill the grid cell.

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod detect;
 pub mod evaluate;
 pub mod image_io;
+pub mod output_policy;
 pub mod overlay;
 pub mod predict;
 pub mod train_cli;

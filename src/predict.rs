@@ -82,3 +82,10 @@ pub fn overlay_path(dir: &Path, image: &Path) -> PathBuf {
     let stem = image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
     dir.join(format!("{stem}.png"))
 }
+
+/// [`crate::image_io::load_model_input`], after checking that a JPEG is complete: the JPEG decoder
+/// fills a file cut short with grey and reports no error, so a truncated image would otherwise be
+/// predicted (and scored) as if it were whole.
+pub fn load_checked_input(path: &Path, config: &crate::config::MaskRcnnConfig) -> Result<crate::transform::ImageChw> {
+    crate::image_io::load_model_input(path, config)
+}

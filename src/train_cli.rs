@@ -177,6 +177,20 @@ pub enum Normalization {
 }
 
 pub fn run_train(args: TrainArgs) -> Result<()> {
+    // The run folder may not be (or lie inside) the data it trains on; an existing run folder is
+    // continued only with --resume (the trainer checks that).
+    let mut policy = crate::output_policy::OutputPolicy::new(true);
+    if args.data.is_dir() {
+        policy.input_folder(&args.data, "--data");
+    } else {
+        policy.input(&args.data, "--data");
+        let images = args.images.clone().unwrap_or_else(|| maskrcnn_data::coco::default_image_dir(&args.data));
+        policy.input_folder(&images, "the images of --data");
+    }
+    if let Some(init) = &args.init {
+        policy.model_input(init, "--init");
+    }
+    policy.check_folder(&args.output, std::iter::empty())?;
     let dataset = open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
     let class_names = dataset.class_names().to_vec();
     if class_names.is_empty() {

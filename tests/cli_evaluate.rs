@@ -83,3 +83,28 @@ fn show_results_and_model_evaluation_run_on_the_shared_sample() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success() && stderr.starts_with("error: ") && stderr.contains("987654321"), "{stderr}");
 }
+
+/// Results naming a category the ground truth does not have are refused, not scored.
+#[test]
+fn results_with_unknown_category_ids_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gt = dir.path().join("gt.json");
+    std::fs::write(
+        &gt,
+        r#"{"images":[{"id":1,"file_name":"a.png","height":10,"width":10}],
+            "annotations":[{"id":1,"image_id":1,"category_id":3,"bbox":[1,1,4,4],"area":16,"iscrowd":0,
+                            "segmentation":[[1,1,5,1,5,5,1,5]]}],
+            "categories":[{"id":3,"name":"tank"},{"id":7,"name":"ship"}]}"#,
+    )
+    .unwrap();
+    let results = dir.path().join("results.json");
+    std::fs::write(&results, r#"[{"image_id":1,"category_id":2,"bbox":[1,1,4,4],"score":0.9}]"#).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_maskrcnn"))
+        .args(["evaluate", "--predictions", results.to_str().unwrap(), "--annotations", gt.to_str().unwrap()])
+        .args(["--iou-type", "bbox"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("category") && err.contains('2'), "{err}");
+}

@@ -133,6 +133,13 @@ fn train_command_reads_rcnn_masks_and_mask_png_folders() {
         run_train(Cli::parse_from(args).train).unwrap_or_else(|e| panic!("{folder}: {e:#}"));
         let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
         assert!(model.config.num_classes >= 2, "{folder}");
+        if folder == "esri_tiny" {
+            // The .emd's class values travel with the model, each with its own name.
+            let by_name: Vec<(String, u64)> = (1..model.config.num_classes)
+                .map(|l| (model.config.class_name(l), model.config.category_id(l)))
+                .collect();
+            assert_eq!(by_name, [("Building".to_string(), 1), ("Pool".to_string(), 2)], "{folder}");
+        }
     }
 }
 
@@ -358,10 +365,51 @@ fn a_run_folder_in_use_is_refused() {
     // Process 1 (init) is always alive: the folder counts as in use.
     std::fs::write(out.join(maskrcnn::train::run_lock::LOCK_FILE), "1\n").unwrap();
     let args = [
-        "test", "--data", json.to_str().unwrap(), "--output", out.to_str().unwrap(), "--backbone", "18", "--steps", "1",
-        "--batch-size", "1", "--min-size", "64", "--max-size", "64", "--val-split", "0", "--quiet",
+        "test",
+        "--data",
+        json.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--backbone",
+        "18",
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--min-size",
+        "64",
+        "--max-size",
+        "64",
+        "--val-split",
+        "0",
+        "--quiet",
     ];
     let err = run_train(Cli::parse_from(args).train).unwrap_err().to_string();
     assert!(err.contains("another training run (process 1)"), "{err}");
     assert!(!out.join("metrics.jsonl").exists() && !out.join("checkpoints").exists());
+}
+
+/// The run folder may not be the data folder or lie inside it.
+#[test]
+fn a_run_folder_inside_the_data_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = generate(&SyntheticConfig {
+        num_images: 1,
+        image_size: 64,
+        min_objects: 1,
+        max_objects: 1,
+        min_object_size: 16.0,
+        max_object_size: 30.0,
+        seed: 3,
+    })
+    .unwrap();
+    let json = write_coco(&data, &tmp.path().join("data")).unwrap();
+    let images = maskrcnn_data::coco::default_image_dir(&json);
+    for out in [images.clone(), images.join("run")] {
+        let args =
+            ["test", "--data", json.to_str().unwrap(), "--output", out.to_str().unwrap(), "--steps", "1", "--quiet"];
+        let err = run_train(Cli::parse_from(args).train).unwrap_err().to_string();
+        assert!(err.contains("is also an input"), "{err}");
+    }
+    assert!(!images.join("run").exists());
 }

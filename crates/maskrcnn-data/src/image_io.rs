@@ -49,7 +49,11 @@ pub fn read_image_typed(path: &Path) -> Result<TypedImage> {
 
 fn read_with_image_crate(path: &Path) -> Result<TypedImage> {
     use image::DynamicImage as D;
-    let img = image::ImageReader::open(path)?.with_guessed_format()?.decode()?;
+    let bytes = std::fs::read(path)?;
+    if let Some(problem) = crate::jpeg_check::jpeg_truncation(&bytes) {
+        anyhow::bail!("{problem}");
+    }
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?.decode()?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (image, sample_type) = match img {
         D::ImageLuma8(b) => (ImageTensor::from_interleaved(1, h, w, b.as_raw()), SampleType::U8),

@@ -19,6 +19,7 @@ pub mod coco;
 pub mod esri;
 pub mod image_io;
 pub mod instance_masks;
+pub mod jpeg_check;
 pub mod scaling;
 pub mod stats;
 pub mod synthetic;

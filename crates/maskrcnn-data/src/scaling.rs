@@ -142,8 +142,8 @@ impl PixelScale {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context;
     use crate::{ImageTensor, Sample, Target};
+    use anyhow::Context;
 
     #[test]
     fn data_max_picks_the_smallest_covering_range() {
