@@ -38,3 +38,32 @@ fn scheduler_variables_alone_do_not_shard() {
     assert!(!ok && err.contains("shard file"), "{err}");
     assert!(!output.exists());
 }
+
+/// A raster whose geotransform has a zero pixel size is refused before any tile is read,
+/// instead of giving zero-area polygons and exit 0. The raster comes from GDAL's `gdal_create`.
+#[test]
+fn a_degenerate_geotransform_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let raster = dir.path().join("degenerate.tif");
+    let made = Command::new("gdal_create")
+        .args(["-of", "GTiff", "-outsize", "64", "64", "-bands", "3", "-ot", "Byte", "-burn", "100"])
+        .args(["-a_srs", "EPSG:32616", "-a_ullr", "500000", "4000000", "500000", "4000000"])
+        .arg(&raster)
+        .status()
+        .expect("this test needs GDAL's gdal_create (Debian package gdal-bin; .ci/run installs it)");
+    assert!(made.success(), "gdal_create failed");
+    let output = dir.path().join("out.gpkg");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity/r18_tiny");
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--raster",
+        raster.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    let (ok, err) = detect(&args, &[]);
+    assert!(!ok);
+    assert!(err.contains("degenerate geotransform") && err.contains("degenerate.tif"), "{err}");
+    assert!(!output.exists());
+}
