@@ -210,20 +210,36 @@ fn sixteen_bit_imagery_gets_per_band_statistics_stored_with_the_model() {
 
 /// COCO data whose category ids have gaps (COCO itself, CVAT exports): the model must keep the
 /// data's ids, so results and packages name the right categories.
+/// A synthetic COCO set of 64 px images under `dir/data`; returns the JSON's path.
+fn small_coco(dir: &std::path::Path, num_images: usize, max_objects: usize, seed: u64) -> std::path::PathBuf {
+    let data = generate(&SyntheticConfig {
+        num_images,
+        image_size: 64,
+        min_objects: 1,
+        max_objects,
+        min_object_size: 16.0,
+        max_object_size: 30.0,
+        seed,
+    })
+    .unwrap();
+    write_coco(&data, &dir.join("data")).unwrap()
+}
+
+/// `train` arguments for a quiet R18 run at 64 px, batch 1, without a validation split.
+fn quick_run(json: &std::path::Path, out: &std::path::Path, steps: usize, extra: &[&str]) -> TrainArgs {
+    let steps = steps.to_string();
+    let mut args =
+        vec!["test", "--data", json.to_str().unwrap(), "--output", out.to_str().unwrap(), "--backbone", "18"];
+    args.extend(["--steps", &steps, "--batch-size", "1", "--min-size", "64", "--max-size", "64", "--val-split", "0"]);
+    args.extend(extra);
+    args.push("--quiet");
+    Cli::parse_from(args).train
+}
+
 #[test]
 fn category_ids_with_gaps_round_trip_through_training() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = generate(&SyntheticConfig {
-        num_images: 2,
-        image_size: 64,
-        min_objects: 1,
-        max_objects: 2,
-        min_object_size: 16.0,
-        max_object_size: 30.0,
-        seed: 9,
-    })
-    .unwrap();
-    let json = write_coco(&data, &tmp.path().join("data")).unwrap();
+    let json = small_coco(tmp.path(), 2, 2, 9);
     let mut coco: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let gapped = |id: u64| id * 4 + 3;
     for c in coco["categories"].as_array_mut().unwrap() {
@@ -237,27 +253,7 @@ fn category_ids_with_gaps_round_trip_through_training() {
     expected.sort_unstable();
     std::fs::write(&json, serde_json::to_string(&coco).unwrap()).unwrap();
     let out = tmp.path().join("run");
-    let args = [
-        "test",
-        "--data",
-        json.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--backbone",
-        "18",
-        "--steps",
-        "1",
-        "--batch-size",
-        "1",
-        "--min-size",
-        "64",
-        "--max-size",
-        "64",
-        "--val-split",
-        "0",
-        "--quiet",
-    ];
-    run_train(Cli::parse_from(args).train).unwrap();
+    run_train(quick_run(&json, &out, 1, &[])).unwrap();
     let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
     let ids: Vec<u64> = (1..model.config.num_classes).map(|l| model.config.category_id(l)).collect();
     assert_eq!(ids, expected, "the model keeps the data's category ids in label order");
@@ -294,45 +290,13 @@ fn category_ids_with_gaps_round_trip_through_training() {
 #[test]
 fn an_unreadable_training_image_is_skipped_not_fatal() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = generate(&SyntheticConfig {
-        num_images: 3,
-        image_size: 64,
-        min_objects: 1,
-        max_objects: 2,
-        min_object_size: 16.0,
-        max_object_size: 30.0,
-        seed: 5,
-    })
-    .unwrap();
-    let json = write_coco(&data, &tmp.path().join("data")).unwrap();
+    let json = small_coco(tmp.path(), 3, 2, 5);
     let coco: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let first = coco["images"][0]["file_name"].as_str().unwrap().to_string();
     let image_dir = maskrcnn_data::coco::default_image_dir(&json);
     std::fs::write(image_dir.join(&first), b"not an image").unwrap();
     let out = tmp.path().join("run");
-    let args = [
-        "test",
-        "--data",
-        json.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--backbone",
-        "18",
-        "--steps",
-        "3",
-        "--batch-size",
-        "1",
-        "--min-size",
-        "64",
-        "--max-size",
-        "64",
-        "--val-split",
-        "0",
-        "--log-every",
-        "1",
-        "--quiet",
-    ];
-    run_train(Cli::parse_from(args).train).unwrap();
+    run_train(quick_run(&json, &out, 3, &["--log-every", "1"])).unwrap();
     assert!(out.join("model").join("config.json").is_file());
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let unreadable: Vec<serde_json::Value> = metrics
@@ -349,42 +313,12 @@ fn an_unreadable_training_image_is_skipped_not_fatal() {
 #[test]
 fn a_run_folder_in_use_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = generate(&SyntheticConfig {
-        num_images: 2,
-        image_size: 64,
-        min_objects: 1,
-        max_objects: 1,
-        min_object_size: 16.0,
-        max_object_size: 30.0,
-        seed: 2,
-    })
-    .unwrap();
-    let json = write_coco(&data, &tmp.path().join("data")).unwrap();
+    let json = small_coco(tmp.path(), 2, 1, 2);
     let out = tmp.path().join("run");
     std::fs::create_dir_all(&out).unwrap();
     // Process 1 (init) is always alive: the folder counts as in use.
     std::fs::write(out.join(maskrcnn::train::run_lock::LOCK_FILE), "1\n").unwrap();
-    let args = [
-        "test",
-        "--data",
-        json.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--backbone",
-        "18",
-        "--steps",
-        "1",
-        "--batch-size",
-        "1",
-        "--min-size",
-        "64",
-        "--max-size",
-        "64",
-        "--val-split",
-        "0",
-        "--quiet",
-    ];
-    let err = run_train(Cli::parse_from(args).train).unwrap_err().to_string();
+    let err = run_train(quick_run(&json, &out, 1, &[])).unwrap_err().to_string();
     assert!(err.contains("another training run (process 1)"), "{err}");
     assert!(!out.join("metrics.jsonl").exists() && !out.join("checkpoints").exists());
 }
@@ -393,17 +327,7 @@ fn a_run_folder_in_use_is_refused() {
 #[test]
 fn a_run_folder_inside_the_data_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = generate(&SyntheticConfig {
-        num_images: 1,
-        image_size: 64,
-        min_objects: 1,
-        max_objects: 1,
-        min_object_size: 16.0,
-        max_object_size: 30.0,
-        seed: 3,
-    })
-    .unwrap();
-    let json = write_coco(&data, &tmp.path().join("data")).unwrap();
+    let json = small_coco(tmp.path(), 1, 1, 3);
     let images = maskrcnn_data::coco::default_image_dir(&json);
     for out in [images.clone(), images.join("run")] {
         let args =

@@ -153,20 +153,26 @@ fn first_tag_value(bytes: &[u8], tag: u16) -> (usize, usize) {
     panic!("tag {tag} not found");
 }
 
-#[test]
-fn truncated_jpeg_tile_is_an_error_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
+/// A tiled YCbCr JPEG GeoTIFF whose tile 0 byte count is halved: that tile's JPEG stream stops
+/// mid-scan, the other tiles are intact.
+fn jpeg_with_tile0_cut(dir: &Path) -> PathBuf {
     let (jpeg, _) =
-        jpeg_and_gdal_decode(dir.path(), "cut", &["PHOTOMETRIC=YCBCR", "TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"]);
-    // Halve tile 0's byte count: the tile's JPEG stream now stops mid-scan.
+        jpeg_and_gdal_decode(dir, "cut", &["PHOTOMETRIC=YCBCR", "TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"]);
     let mut bytes = std::fs::read(&jpeg).unwrap();
     let (at, size) = first_tag_value(&bytes, 325);
     let mut count = [0u8; 4];
     count[..size].copy_from_slice(&bytes[at..at + size]);
     let half = u32::from_le_bytes(count) / 2;
     bytes[at..at + size].copy_from_slice(&half.to_le_bytes()[..size]);
-    let cut = dir.path().join("cut_tile0.tif");
+    let cut = dir.join("cut_tile0.tif");
     std::fs::write(&cut, &bytes).unwrap();
+    cut
+}
+
+#[test]
+fn truncated_jpeg_tile_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = jpeg_with_tile0_cut(dir.path());
 
     let mut r = GeoTiff::open(&cut).unwrap();
     let err = r.read_window(PixelWindow::new(0, 0, 10, 10), &[]).unwrap_err().to_string();
@@ -181,16 +187,7 @@ fn truncated_jpeg_tile_is_an_error_naming_the_file() {
 #[test]
 fn detection_goes_on_past_a_corrupt_tile() {
     let dir = tempfile::tempdir().unwrap();
-    let (jpeg, _) =
-        jpeg_and_gdal_decode(dir.path(), "cut", &["PHOTOMETRIC=YCBCR", "TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"]);
-    let mut bytes = std::fs::read(&jpeg).unwrap();
-    let (at, size) = first_tag_value(&bytes, 325);
-    let mut count = [0u8; 4];
-    count[..size].copy_from_slice(&bytes[at..at + size]);
-    let half = u32::from_le_bytes(count) / 2;
-    bytes[at..at + size].copy_from_slice(&half.to_le_bytes()[..size]);
-    let cut = dir.path().join("cut_tile0.tif");
-    std::fs::write(&cut, &bytes).unwrap();
+    let cut = jpeg_with_tile0_cut(dir.path());
 
     let mut raster = GeoTiff::open(&cut).unwrap();
     let options = maskrcnn_geo::DetectOptions { tile_size: 64, overlap: 0, ..Default::default() };
