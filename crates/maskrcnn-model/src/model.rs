@@ -71,6 +71,7 @@ pub struct ForwardTrace {
     pub timings: Vec<(&'static str, f64)>,
 }
 
+/// A Mask R-CNN: its configuration, its network and the device it runs on.
 pub struct MaskRcnn {
     pub config: MaskRcnnConfig,
     pub net: MaskRcnnNet,
@@ -178,6 +179,7 @@ impl MaskRcnn {
     }
 }
 
+/// Refuses a configuration the network cannot be built from, with the reason.
 pub fn validate_config(config: &MaskRcnnConfig) -> Result<()> {
     let b = &config.backbone;
     if crate::backbone::resnet::resnet_layout(b.depth).is_none() {

@@ -12,6 +12,7 @@ use crate::ops::boxes::{clip_box, is_large_enough, Box};
 use crate::ops::{batched_nms, BoxCoder};
 use crate::weights::{NamedTensors, TensorSlot};
 
+/// torchvision's `RPNHead`: a shared 3x3 conv, then objectness logits and box deltas per anchor.
 #[derive(Module, Debug)]
 pub struct RpnHead {
     pub conv: Conv,

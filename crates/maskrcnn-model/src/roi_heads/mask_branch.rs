@@ -47,6 +47,7 @@ impl MaskBranch {
         }
     }
 
+    /// Which mask head this is, as the config names it.
     pub fn kind(&self) -> MaskHeadKind {
         match self {
             Self::Standard(_) => MaskHeadKind::Standard,

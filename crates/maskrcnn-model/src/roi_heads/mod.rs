@@ -26,6 +26,7 @@ use crate::weights::{NamedTensors, TensorSlot};
 use box_head::{FastRcnnPredictor, TwoMlpHead};
 use poolers::multiscale_roi_align;
 
+/// The box head, its predictor and the mask branch, under `roi_heads.*`.
 #[derive(Module, Debug)]
 pub struct RoiHeads {
     pub box_head: TwoMlpHead,
