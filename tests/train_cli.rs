@@ -110,27 +110,7 @@ fn train_command_reads_rcnn_masks_and_mask_png_folders() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");
         let data = root.join(folder);
-        let args = [
-            "test",
-            "--data",
-            data.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--backbone",
-            "18",
-            "--steps",
-            "2",
-            "--batch-size",
-            "1",
-            "--min-size",
-            "64",
-            "--max-size",
-            "64",
-            "--val-split",
-            "0",
-            "--quiet",
-        ];
-        run_train(Cli::parse_from(args).train).unwrap_or_else(|e| panic!("{folder}: {e:#}"));
+        run_train(quick_run(&data, &out, 2, &[])).unwrap_or_else(|e| panic!("{folder}: {e:#}"));
         let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
         assert!(model.config.num_classes >= 2, "{folder}");
         if folder == "esri_tiny" {

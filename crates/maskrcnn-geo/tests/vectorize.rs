@@ -5,21 +5,12 @@ use maskrcnn_geo::raster::{GeoTiff, GeoTransform, PixelWindow};
 use maskrcnn_geo::vectorize::validity::validate_multipolygon;
 use maskrcnn_geo::vectorize::*;
 
+use common::Rng;
+
 fn iou(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> f64 {
     let i = a.intersection(b).unsigned_area();
     let u = a.union(b).unsigned_area();
     i / u
-}
-
-/// Small xorshift so tests are deterministic without a rand dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]

@@ -7,19 +7,8 @@ use maskrcnn_geo::raster::GeoTransform;
 use maskrcnn_geo::vectorize::validity::{validate_multipolygon, validate_polygon};
 use maskrcnn_geo::vectorize::*;
 
-/// Small xorshift so tests are deterministic without a rand dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+mod common;
+use common::Rng;
 
 /// Parse a picture: rows of '#' (object) and '.' (background).
 fn picture(rows: &[&str]) -> (Vec<u8>, usize, usize) {

@@ -333,3 +333,19 @@ pub fn spacenet_dir() -> PathBuf {
         ),
     }
 }
+
+/// Small xorshift so tests are deterministic without a rand dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}

@@ -16,6 +16,13 @@ pub fn infer_scale(feature_height: usize, image_height: usize) -> f32 {
     2f32.powf(approx.log2().round())
 }
 
+/// Scale (feature / image pixels) of `feature` in a padded batch of images of `image_sizes`:
+/// [`infer_scale`] against the tallest image, as `MultiScaleRoIAlign` infers it.
+pub fn level_scale(feature: &Tensor<4>, image_sizes: &[(usize, usize)]) -> f32 {
+    let max_image_h = image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
+    infer_scale(feature.dims()[2], max_image_h)
+}
+
 /// torchvision's `LevelMapper` (canonical size 224 at level 4, eps 1e-6), as indices into the
 /// pooled levels.
 pub fn map_levels(boxes: &[Box], k_min: i32, k_max: i32) -> Vec<usize> {
@@ -103,8 +110,7 @@ pub fn multiscale_roi_align(
     output_size: usize,
     sampling_ratio: i32,
 ) -> Tensor<4> {
-    let max_image_h = image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
-    let scales: Vec<f32> = features.iter().map(|f| infer_scale(f.dims()[2], max_image_h)).collect();
+    let scales: Vec<f32> = features.iter().map(|f| level_scale(f, image_sizes)).collect();
     let params_for = |scale: f32| RoiAlignParams {
         output_h: output_size,
         output_w: output_size,

@@ -107,13 +107,12 @@ impl super::PointRendHeads {
         labels: &[usize],
         image_sizes: &[(usize, usize)],
     ) -> crate::roi_heads::mask_head::MaskProbabilities {
-        let max_image_h = image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
         let fine_features = HostFeatures::from_tensor(&levels[0]);
         let inference = PointRendInference {
             coarse_head: &self.coarse_head,
             point_head: &self.point_head,
             fine_features: &fine_features,
-            fine_scale: crate::roi_heads::poolers::infer_scale(levels[0].dims()[2], max_image_h),
+            fine_scale: crate::roi_heads::poolers::level_scale(&levels[0], image_sizes),
         };
         let (probs, side) = inference.masks(rois, labels);
         crate::roi_heads::mask_head::MaskProbabilities { probs, side, pooled: None, logits: None }

@@ -13,7 +13,7 @@ use crate::ops::losses::bce_with_logits_mean;
 use crate::ops::point_sample::point_sample_host;
 use crate::ops::roi_align::{roi_align_host, RoiAlignParams};
 use crate::proposal::rpn::top_k_indices;
-use crate::roi_heads::poolers::infer_scale;
+use crate::roi_heads::poolers::level_scale;
 use crate::roi_heads::sampling::SampledRois;
 use crate::sampling::Sampler;
 use crate::targets::TrainTarget;
@@ -31,9 +31,7 @@ impl PointRendHeads {
         sampler: &mut dyn Sampler,
     ) -> Result<(Tensor<1>, Tensor<1>)> {
         let fine = &levels[0];
-        let max_image_h = image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
-        let fine_scale = infer_scale(fine.dims()[2], max_image_h);
-        let heads = self;
+        let fine_scale = level_scale(fine, image_sizes);
         let positives = &sampled.positives;
         let device = fine.device();
         let r = positives.len();
@@ -41,7 +39,7 @@ impl PointRendHeads {
         let grid = vec![regular_grid(COARSE_INPUT_SIDE); r];
         let point_features = sample_box_points(fine, fine_scale, &rois, &grid);
         let c = point_features.dims()[1];
-        let coarse = heads.coarse_head.forward(point_features.reshape([r, c, COARSE_INPUT_SIDE, COARSE_INPUT_SIDE]));
+        let coarse = self.coarse_head.forward(point_features.reshape([r, c, COARSE_INPUT_SIDE, COARSE_INPUT_SIDE]));
         let [_, k, s, _] = coarse.dims();
         let cells = s * s;
 
@@ -92,7 +90,7 @@ impl PointRendHeads {
         }
         let fine_at_points = sample_box_points(fine, fine_scale, &rois, &points);
         let coarse_at_points = sample_coarse(&coarse, &points);
-        let point_logits = heads.point_head.forward(fine_at_points, coarse_at_points);
+        let point_logits = self.point_head.forward(fine_at_points, coarse_at_points);
         let picked: Tensor<2> =
             point_logits.reshape([r * k, TRAIN_POINTS]).select(0, int_tensor_from_vec(rows, &device));
         let n = r * TRAIN_POINTS;
