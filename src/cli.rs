@@ -240,13 +240,15 @@ struct VectorizeArgs {
 /// How masks become polygons (shared by `detect` and `vectorize`).
 #[derive(Args)]
 struct PolygonArgs {
-    /// Douglas-Peucker tolerance in map units.
+    /// Douglas-Peucker tolerance in metres, whatever the raster's CRS (pixels when the raster has
+    /// no georeferencing).
     #[arg(long, default_value_t = 0.0)]
     simplify: f64,
     /// Square building corners.
     #[arg(long)]
     regularize: bool,
-    /// Drop polygons smaller than this (map units²).
+    /// Drop polygons (and fill holes) smaller than this, in m² whatever the raster's CRS (pixels
+    /// when the raster has no georeferencing).
     #[arg(long, default_value_t = 0.0)]
     min_area: f64,
 }
@@ -260,6 +262,8 @@ impl PolygonArgs {
             simplify_tolerance: self.simplify,
             regularize_right_angles: self.regularize,
             min_area: self.min_area,
+            // Set from the raster's CRS once it is open.
+            units: maskrcnn_geo::MapUnits::Native,
         })
     }
 }
@@ -818,15 +822,17 @@ fn vectorize(args: VectorizeArgs) -> Result<()> {
         _ => bail!("{}: instance ids must be integers", args.labels.display()),
     };
     let gt = info.geotransform_or_identity();
-    let options = args.polygons.options()?;
+    let mut options = args.polygons.options()?;
+    if info.geotransform.is_some() {
+        options.units = maskrcnn_geo::MapUnits::of_crs(info.crs.as_ref());
+    }
     let polygons =
         maskrcnn_geo::vectorize_label_raster(&labels, info.width as usize, info.height as usize, 0i64, &gt, &options)?;
     let features: Vec<Feature> = polygons
         .into_iter()
         .filter(|p| !p.geometry.0.is_empty())
         .map(|p| {
-            use geo::Area;
-            let area = p.geometry.unsigned_area();
+            let area = options.units.area_m2(&p.geometry);
             Feature {
                 geometry: p.geometry,
                 class: p.value.to_string(),

@@ -59,15 +59,18 @@ pub fn detect_tile(
 pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Progress)) -> Result<DetectSummary> {
     let mut raster = GeoTiff::open(&job.raster)?;
     let info = raster.info().clone();
-    let bands = if job.options.bands.is_empty() {
-        let need = model.config.backbone.in_channels;
-        if info.bands < need {
-            bail!("{}: {} band(s) but the model expects {need}", job.raster.display(), info.bands);
-        }
-        (1..=need).collect()
-    } else {
-        job.options.bands.clone()
-    };
+    let choice = crate::bands::choose_bands(
+        &job.raster,
+        info.bands,
+        &[],
+        model.config.backbone.in_channels,
+        &model.config.input_bands,
+        &job.options.bands,
+    )?;
+    if let Some(note) = &choice.note {
+        eprintln!("{}: {note}", job.raster.display());
+    }
+    let bands = choice.bands;
     let keep: Vec<usize> = job
         .classes
         .iter()
@@ -80,6 +83,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     let mut options = job.options.clone();
     options.bands = bands;
     options.class_names = class_names_by_category_id(model);
+    if info.geotransform.is_some() {
+        options.vectorize.units = maskrcnn_geo::MapUnits::of_crs(info.crs.as_ref());
+    }
     if info.geotransform.is_none() {
         eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", job.raster.display());
     }

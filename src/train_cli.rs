@@ -279,6 +279,12 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         }
         Normalization::Imagenet => model.config.transform.pixel_scale = Some(pixel_scale),
     }
+    // Detect feeds a raster the way training saw its chips: a single band repeated, or the raster
+    // bands the chips were cut from.
+    model.config.input_bands = crate::config::InputBands {
+        image_bands: Some(bands),
+        raster_bands: crate::bands::chip_raster_bands(&args.data),
+    };
     // Results and packages must carry the data's own ids (COCO category ids have gaps).
     model.config.category_ids = std::iter::once(0).chain(dataset.category_ids()).collect();
     freeze_layers(&mut model.net, model.config.backbone.trainable_layers);

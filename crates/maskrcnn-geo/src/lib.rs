@@ -5,6 +5,7 @@
 //! * [`output`]: GeoJSON, FlatGeobuf and GeoPackage writers.
 //! * [`chips`]: training chips (RCNN_Masks or COCO) from a raster and label polygons.
 //! * [`grid`], [`tiling`] and [`merge`]: tile grid and sharding, streaming detection, seam stitching.
+//! * [`units`]: metres and m² whatever the CRS, for the vectorising options and areas.
 
 pub mod raster;
 
@@ -23,6 +24,9 @@ pub use chips::{
 pub mod grid;
 pub mod merge;
 pub mod tiling;
+pub mod units;
+
+pub use units::MapUnits;
 
 pub use merge::{
     merge_outputs, merge_outputs_streaming, read_shard_headers, MergeOptions, MergedOutput, Merger, PendingInstance,

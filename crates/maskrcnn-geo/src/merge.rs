@@ -414,7 +414,9 @@ impl Merger {
             .unwrap();
         let class = self.class_names.get(best.class_id as usize).cloned().unwrap_or_else(|| best.class_id.to_string());
         let tile_names: Vec<String> = tiles.iter().map(|(r, c)| format!("r{r}c{c}")).collect();
-        Ok(Some(Feature::new(geometry, class, best.class_id as i64, best.score as f64, tile_names.join(";"))))
+        let mut feature = Feature::new(geometry, class, best.class_id as i64, best.score as f64, tile_names.join(";"));
+        feature.area = self.vectorize.units.area_m2(&feature.geometry);
+        Ok(Some(feature))
     }
 }
 

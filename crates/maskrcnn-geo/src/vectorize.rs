@@ -17,31 +17,43 @@ use geo::orient::{Direction, Orient};
 use geo::{Area, Coord, LineString, MultiPolygon, Polygon};
 
 use crate::raster::GeoTransform;
+use crate::units::{from_frame, MapUnits};
 
 pub mod validity;
 
-/// Options for mask → polygon conversion. Lengths and areas are in map units (metres for UTM).
+/// Options for mask → polygon conversion. Lengths and areas are in metres and m² when `units`
+/// says how map units relate to metres (see [`MapUnits::of_crs`]); in map units otherwise.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VectorizeOptions {
-    /// Douglas-Peucker tolerance in map units; 0 keeps the exact pixel-edge outline. Half to one
-    /// pixel removes the staircase on diagonal edges.
+    /// Douglas-Peucker tolerance; 0 keeps the exact pixel-edge outline. Half to one pixel removes
+    /// the staircase on diagonal edges.
     pub simplify_tolerance: f64,
     /// Snap edges to the polygon's dominant orientation and its perpendicular (for buildings).
     /// Falls back to the unregularised outline when the result would be invalid or change the
     /// area by more than 15%.
     pub regularize_right_angles: bool,
-    /// Parts smaller than this (map units²) are dropped and holes smaller than this are filled.
+    /// Parts smaller than this are dropped and holes smaller than this are filled.
     pub min_area: f64,
+    /// The map's units, in which the tolerance and area are measured (older shard files, which
+    /// lack it, measured in map units).
+    #[serde(default)]
+    pub units: MapUnits,
 }
 
 impl Default for VectorizeOptions {
     fn default() -> Self {
-        VectorizeOptions { simplify_tolerance: 0.0, regularize_right_angles: false, min_area: 0.0 }
+        VectorizeOptions {
+            simplify_tolerance: 0.0,
+            regularize_right_angles: false,
+            min_area: 0.0,
+            units: MapUnits::Native,
+        }
     }
 }
 
 impl VectorizeOptions {
-    /// Tolerance of `pixels` pixels of the given transform, a convenient way to pick map units.
+    /// Tolerance of `pixels` pixels of the given transform (in map units: use with
+    /// [`MapUnits::Native`]).
     pub fn with_simplify_pixels(mut self, gt: &GeoTransform, pixels: f64) -> Self {
         self.simplify_tolerance = gt.pixel_size() * pixels;
         self
@@ -359,7 +371,14 @@ pub fn vectorize_mask(
     opts: &VectorizeOptions,
 ) -> Result<MultiPolygon<f64>> {
     let pixel_polys = trace_mask_pixels(mask, width, height)?;
-    Ok(postprocess(pixels_to_map(&pixel_polys, gt), opts))
+    let map_polys = pixels_to_map(&pixel_polys, gt);
+    if !opts.units.needs_frame() {
+        return Ok(postprocess(map_polys, opts));
+    }
+    // Tolerances and areas are in metres: measure in the object's local metric frame (affine, so
+    // validity survives the round trip).
+    let (local, frame) = opts.units.to_metres(&map_polys);
+    Ok(from_frame(&postprocess(local, opts), &frame).orient(Direction::Default))
 }
 
 /// Simplify, regularise and filter map-space polygons, keeping them valid (by the rules of

@@ -4,6 +4,7 @@ use geo::{Area, BooleanOps, MultiPolygon, Validation};
 use maskrcnn_geo::raster::{GeoTiff, GeoTransform, PixelWindow};
 use maskrcnn_geo::vectorize::validity::validate_multipolygon;
 use maskrcnn_geo::vectorize::*;
+use maskrcnn_geo::MapUnits;
 
 use common::Rng;
 
@@ -125,7 +126,7 @@ fn right_angle_regularisation_of_a_rotated_rectangle() {
         .collect();
     let truth = MultiPolygon::new(vec![geo::Polygon::new(geo::LineString::new(rect), vec![])]);
     let mask = rasterize_polygons(&[(truth.clone(), 1u8)], size, size, &gt, 0).unwrap();
-    let opts = VectorizeOptions { simplify_tolerance: 1.0, regularize_right_angles: true, min_area: 0.0 };
+    let opts = VectorizeOptions { simplify_tolerance: 1.0, regularize_right_angles: true, ..Default::default() };
     let mp = vectorize_mask(&mask, size, size, &gt, &opts).unwrap();
     assert_eq!(mp.0.len(), 1);
     let ext = &mp.0[0].exterior().0;
@@ -282,4 +283,48 @@ fn spacenet_footprints_rasterise_and_vectorise_back() {
     );
     assert!(n_big >= 30, "only {n_big} buildings reached the size for the 0.98 bar");
     let _ = PixelWindow::new(0, 0, 1, 1);
+}
+
+/// `--min-area` and `--simplify` are metres in a geographic CRS too: a 10×10-pixel building of
+/// 0.5 m pixels in EPSG:4326 near Atlanta is 25 m², kept by `min_area` 20 and dropped by 30, and a
+/// 1 m tolerance removes the staircase of a diagonal edge while the result stays valid.
+#[test]
+fn metric_options_in_a_geographic_crs() {
+    let units = MapUnits::of_crs(Some(&maskrcnn_geo::Crs::from_epsg(4326)));
+    let lat: f64 = 33.75;
+    let (deg_lon, deg_lat) = (0.5 / (111_320.0 * lat.to_radians().cos()), 0.5 / 110_900.0);
+    let gt = GeoTransform([-84.39, deg_lon, 0.0, lat, 0.0, -deg_lat]);
+    let mut mask = vec![0u8; 20 * 20];
+    for y in 5..15 {
+        for x in 5..15 {
+            mask[y * 20 + x] = 1;
+        }
+    }
+    let opts = |min_area: f64| VectorizeOptions { min_area, units, ..Default::default() };
+    let kept = vectorize_mask(&mask, 20, 20, &gt, &opts(20.0)).unwrap();
+    assert_eq!(kept.0.len(), 1);
+    let area = units.area_m2(&kept);
+    assert!((area - 25.0).abs() < 0.1, "{area} m²");
+    assert!(vectorize_mask(&mask, 20, 20, &gt, &opts(30.0)).unwrap().0.is_empty());
+    // In degrees the same numbers would keep everything (areas ~1e-9 deg²) and not simplify.
+    let native = VectorizeOptions { min_area: 30.0, ..Default::default() };
+    assert!(vectorize_mask(&mask, 20, 20, &gt, &native).unwrap().0.is_empty());
+
+    // A right triangle of pixels: its hypotenuse is a 1-pixel staircase (0.5 m steps).
+    let mut tri = vec![0u8; 40 * 40];
+    for y in 0..40 {
+        for x in 0..=y {
+            tri[y * 40 + x] = 1;
+        }
+    }
+    let exact = vectorize_mask(&tri, 40, 40, &gt, &VectorizeOptions { units, ..Default::default() }).unwrap();
+    let simplified =
+        vectorize_mask(&tri, 40, 40, &gt, &VectorizeOptions { simplify_tolerance: 1.0, units, ..Default::default() })
+            .unwrap();
+    let vertices = |m: &MultiPolygon<f64>| m.0[0].exterior().0.len();
+    assert!(vertices(&exact) > 80, "{}", vertices(&exact));
+    assert!(vertices(&simplified) <= 6, "{}", vertices(&simplified));
+    validate_multipolygon(&simplified).unwrap();
+    let (a, b) = (units.area_m2(&exact), units.area_m2(&simplified));
+    assert!((a - b).abs() / a < 0.05, "{a} vs {b}");
 }

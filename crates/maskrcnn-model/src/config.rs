@@ -24,6 +24,22 @@ pub struct MaskRcnnConfig {
     /// Which mask head the RoI heads carry. Older config files say `"pointrend": true|false`.
     #[serde(alias = "pointrend", deserialize_with = "MaskHeadKind::deserialize_with_legacy")]
     pub mask_head: MaskHeadKind,
+    /// Where the model's input bands came from in training (unknown for older model folders and
+    /// imported checkpoints), so `detect` can feed a raster the same way.
+    #[serde(default)]
+    pub input_bands: InputBands,
+}
+
+/// The bands training fed the model: how many the training images had (one band is repeated to
+/// the model's three inputs) and, when the chips were cut from a raster and say so, which of its
+/// bands (1-based, in input order).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InputBands {
+    /// Bands of the training images, before a single band was repeated.
+    pub image_bands: Option<usize>,
+    /// 1-based bands of the source raster, in the order the model takes them.
+    pub raster_bands: Vec<usize>,
 }
 
 /// The mask head: torchvision's 28x28 head or PointRend.
@@ -153,6 +169,7 @@ impl Default for MaskRcnnConfig {
             rpn: RpnConfig::default(),
             roi_heads: RoiHeadsConfig::default(),
             mask_head: MaskHeadKind::Standard,
+            input_bands: InputBands::default(),
         }
     }
 }
