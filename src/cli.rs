@@ -10,7 +10,6 @@ use crate::evaluate::{skipped_image, SkippedImage};
 use crate::image_io::list_images;
 use crate::output_policy::OutputPolicy;
 use crate::predict::{display_name, image_id_for, image_ids_from_coco, overlay_path, to_coco_results};
-use crate::weights::load_model;
 
 #[derive(Parser)]
 #[command(name = "maskrcnn", version, about = "Mask R-CNN instance segmentation for imagery and GIS")]
@@ -85,7 +84,8 @@ struct LrFindArgs {
     /// A checkpoint to start from (default: a new model).
     #[arg(long)]
     init: Option<PathBuf>,
-    #[arg(long, default_value_t = 50)]
+    /// ResNet depth of a new model: 18, 34, 50, 101 or 152 (also `resnet50`).
+    #[arg(long, default_value = "50", value_parser = crate::train_cli::parse_backbone_depth)]
     backbone: usize,
     #[arg(long)]
     min_size: Option<usize>,
@@ -188,6 +188,10 @@ struct DetectArgs {
     /// Minimum detection score.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
+    /// Keep up to this many objects per tile (the model's default is torchvision's 100; dense
+    /// scenes of cars or houses need more).
+    #[arg(long)]
+    max_detections: Option<usize>,
     /// Keep only these class names (comma-separated).
     #[arg(long, value_delimiter = ',')]
     classes: Vec<String>,
@@ -352,6 +356,9 @@ struct PredictArgs {
     /// Drop detections scoring below this (the model keeps >= 0.05 by default).
     #[arg(long)]
     score_threshold: Option<f32>,
+    /// Keep up to this many objects per image (the model's default is torchvision's 100).
+    #[arg(long)]
+    max_detections: Option<usize>,
     #[arg(long)]
     min_size: Option<usize>,
     #[arg(long)]
@@ -437,6 +444,28 @@ impl crate::train::progress::TrainProgress for StepBar {
     }
 }
 
+/// [`crate::weights::load_model`], saying which model of a training run folder it read.
+fn load_model(path: &std::path::Path, device: &burn::tensor::Device) -> Result<crate::weights::LoadedModel> {
+    let loaded = crate::weights::load_model(path, device)?;
+    if let Some(folder) = loaded.weights_path.parent().filter(|f| path.is_dir() && f.parent() == Some(path)) {
+        eprintln!("{}: a training run folder; using its {}", path.display(), folder.display());
+    }
+    Ok(loaded)
+}
+
+/// `--max-detections`: more objects per image than torchvision's 100, with enough RPN proposals
+/// after NMS to give them.
+fn apply_max_detections(config: &mut crate::MaskRcnnConfig, max_detections: Option<usize>) -> Result<()> {
+    let Some(n) = max_detections else { return Ok(()) };
+    if n == 0 {
+        bail!("--max-detections must be at least 1");
+    }
+    config.roi_heads.box_detections_per_img = n;
+    config.rpn.post_nms_top_n_test = config.rpn.post_nms_top_n_test.max(n);
+    config.rpn.pre_nms_top_n_test = config.rpn.pre_nms_top_n_test.max(config.rpn.post_nms_top_n_test);
+    Ok(())
+}
+
 fn progress(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
@@ -497,6 +526,8 @@ fn predict(args: PredictArgs) -> Result<()> {
             bail!("--score-threshold must be within 0..1, got {t}");
         }
     }
+    apply_max_detections(&mut model.config, args.max_detections)?;
+    let cap = model.config.roi_heads.box_detections_per_img;
     let ids = args.image_ids_from.as_deref().map(image_ids_from_coco).transpose()?;
     if let Some(dir) = &args.overlay_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -521,6 +552,14 @@ fn predict(args: PredictArgs) -> Result<()> {
         // Ids come from the image's place in the whole folder, so a skipped image shifts none.
         let image_id = image_id_for(path, index, ids.as_ref())?;
         let mut dets = model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default();
+        if dets.len() >= cap {
+            bar.suspend(|| {
+                eprintln!(
+                    "warning: {}: {cap} objects, the most kept per image; there may be more (--max-detections)",
+                    path.display()
+                )
+            });
+        }
         if let Some(t) = args.score_threshold {
             dets.retain(|d| d.score >= t);
         }
@@ -745,7 +784,8 @@ fn detect(args: DetectArgs) -> Result<()> {
         );
     }
     let device = burn::tensor::Device::default();
-    let model = load_model(&args.model, &device)?.model;
+    let mut model = load_model(&args.model, &device)?.model;
+    apply_max_detections(&mut model.config, args.max_detections)?;
     let options = DetectOptions {
         tile_size: args.tile_size,
         overlap: args.overlap,

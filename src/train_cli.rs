@@ -44,8 +44,9 @@ pub struct TrainArgs {
     /// Run directory: checkpoints, metrics.jsonl, best/ and model/ (the final model folder).
     #[arg(long)]
     pub output: PathBuf,
-    /// ResNet depth of a new model: 18, 34, 50, 101 or 152.
-    #[arg(long, default_value_t = 50)]
+    /// ResNet depth of a new model: 18, 34, 50, 101 or 152 (also written `resnet50`, as in
+    /// arcgis.learn and torchvision).
+    #[arg(long, default_value = "50", value_parser = parse_backbone_depth)]
     pub backbone: usize,
     /// Passes over the training images.
     #[arg(long, default_value_t = 10, conflicts_with = "steps")]
@@ -198,12 +199,17 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     }
     // The first readable image says how many bands the data has; unreadable ones are skipped
     // (and named) by the training loop.
-    let bands = (0..dataset.len())
+    let first_image = (0..dataset.len())
         .map(|i| dataset.image(i))
         .find(Result::is_ok)
         .unwrap_or_else(|| dataset.image(0))
-        .context("reading the first image")?
-        .channels;
+        .context("reading the first image")?;
+    let bands = first_image.channels;
+    // Readers repeat a grey band to RGB; the model must know its images were single-band so that
+    // `detect` repeats a single-band raster the same way.
+    let source_bands =
+        if bands > 1 && (1..bands).all(|b| first_image.plane(b) == first_image.plane(0)) { 1 } else { bands };
+    drop(first_image);
     let device = Device::default().autodiff();
     let mut model = match &args.init {
         Some(path) => {
@@ -338,4 +344,28 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         report.final_model.as_ref().map_or("(none)".into(), |p| p.display().to_string())
     );
     Ok(())
+}
+
+/// `--backbone`: a ResNet depth as `50`, `resnet50`, `ResNet-50` or `r50`.
+pub fn parse_backbone_depth(text: &str) -> std::result::Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.strip_prefix("resnet").or_else(|| lower.strip_prefix('r')).unwrap_or(&lower);
+    let digits = digits.trim_start_matches(['-', '_']);
+    match digits.parse::<usize>() {
+        Ok(depth @ (18 | 34 | 50 | 101 | 152)) => Ok(depth),
+        _ => Err(format!("{text:?} is not a ResNet depth: use 18, 34, 50, 101 or 152 (or resnet50 and the like)")),
+    }
+}
+
+#[cfg(test)]
+mod backbone_name_tests {
+    #[test]
+    fn depths_by_number_or_name() {
+        for (text, depth) in [("50", 50), ("resnet50", 50), ("ResNet-101", 101), ("r18", 18), ("resnet_34", 34)] {
+            assert_eq!(super::parse_backbone_depth(text), Ok(depth), "{text}");
+        }
+        for text in ["resnet51", "vit_b_16", "", "resnet"] {
+            assert!(super::parse_backbone_depth(text).is_err(), "{text}");
+        }
+    }
 }

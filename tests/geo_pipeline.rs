@@ -64,14 +64,16 @@ fn spacenet_chips_train_and_detect_end_to_end() {
     let output = dir.path().join("buildings.gpkg");
     let said = run(&[
         &os("detect"),
+        // The run folder (its model/ is read) and no --bands: the model recorded that it was
+        // trained on single-band chips, so the one band is repeated to its three inputs.
         &os("--model"),
-        &p(&run_dir.join("model")),
+        &p(&run_dir),
         &os("--raster"),
         &p(&raster),
         &os("--output"),
         &p(&output),
-        &os("--bands"),
-        &os("1,1,1"),
+        &os("--max-detections"),
+        &os("300"),
         &os("--tile-size"),
         &os("256"),
         &os("--overlap"),
@@ -80,6 +82,7 @@ fn spacenet_chips_train_and_detect_end_to_end() {
         &os("0.0"),
     ]);
     assert!(said.contains("16 tiles"), "{said}");
+    assert!(said.contains("a training run folder; using its") && said.contains("repeating band 1"), "{said}");
     assert!(output.is_file());
     match Command::new("ogrinfo").args(["-so", "-al"]).arg(&output).output() {
         Ok(info) => {

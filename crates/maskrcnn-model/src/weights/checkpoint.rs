@@ -20,9 +20,13 @@ pub struct LoadedModel {
     pub weights_path: PathBuf,
 }
 
+/// Sub-folders of a training run that hold model folders, in the order `load_model` prefers them.
+pub const RUN_FINAL_MODEL: &str = "model";
+pub const RUN_BEST_MODEL: &str = "best";
+
 /// Loads a model from a torchvision `.pth`/`.pt`/`.safetensors` state dict (architecture inferred
 /// from tensor shapes, or taken from a `config.json` beside it), one of our model folders, an
-/// arcgis.learn `.emd`, or a `.dlpk` package.
+/// arcgis.learn `.emd`, a `.dlpk` package, or a training run folder (its `model/`, else `best/`).
 pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
     if !path.exists() {
         bail!("{}: no such file or folder", path.display());
@@ -36,7 +40,19 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
         if let Some(emd) = arcgis::find_emd(path)? {
             return load_emd(&emd, device);
         }
-        bail!("{}: a model folder needs {CONFIG_FILE} + {WEIGHTS_FILE}, or an arcgis.learn .emd", path.display());
+        // A training run folder: its final model, else the best one so far (a run still going or
+        // stopped early has only `best/`). `weights_path` tells the caller which was read.
+        for sub in [RUN_FINAL_MODEL, RUN_BEST_MODEL] {
+            let folder = path.join(sub);
+            if folder.join(CONFIG_FILE).is_file() && folder.join(WEIGHTS_FILE).is_file() {
+                return load_model(&folder, device);
+            }
+        }
+        bail!(
+            "{}: a model folder needs {CONFIG_FILE} + {WEIGHTS_FILE}, or an arcgis.learn .emd (or, for a training run \
+             folder, {RUN_FINAL_MODEL}/ or {RUN_BEST_MODEL}/)",
+            path.display()
+        );
     }
     match ext.as_str() {
         "emd" => load_emd(path, device),
