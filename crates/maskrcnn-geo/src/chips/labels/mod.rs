@@ -1,17 +1,31 @@
-//! Label input: polygon layers from GeoJSON or GeoPackage, the CRS check against the raster,
-//! and the export's classes derived from the label values.
+//! Label input: polygon layers from GeoJSON, GeoPackage, Shapefile or FlatGeobuf, the CRS check
+//! against the raster, and the export's classes derived from the label values.
+//!
+//! Each format has its own reader (one file each); they all hand [`RawFeature`]s to one
+//! [`LayerBuilder`], so class values, geometry rules and errors are the same whatever the format.
+//! Rules shared by every reader:
+//! - a feature without geometry, or with a point/line geometry, is an error naming the feature;
+//! - an empty polygon is kept and simply burns nothing;
+//! - rings are oriented exterior counter-clockwise, holes clockwise (Shapefile stores the
+//!   opposite), so every format yields identical coordinates;
+//! - class values "3", 3 and 3.0 are the same class; a missing field is an error listing the
+//!   fields the layer has.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
-use geo::{Coord, LineString, MultiPolygon, Polygon};
-use serde_json::Value;
+use anyhow::{bail, ensure, Result};
+use geo::orient::{Direction, Orient};
+use geo::MultiPolygon;
 
 use super::ChipClass;
-use crate::output::geometry_from_geojson;
 use crate::raster::Crs;
+
+mod flatgeobuf;
+mod geojson;
+mod gpkg;
+mod shapefile;
+mod wkt;
 
 /// The CRS a label file declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +37,8 @@ pub enum LabelCrs {
     Unrecognised(String),
     /// GeoPackage srs_id 0 / -1: "undefined" coordinates.
     Undefined,
+    /// The file declares no CRS at all (the text says where it was looked for, e.g. "no .prj file").
+    Missing(String),
 }
 
 impl LabelCrs {
@@ -32,6 +48,7 @@ impl LabelCrs {
             LabelCrs::ImplicitWgs84 => "WGS 84 (no \"crs\" member, so RFC 7946 longitude/latitude)".into(),
             LabelCrs::Unrecognised(s) => format!("unrecognised CRS {s:?}"),
             LabelCrs::Undefined => "undefined CRS (GeoPackage srs_id 0/-1)".into(),
+            LabelCrs::Missing(why) => format!("undeclared CRS ({why})"),
         }
     }
 }
@@ -69,20 +86,48 @@ impl ClassKey {
 #[derive(Debug, Clone)]
 pub struct LabelLayer {
     pub path: PathBuf,
+    /// The layer read: the GeoPackage table, otherwise the name GDAL gives the file's one layer.
+    pub layer: String,
     pub crs: LabelCrs,
     /// (geometry, class) per feature; the class is `None` when no class field was asked for.
     pub features: Vec<(MultiPolygon<f64>, Option<ClassKey>)>,
 }
 
-/// Read Polygon/MultiPolygon features from GeoJSON or a GeoPackage. Non-polygon or missing
-/// geometries and features without the class field are errors naming the feature.
+/// Read Polygon/MultiPolygon features from a single-layer label file (or a GeoPackage with one
+/// feature table). See [`read_labels`].
 pub fn read_label_polygons(path: &Path, class_field: Option<&str>) -> Result<LabelLayer> {
+    read_labels(path, None, class_field)
+}
+
+/// Read Polygon/MultiPolygon features from GeoJSON (`.geojson`/`.json`), GeoPackage (`.gpkg`),
+/// Shapefile (`.shp` with its `.shx` and `.dbf`; CRS from `.prj`) or FlatGeobuf (`.fgb`).
+///
+/// `layer` picks the feature table of a GeoPackage that has several (it is required then). The
+/// other formats hold one layer; a `layer` given for them must be that layer's name (the file
+/// name without extension, or the name stored in the file), so a wrong file is not used silently.
+/// Non-polygon or missing geometries and features without the class field are errors naming the
+/// feature.
+pub fn read_labels(path: &Path, layer: Option<&str>, class_field: Option<&str>) -> Result<LabelLayer> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if path.is_dir() {
+        let shp: Vec<String> = std::fs::read_dir(path)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.to_ascii_lowercase().ends_with(".shp"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        bail!("{}: labels are a folder; pass the label file itself (Shapefiles in it: {shp:?})", path.display());
+    }
     let layer = match ext.as_str() {
-        "geojson" | "json" => read_geojson_labels(path, class_field),
-        "gpkg" => read_gpkg_labels(path, class_field),
+        "geojson" | "json" => geojson::read(path, layer, class_field),
+        "gpkg" => gpkg::read(path, layer, class_field),
+        "shp" => shapefile::read(path, layer, class_field),
+        "fgb" => flatgeobuf::read(path, layer, class_field),
         _ => bail!(
-            "{}: unsupported label format {ext:?}; use .geojson or .gpkg (convert with `ogr2ogr labels.gpkg {}`)",
+            "{}: unsupported label format {ext:?}; use .geojson, .gpkg, .shp or .fgb (convert with \
+             `ogr2ogr labels.gpkg {}`)",
             path.display(),
             path.display()
         ),
@@ -107,274 +152,107 @@ fn parse_crs_name(name: &str) -> LabelCrs {
     LabelCrs::Unrecognised(name.to_string())
 }
 
-fn read_geojson_labels(path: &Path, class_field: Option<&str>) -> Result<LabelLayer> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read labels {}", path.display()))?;
-    ensure!(!text.trim().is_empty(), "{}: the label file is empty", path.display());
-    let doc: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
-    let crs = match doc.get("crs") {
-        None | Some(Value::Null) => LabelCrs::ImplicitWgs84,
-        Some(c) => match c.pointer("/properties/name").and_then(Value::as_str) {
-            Some(name) => parse_crs_name(name),
-            None => LabelCrs::Unrecognised(c.to_string()),
-        },
-    };
-    let features: Vec<&Value> = match doc.get("type").and_then(Value::as_str) {
-        Some("FeatureCollection") => doc
-            .get("features")
-            .and_then(Value::as_array)
-            .ok_or_else(|| anyhow!("{}: FeatureCollection without a \"features\" array", path.display()))?
-            .iter()
-            .collect(),
-        Some("Feature") => vec![&doc],
-        other => bail!("{}: expected a GeoJSON FeatureCollection, found type {other:?}", path.display()),
-    };
-    let mut out = Vec::with_capacity(features.len());
-    let mut fields_seen: Vec<String> = Vec::new();
-    for (i, f) in features.iter().enumerate() {
-        let geometry = match f.get("geometry") {
-            None | Some(Value::Null) => bail!("{}: feature {i} has no geometry", path.display()),
-            Some(g) => match g.get("type").and_then(Value::as_str) {
-                Some("Polygon" | "MultiPolygon") => {
-                    geometry_from_geojson(g).with_context(|| format!("{}: feature {i}", path.display()))?
-                }
-                other => bail!(
-                    "{}: feature {i} is a {}; training chips need Polygon or MultiPolygon labels",
-                    path.display(),
-                    other.unwrap_or("geometry without a type")
-                ),
-            },
-        };
-        let class = match class_field {
-            None => None,
-            Some(field) => {
-                let props = f.get("properties").and_then(Value::as_object);
-                if fields_seen.is_empty() {
-                    if let Some(p) = props {
-                        fields_seen = p.keys().cloned().collect();
-                    }
-                }
-                let value = props.and_then(|p| p.get(field));
-                Some(match value {
-                    Some(Value::String(s)) if !s.trim().is_empty() => ClassKey::from_text(s),
-                    Some(Value::Number(n)) => match n.as_i64() {
-                        Some(v) => ClassKey::Int(v),
-                        None => ClassKey::from_f64(n.as_f64().unwrap_or(f64::NAN)),
-                    },
-                    Some(Value::Bool(b)) => ClassKey::Text(b.to_string()),
-                    None if props.is_some_and(|p| !p.contains_key(field)) && i == 0 => bail!(
-                        "{}: class field {field:?} not found; the features have the fields {:?}",
-                        path.display(),
-                        fields_seen
-                    ),
-                    other => bail!(
-                        "{}: feature {i} has no usable value in class field {field:?} (found {})",
-                        path.display(),
-                        other.map(|v| v.to_string()).unwrap_or_else(|| "nothing".into())
-                    ),
-                })
-            }
-        };
-        out.push((geometry, class));
-    }
-    Ok(LabelLayer { path: path.to_path_buf(), crs, features: out })
+/// The name GDAL gives a single-layer file's layer when the file stores none: its stem.
+fn file_stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-fn read_gpkg_labels(path: &Path, class_field: Option<&str>) -> Result<LabelLayer> {
-    use rusqlite::{types::ValueRef, Connection, OpenFlags};
-    ensure!(path.is_file(), "{}: label GeoPackage not found", path.display());
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("cannot open GeoPackage {}", path.display()))?;
-    let gp = |e: rusqlite::Error| anyhow!("{}: not a readable GeoPackage: {e}", path.display());
-    let mut stmt = conn
-        .prepare(
-            "SELECT c.table_name, g.column_name, g.srs_id FROM gpkg_contents c \
-             JOIN gpkg_geometry_columns g ON g.table_name = c.table_name WHERE c.data_type = 'features'",
-        )
-        .map_err(gp)?;
-    let tables: Vec<(String, String, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .map_err(gp)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(gp)?;
-    let (table, geom_col, srs_id) = match tables.as_slice() {
-        [one] => one.clone(),
-        [] => bail!("{}: the GeoPackage has no feature table", path.display()),
-        many => bail!(
-            "{}: the GeoPackage has {} feature tables ({:?}); extract the label layer with \
-             `ogr2ogr labels.gpkg {} <layer>`",
-            path.display(),
-            many.len(),
-            many.iter().map(|t| &t.0).collect::<Vec<_>>(),
-            path.display()
-        ),
-    };
-    let crs = if srs_id == 0 || srs_id == -1 {
-        LabelCrs::Undefined
-    } else {
-        let row: Option<(String, i64)> = conn
-            .query_row(
-                "SELECT organization, organization_coordsys_id FROM gpkg_spatial_ref_sys WHERE srs_id = ?1",
-                [srs_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .ok();
-        match row {
-            Some((org, code)) if org.eq_ignore_ascii_case("EPSG") && code > 0 => LabelCrs::Epsg(code as u32),
-            Some((org, code)) => LabelCrs::Unrecognised(format!("{org}:{code}")),
-            None => LabelCrs::Unrecognised(format!("srs_id {srs_id} missing from gpkg_spatial_ref_sys")),
+/// A single-layer format was asked for a layer by name: it must be the one it holds.
+fn check_single_layer(path: &Path, format: &str, name: &str, wanted: Option<&str>) -> Result<()> {
+    match wanted {
+        Some(w) if w != name => {
+            bail!("{}: no label layer named {w:?}; a {format} file holds one layer, {name:?}", path.display())
         }
-    };
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let columns: Vec<String> = conn
-        .prepare(&format!("PRAGMA table_info({})", quote(&table)))
-        .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(1))?.collect())
-        .map_err(gp)?;
-    if let Some(field) = class_field {
-        ensure!(
-            columns.iter().any(|c| c == field),
-            "{}: class field {field:?} not found in table {table}; its columns are {:?}",
-            path.display(),
-            columns
-        );
+        _ => Ok(()),
     }
-    let class_sql = class_field.map(quote).unwrap_or_else(|| "NULL".into());
-    let sql = format!("SELECT {}, {} FROM {}", quote(&geom_col), class_sql, quote(&table));
-    let mut stmt = conn.prepare(&sql).map_err(gp)?;
-    let mut rows = stmt.query([]).map_err(gp)?;
-    let mut features = Vec::new();
-    let mut i = 0usize;
-    while let Some(row) = rows.next().map_err(gp)? {
-        let blob = match row.get_ref(0).map_err(gp)? {
-            ValueRef::Blob(b) => b,
-            ValueRef::Null => bail!("{}: feature {i} of {table} has no geometry", path.display()),
-            _ => bail!("{}: feature {i} of {table}: geometry is not a blob", path.display()),
+}
+
+/// An attribute value as a reader found it, before it becomes a [`ClassKey`].
+#[derive(Debug)]
+enum RawValue<'a> {
+    /// Null, or the feature does not carry the field.
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+    Bool(bool),
+    /// A type that cannot name a class (date, blob, JSON object, ...), described for the error.
+    Other(String),
+}
+
+/// A feature's geometry as a reader found it.
+enum RawGeometry {
+    Polygons(MultiPolygon<f64>),
+    /// No geometry at all (GeoJSON null, SQL NULL, Shapefile null shape, FlatGeobuf none).
+    Missing,
+    /// A geometry type chips cannot use, by name ("Point", "LineString", ...).
+    NotPolygon(String),
+}
+
+/// Collects the features every reader yields, applying the shared rules (see the module docs).
+struct LayerBuilder<'a> {
+    path: &'a Path,
+    /// " of layer X" for formats with several layers, "" otherwise; used in errors.
+    where_: String,
+    class_field: Option<&'a str>,
+    features: Vec<(MultiPolygon<f64>, Option<ClassKey>)>,
+}
+
+impl<'a> LayerBuilder<'a> {
+    /// `fields` are the layer's attribute names when the format has a schema; the class field
+    /// must be among them. GeoJSON has none: pass `None` and check per feature.
+    fn new(path: &'a Path, where_: String, class_field: Option<&'a str>, fields: Option<&[String]>) -> Result<Self> {
+        if let (Some(field), Some(fields)) = (class_field, fields) {
+            if !fields.iter().any(|f| f == field) {
+                return Err(field_not_found(path, &where_, field, fields));
+            }
+        }
+        Ok(LayerBuilder { path, where_, class_field, features: Vec::new() })
+    }
+
+    /// Adds feature `i` (0-based, in file order).
+    fn push(&mut self, i: usize, geometry: RawGeometry, class: RawValue<'_>) -> Result<()> {
+        let (path, where_) = (self.path.display(), &self.where_);
+        let geometry = match geometry {
+            RawGeometry::Polygons(g) => g.orient(Direction::Default),
+            RawGeometry::Missing => bail!("{path}: feature {i}{where_} has no geometry"),
+            RawGeometry::NotPolygon(kind) => {
+                bail!("{path}: feature {i}{where_} is a {kind}; training chips need Polygon or MultiPolygon labels")
+            }
         };
-        let geometry =
-            parse_gpkg_geometry(blob).with_context(|| format!("{}: feature {i} of {table}", path.display()))?;
-        let class = match class_field {
+        let class = match self.class_field {
             None => None,
-            Some(field) => Some(match row.get_ref(1).map_err(gp)? {
-                ValueRef::Integer(v) => ClassKey::Int(v),
-                ValueRef::Real(v) => ClassKey::from_f64(v),
-                ValueRef::Text(t) if !String::from_utf8_lossy(t).trim().is_empty() => {
-                    ClassKey::from_text(&String::from_utf8_lossy(t))
-                }
-                _ => bail!("{}: feature {i} of {table} has no value in class field {field:?}", path.display()),
+            Some(field) => Some(match class {
+                RawValue::Int(v) => ClassKey::Int(v),
+                RawValue::Real(v) if v.is_finite() => ClassKey::from_f64(v),
+                RawValue::Text(s) if !s.trim().is_empty() => ClassKey::from_text(s),
+                RawValue::Bool(b) => ClassKey::Text(b.to_string()),
+                other => bail!(
+                    "{path}: feature {i}{where_} has no usable value in class field {field:?} (found {})",
+                    match other {
+                        RawValue::Null => "nothing".to_string(),
+                        RawValue::Real(v) => v.to_string(),
+                        RawValue::Text(s) => format!("{s:?}"),
+                        RawValue::Other(s) => s,
+                        _ => unreachable!("usable values are matched above"),
+                    }
+                ),
             }),
         };
-        features.push((geometry, class));
-        i += 1;
+        self.features.push((geometry, class));
+        Ok(())
     }
-    Ok(LabelLayer { path: path.to_path_buf(), crs, features })
+
+    fn finish(self, layer: String, crs: LabelCrs) -> LabelLayer {
+        LabelLayer { path: self.path.to_path_buf(), layer, crs, features: self.features }
+    }
 }
 
-/// GeoPackage binary geometry: "GP" header (+ envelope), then WKB Polygon/MultiPolygon.
-fn parse_gpkg_geometry(blob: &[u8]) -> Result<MultiPolygon<f64>> {
-    ensure!(blob.len() >= 8 && &blob[0..2] == b"GP", "not a GeoPackage geometry blob");
-    let flags = blob[3];
-    let envelope_len = match (flags >> 1) & 0b111 {
-        0 => 0,
-        1 => 32,
-        2 | 3 => 48,
-        4 => 64,
-        e => bail!("invalid envelope code {e} in geometry header"),
-    };
-    if flags & 0b1_0000 != 0 {
-        return Ok(MultiPolygon::new(vec![]));
-    }
-    let mut wkb = Wkb { bytes: &blob[8 + envelope_len..], pos: 0, little: true };
-    let geometry = wkb.geometry()?;
-    Ok(geometry)
-}
-
-struct Wkb<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    little: bool,
-}
-
-impl Wkb<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let s = self.bytes.get(self.pos..self.pos + N).ok_or_else(|| anyhow!("truncated WKB geometry"))?;
-        self.pos += N;
-        Ok(s.try_into().unwrap())
-    }
-    fn u32(&mut self) -> Result<u32> {
-        let b = self.take::<4>()?;
-        Ok(if self.little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
-    }
-    fn f64(&mut self) -> Result<f64> {
-        let b = self.take::<8>()?;
-        Ok(if self.little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) })
-    }
-    /// Reads the byte order and type; returns (base type, coordinate dimensions).
-    fn header(&mut self) -> Result<(u32, usize)> {
-        self.little = self.take::<1>()?[0] == 1;
-        let raw = self.u32()?;
-        // EWKB flags (PostGIS) or ISO 1000/2000/3000 offsets for Z/M/ZM.
-        let (ewkb_z, ewkb_m) = (raw & 0x8000_0000 != 0, raw & 0x4000_0000 != 0);
-        if raw & 0x2000_0000 != 0 {
-            self.u32()?; // EWKB SRID
-        }
-        let code = raw & 0x0FFF_FFFF;
-        let (base, iso_dims) = (code % 1000, code / 1000);
-        let extra = match iso_dims {
-            0 => ewkb_z as usize + ewkb_m as usize,
-            1 | 2 => 1,
-            3 => 2,
-            _ => bail!("unknown WKB geometry type {raw}"),
-        };
-        Ok((base, 2 + extra))
-    }
-    fn polygon_body(&mut self, dims: usize) -> Result<Polygon<f64>> {
-        let nrings = self.u32()? as usize;
-        let mut rings = Vec::with_capacity(nrings);
-        for _ in 0..nrings {
-            let n = self.u32()? as usize;
-            ensure!(n <= self.bytes.len() / 16, "WKB ring claims {n} points, more than the blob holds");
-            let mut pts = Vec::with_capacity(n);
-            for _ in 0..n {
-                let x = self.f64()?;
-                let y = self.f64()?;
-                for _ in 2..dims {
-                    self.f64()?;
-                }
-                pts.push(Coord { x, y });
-            }
-            rings.push(LineString::new(pts));
-        }
-        let mut it = rings.into_iter();
-        let exterior = it.next().unwrap_or_else(|| LineString::new(vec![]));
-        Ok(Polygon::new(exterior, it.collect()))
-    }
-    fn geometry(&mut self) -> Result<MultiPolygon<f64>> {
-        let (kind, dims) = self.header()?;
-        match kind {
-            3 => Ok(MultiPolygon::new(vec![self.polygon_body(dims)?])),
-            6 => {
-                let n = self.u32()? as usize;
-                let mut polys = Vec::with_capacity(n.min(1 << 16));
-                for _ in 0..n {
-                    let (k, d) = self.header()?;
-                    ensure!(k == 3, "MultiPolygon member of WKB type {k}");
-                    polys.push(self.polygon_body(d)?);
-                }
-                Ok(MultiPolygon::new(polys))
-            }
-            other => bail!(
-                "geometry type {} is not a polygon; chips need Polygon or MultiPolygon labels",
-                match other {
-                    1 => "Point",
-                    2 => "LineString",
-                    4 => "MultiPoint",
-                    5 => "MultiLineString",
-                    7 => "GeometryCollection",
-                    _ => "unknown",
-                }
-            ),
-        }
-    }
+fn field_not_found(path: &Path, where_: &str, field: &str, fields: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: class field {field:?} not found{where_}; the features have the fields {fields:?}",
+        path.display()
+    )
 }
 
 pub(super) fn check_crs(labels: &LabelLayer, raster_crs: Option<&Crs>, raster_path: &Path) -> Result<()> {
@@ -383,7 +261,8 @@ pub(super) fn check_crs(labels: &LabelLayer, raster_crs: Option<&Crs>, raster_pa
         Some(code) => format!(
             "reproject the labels first, e.g. `ogr2ogr -t_srs EPSG:{code} labels_{code}.geojson {}`; if the \
              coordinates already are EPSG:{code} and only the declared CRS is missing or wrong, assign it with \
-             `ogr2ogr -a_srs EPSG:{code} ...` instead",
+             `ogr2ogr -a_srs EPSG:{code} labels_{code}.gpkg {}` instead",
+            labels.path.display(),
             labels.path.display()
         ),
         None => "reproject the labels to the raster's CRS first (ogr2ogr -t_srs)".into(),
