@@ -20,7 +20,7 @@ pub(super) fn read(path: &Path, layer: Option<&str>, class_field: Option<&str>) 
     let fgb = FgbReader::open(&mut file).map_err(|e| anyhow!("{shown}: not a readable FlatGeobuf: {e}"))?;
     let header = fgb.header();
     let name = header.name().filter(|n| !n.is_empty()).map(str::to_string).unwrap_or_else(|| file_stem(path));
-    check_single_layer(path, "FlatGeobuf", &name, layer)?;
+    check_single_layer(path, "a FlatGeobuf file", &name, layer)?;
     let crs = match header.crs() {
         None => LabelCrs::Missing("no CRS in the FlatGeobuf header".into()),
         Some(c) => {

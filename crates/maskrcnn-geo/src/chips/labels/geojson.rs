@@ -18,7 +18,7 @@ pub(super) fn read(path: &Path, layer: Option<&str>, class_field: Option<&str>) 
         .with_context(|| format!("{}: not valid JSON", path.display()))?;
     // GDAL names the layer after the collection's "name" member, else after the file.
     let name = doc.get("name").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| file_stem(path));
-    check_single_layer(path, "GeoJSON", &name, layer)?;
+    check_single_layer(path, "a GeoJSON file", &name, layer)?;
     let crs = match doc.get("crs") {
         None | Some(Value::Null) => LabelCrs::ImplicitWgs84,
         Some(c) => match c.pointer("/properties/name").and_then(Value::as_str) {

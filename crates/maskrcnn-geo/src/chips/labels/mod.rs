@@ -158,10 +158,11 @@ fn file_stem(path: &Path) -> String {
 }
 
 /// A single-layer format was asked for a layer by name: it must be the one it holds.
+/// `format` goes into the message as is ("a Shapefile").
 fn check_single_layer(path: &Path, format: &str, name: &str, wanted: Option<&str>) -> Result<()> {
     match wanted {
         Some(w) if w != name => {
-            bail!("{}: no label layer named {w:?}; a {format} file holds one layer, {name:?}", path.display())
+            bail!("{}: no label layer named {w:?}; {format} holds one layer, {name:?}", path.display())
         }
         _ => Ok(()),
     }

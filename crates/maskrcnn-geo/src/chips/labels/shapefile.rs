@@ -41,7 +41,7 @@ pub(super) fn read(path: &Path, layer: Option<&str>, class_field: Option<&str>) 
         bail!("{shown}: label Shapefile not found");
     }
     let name = file_stem(path);
-    check_single_layer(path, "Shapefile", &name, layer)?;
+    check_single_layer(path, "a Shapefile", &name, layer)?;
     let need = |ext: &str, what: &str| {
         sidecar(path, ext).ok_or_else(|| {
             anyhow!(
@@ -64,12 +64,20 @@ pub(super) fn read(path: &Path, layer: Option<&str>, class_field: Option<&str>) 
     let shapes = shapefile::ShapeReader::with_shx(open(path)?, open(&shx)?)
         .map_err(|e| anyhow!("{shown}: not a readable Shapefile: {e}"))?;
     let mut builder = dbase::ReaderBuilder::new();
-    // Without a .cpg the .dbf header's code page mark applies.
-    if let Some(cpg) = sidecar(path, "cpg") {
-        let label = std::fs::read_to_string(&cpg).unwrap_or_default();
+    // The .cpg names the code page; without one the .dbf header's language driver id applies,
+    // where 87 ("ANSI", what GDAL writes by default) means ISO-8859-1, as GDAL reads it.
+    let code_page = match sidecar(path, "cpg") {
+        Some(cpg) => Some((std::fs::read_to_string(&cpg).unwrap_or_default(), cpg)),
+        None => {
+            let mut head = [0u8; 30];
+            let ldid = std::io::Read::read_exact(&mut open(&dbf)?, &mut head).map(|_| head[29]).unwrap_or(0);
+            (ldid == 87).then(|| ("ISO-8859-1".to_string(), dbf.clone()))
+        }
+    };
+    if let Some((label, from)) = code_page {
         match dbase::encoding::DynEncoding::from_name(&label) {
             Some(enc) => builder = builder.with_encoding(enc),
-            None => bail!("{}: unknown code page {:?}", cpg.display(), label.trim()),
+            None => bail!("{}: unknown code page {:?}", from.display(), label.trim()),
         }
     }
     let table = builder.build(open(&dbf)?).map_err(|e| anyhow!("{}: not a readable .dbf: {e}", dbf.display()))?;
