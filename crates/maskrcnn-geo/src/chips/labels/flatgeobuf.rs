@@ -77,7 +77,7 @@ fn convert(g: &flatgeobuf::Geometry<'_>, kind: GeometryType) -> Result<RawGeomet
 /// A FlatGeobuf polygon: all rings' coordinates in `xy`, ring ends (in points) in `ends`.
 fn polygon(g: &flatgeobuf::Geometry<'_>) -> Result<Polygon<f64>> {
     let xy: Vec<f64> = g.xy().map(|v| v.iter().collect()).unwrap_or_default();
-    ensure!(xy.len() % 2 == 0, "odd number of polygon coordinates");
+    ensure!(xy.len().is_multiple_of(2), "odd number of polygon coordinates");
     let points = xy.len() / 2;
     let ends: Vec<usize> = match g.ends() {
         Some(e) if !e.is_empty() => e.iter().map(|v| v as usize).collect(),
