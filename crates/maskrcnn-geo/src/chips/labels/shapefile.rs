@@ -174,3 +174,49 @@ fn assemble<P: HasXY>(rings: &[PolygonRing<P>]) -> MultiPolygon<f64> {
     polygons.extend(orphans);
     MultiPolygon::new(polygons)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shapefile::Point as P;
+
+    /// A closed square ring, clockwise (a Shapefile outer ring) or counter-clockwise (a hole).
+    fn sq(x: f64, y: f64, w: f64, clockwise: bool) -> Vec<P> {
+        let mut pts = vec![P::new(x, y), P::new(x + w, y), P::new(x + w, y + w), P::new(x, y + w)];
+        if clockwise {
+            pts.reverse();
+        }
+        pts.push(pts[0]);
+        pts
+    }
+
+    #[test]
+    fn holes_go_to_the_outer_ring_that_contains_them() {
+        // Holes listed first and out of order; the small hole sits in the second outer ring,
+        // inside the first one's bounding box too (a ring around the second).
+        let rings = vec![
+            PolygonRing::Inner(sq(52.0, 52.0, 2.0, false)),
+            PolygonRing::Inner(sq(10.0, 10.0, 5.0, false)),
+            PolygonRing::Outer(sq(0.0, 0.0, 100.0, true)),
+            PolygonRing::Inner(sq(40.0, 40.0, 20.0, false)),
+            PolygonRing::Outer(sq(45.0, 45.0, 10.0, true)),
+        ];
+        let mp = assemble(&rings);
+        assert_eq!(mp.0.len(), 2);
+        assert_eq!(mp.0[0].interiors().len(), 2, "the big square holds the 5 m and 20 m holes");
+        assert_eq!(mp.0[1].interiors().len(), 1, "the island inside the 20 m hole holds the 2 m hole");
+        assert_eq!(mp.0[1].interiors()[0].0[0], Coord { x: 52.0, y: 52.0 });
+    }
+
+    #[test]
+    fn orphan_holes_and_all_counter_clockwise_rings_stay_polygons() {
+        let orphan =
+            assemble(&[PolygonRing::Outer(sq(0.0, 0.0, 10.0, true)), PolygonRing::Inner(sq(20.0, 0.0, 5.0, false))]);
+        assert_eq!(orphan.0.len(), 2);
+        assert!(orphan.0.iter().all(|p| p.interiors().is_empty()));
+        let ccw =
+            assemble(&[PolygonRing::Inner(sq(0.0, 0.0, 10.0, false)), PolygonRing::Inner(sq(20.0, 0.0, 5.0, false))]);
+        assert_eq!(ccw.0.len(), 2);
+        assert_eq!(ccw.unsigned_area(), 125.0);
+    }
+}
