@@ -671,8 +671,8 @@ fn bad_inputs_give_clear_errors() {
     assert!(error_of(&o).contains("band 2"));
     let e = error_of(&opts(&tmp.path().join("nope.tif"), &labels, &out, ChipFormat::RcnnMasks, 256, 256));
     assert!(e.contains("nope.tif"), "{e}");
-    let e = error_of(&opts(&raster, &tmp.path().join("labels.shp"), &out, ChipFormat::RcnnMasks, 256, 256));
-    assert!(e.contains("labels.shp") && e.contains(".gpkg"), "{e}");
+    let e = error_of(&opts(&raster, &tmp.path().join("labels.kml"), &out, ChipFormat::RcnnMasks, 256, 256));
+    assert!(e.contains("labels.kml") && e.contains(".gpkg"), "{e}");
     assert!(!out.exists(), "failed exports must not leave an output folder");
 
     // Existing output: refused without overwrite; with it, only the export's own files go.

@@ -9,7 +9,7 @@ use geo::{Area, BoundingRect};
 use super::coco::CocoExport;
 use super::esri::EsriExport;
 use super::files::{pad_to_tile, write_chip};
-use super::labels::{build_classes, check_crs, read_label_polygons};
+use super::labels::{build_classes, check_crs, read_labels};
 use super::layout::{chip_objects, chip_windows, to_pixels, PixelPolygon, PolygonIndex};
 use super::{ChipContext, ChipFormat, ChipImageFormat, ExportChipsOptions, ExportSummary};
 use crate::raster::{Crs, GeoTiff, SampleType};
@@ -62,7 +62,7 @@ pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
     let gt = info.geotransform.ok_or_else(|| {
         anyhow!("raster {} has no georeferencing, so label polygons cannot be placed on it", opts.raster.display())
     })?;
-    let labels = read_label_polygons(&opts.labels, opts.class_field.as_deref())?;
+    let labels = read_labels(&opts.labels, opts.label_layer.as_deref(), opts.class_field.as_deref())?;
     check_crs(&labels, info.crs.as_ref(), &opts.raster)?;
     let bands: Vec<usize> = if opts.bands.is_empty() { (1..=info.bands).collect() } else { opts.bands.clone() };
     if let Some(b) = bands.iter().find(|&&b| b == 0 || b > info.bands) {

@@ -1,5 +1,5 @@
-//! Training chips from a GeoTIFF and label polygons (GeoJSON or GeoPackage), written as an
-//! ArcGIS `RCNN_Masks` export or as COCO instance JSON.
+//! Training chips from a GeoTIFF and label polygons (GeoJSON, GeoPackage, Shapefile or
+//! FlatGeobuf), written as an ArcGIS `RCNN_Masks` export or as COCO instance JSON.
 //!
 //! Layouts written (see `docs/arcgis-learn-maskrcnn.md` §2 for what arcgis.learn reads):
 //!
@@ -47,7 +47,7 @@ mod labels;
 mod layout;
 
 pub use export::export_chips;
-pub use labels::{read_label_polygons, ClassKey, LabelCrs, LabelLayer};
+pub use labels::{read_label_polygons, read_labels, ClassKey, LabelCrs, LabelLayer};
 pub use layout::chip_windows;
 
 /// Layout of the exported training data.
@@ -104,8 +104,11 @@ impl ChipImageFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportChipsOptions {
     pub raster: PathBuf,
-    /// `.geojson`/`.json` or `.gpkg` (a single feature table), in the raster's CRS.
+    /// `.geojson`/`.json`, `.gpkg`, `.shp` (with `.shx`, `.dbf`, `.prj`) or `.fgb`, in the raster's CRS.
     pub labels: PathBuf,
+    /// Feature layer to read: required for a GeoPackage with several feature tables; for the
+    /// single-layer formats it must match the layer's name when given. See [`read_labels`].
+    pub label_layer: Option<String>,
     /// Attribute holding the class (strings or integers); `None` gives one class, "object".
     pub class_field: Option<String>,
     /// Output folder; created if missing.
@@ -133,6 +136,7 @@ impl ExportChipsOptions {
         ExportChipsOptions {
             raster: raster.into(),
             labels: labels.into(),
+            label_layer: None,
             class_field: None,
             output: output.into(),
             tile_size: 256,
