@@ -77,7 +77,7 @@ fn attempt(dir: &Path, name: &str, bytes: &[u8]) -> (Result<(), String>, Duratio
 fn expect_refused(dir: &Path, name: &str, bytes: &[u8], needle: &str) {
     let (r, took) = attempt(dir, name, bytes);
     let err = r.expect_err(&format!("{name}: hostile file was accepted"));
-    println!("{name:<40} {:>5} bytes  {:>7.1} ms  {err}", bytes.len(), took.as_secs_f64() * 1e3);
+    println!("{name:<32} {:>5} bytes {:>6.1} ms  {err}", bytes.len(), took.as_secs_f64() * 1e3);
     assert!(err.contains(needle), "{name}: error should mention {needle:?}: {err}");
     assert!(!err.contains('\n'), "{name}: error should be one line: {err}");
     assert!(took < Duration::from_secs(2), "{name}: took {took:?}");
@@ -109,42 +109,31 @@ fn offset_arrays_longer_than_the_file_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     // 4 M strips of one row, whose offset/count arrays would need 32 MB: the file has ~200 bytes.
     let rows = 4 << 20;
-    let mut bytes = tiff(&base(1, rows, 1), &[]);
-    // Patch in StripOffsets/StripByteCounts/RowsPerStrip entries that claim 4 M values each.
     let mut e = base(1, rows, 1);
     e.extend([(273, LONG, vec![0, 0]), (278, LONG, vec![1]), (279, LONG, vec![0, 0])]);
-    bytes = tiff(&e, &[]);
-    let n = e.len() as u32;
-    // Rewrite the counts of the two array entries (the 7th and 9th after sorting) to 4 M.
-    for idx in [6usize, 8] {
+    let mut bytes = tiff(&e, &[]);
+    // Rewrite the counts of StripOffsets and StripByteCounts (entries 5 and 8 once sorted) to 4 M.
+    for idx in [5usize, 8] {
         let at = 10 + idx * 12 + 4;
-        bytes[at..at + 4].copy_from_slice(&(rows).to_le_bytes());
+        bytes[at..at + 4].copy_from_slice(&rows.to_le_bytes());
     }
-    let _ = n;
-    let (r, took) = attempt(dir.path(), "four_million_strips.tif", &bytes);
-    let err = r.expect_err("4 M strips in 200 bytes accepted");
-    println!("four_million_strips.tif {} bytes {:.1} ms: {err}", bytes.len(), took.as_secs_f64() * 1e3);
-    assert!(!err.contains('\n'));
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    expect_refused(
+        dir.path(),
+        "four_million_strips.tif",
+        &bytes,
+        "tag 273 declares 4194304 values (16777216 bytes), more than the whole 138-byte file",
+    );
 
     // 100,000 x 100,000 in 256x256 tiles: 152,881 tiles listed in a 1 kB file.
     let mut e = base(100_000, 100_000, 8);
     let tiles = 391u32 * 391;
-    e.extend([
-        (322, LONG, vec![256]),
-        (323, LONG, vec![256]),
-        (324, LONG, vec![0, 0]),
-        (325, LONG, vec![0, 0]),
-    ]);
+    e.extend([(322, LONG, vec![256]), (323, LONG, vec![256]), (324, LONG, vec![0, 0]), (325, LONG, vec![0, 0])]);
     let mut bytes = tiff(&e, &[0u8; 900]);
     for idx in [8usize, 9] {
         let at = 10 + idx * 12 + 4;
         bytes[at..at + 4].copy_from_slice(&tiles.to_le_bytes());
     }
-    let (r, took) = attempt(dir.path(), "tiles_100000_in_1k.tif", &bytes);
-    let err = r.expect_err("152,881 tiles in 1 kB accepted");
-    println!("tiles_100000_in_1k.tif {} bytes {:.1} ms: {err}", bytes.len(), took.as_secs_f64() * 1e3);
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    expect_refused(dir.path(), "tiles_100000_in_1k.tif", &bytes, "values (611524 bytes), more than the whole");
 }
 
 #[test]
@@ -174,7 +163,11 @@ fn a_deflate_bomb_stops_at_the_strip_size() {
     let mut g = GeoTiff::open(&path).unwrap();
     let w = g.read_window(PixelWindow::new(0, 0, 1000, 1000), &[]).unwrap();
     let took = t.elapsed();
-    println!("deflate bomb: {} compressed bytes for 1 GiB, read 1000x1000 in {:.1} ms", bomb.len(), took.as_secs_f64() * 1e3);
+    println!(
+        "deflate bomb: {} compressed bytes for 1 GiB, read 1000x1000 in {:.1} ms",
+        bomb.len(),
+        took.as_secs_f64() * 1e3
+    );
     assert!(w.data.iter().all(|&v| v == 0.0));
     assert!(took < Duration::from_millis(500), "inflating went past the strip: {took:?}");
 }

@@ -12,6 +12,8 @@ use std::process::Command;
 use maskrcnn_geo::raster::{GeoTiff, PixelWindow, Samples};
 
 const W: usize = 300;
+/// The tolerance value that selects the JPEG rule of [`judge`].
+const JPEG: f64 = 3.0;
 const H: usize = 200;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -125,7 +127,7 @@ fn gdal(args: &[&str]) -> Result<(), String> {
 
 /// GDAL's decode of `tif` (or of its overview / mask band) as raw BSQ little-endian bytes.
 fn gdal_decode(tif: &Path, overview: usize, mask: bool, out: &Path) -> Result<Vec<u8>, String> {
-    let mut args: Vec<String> = vec!["-q".into(), "-of".into(), "ENVI".into()];
+    let mut args: Vec<String> = ["-q", "-of", "ENVI", "-co", "INTERLEAVE=BSQ"].map(String::from).to_vec();
     if overview > 0 {
         args.extend(["-oo".into(), format!("OVERVIEW_LEVEL={}", overview - 1)]);
     }
@@ -161,10 +163,10 @@ fn bytes_f64(bytes: &[u8], kind: Kind) -> Vec<f64> {
     }
 }
 
-/// Largest difference (NaN against NaN counts as 0, NaN against a number as infinite).
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+/// Differences of each sample (NaN against NaN counts as 0, NaN against a number as infinite).
+fn diffs(a: &[f64], b: &[f64]) -> Vec<f64> {
     if a.len() != b.len() {
-        return f64::INFINITY;
+        return vec![f64::INFINITY];
     }
     a.iter()
         .zip(b)
@@ -173,7 +175,24 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
             (false, false) => (x - y).abs(),
             _ => f64::INFINITY,
         })
-        .fold(0.0, f64::max)
+        .collect()
+}
+
+/// Whether `d` passes `tolerance`, and a description. JPEG (`tolerance` 3) is held to what
+/// tests/jpeg.rs documents for jpeg-decoder against libjpeg: 99.9 % of samples within 2 levels,
+/// none beyond 4 (its IDCT rounds differently); everything else must be within `tolerance`.
+fn judge(d: &[f64], tolerance: f64) -> (bool, String) {
+    let max = d.iter().copied().fold(0.0, f64::max);
+    let over2 = d.iter().filter(|&&x| x > 2.0).count();
+    let ok = if tolerance == 3.0 { max <= 4.0 && over2 * 1000 <= d.len() } else { max <= tolerance };
+    (
+        ok,
+        if over2 > 0 {
+            format!("max diff {max} ({over2} of {} samples > 2)", d.len())
+        } else {
+            format!("max diff {max}")
+        },
+    )
 }
 
 struct Case {
@@ -206,8 +225,7 @@ fn case(kind: Kind, name: &str, args: &[&str], tolerance: f64) -> Case {
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     let all = [Kind::Rgb8, Kind::Rgba8, Kind::U16, Kind::I16, Kind::F32];
-    let lossless =
-        ["NONE", "LZW", "DEFLATE", "PACKBITS", "ZSTD", "LERC", "LERC_DEFLATE", "LERC_ZSTD"];
+    let lossless = ["NONE", "LZW", "DEFLATE", "PACKBITS", "ZSTD", "LERC", "LERC_DEFLATE", "LERC_ZSTD"];
     for kind in all {
         for c in lossless {
             v.push(case(kind, c, &[&format!("COMPRESS={c}")], 0.0));
@@ -253,19 +271,44 @@ fn cases() -> Vec<Case> {
         v.push(case(kind, "WEBP lossless", &["COMPRESS=WEBP", "WEBP_LOSSLESS=YES"], 0.0));
         v.push(case(kind, "WEBP lossless tiled", &["COMPRESS=WEBP", "WEBP_LOSSLESS=YES", "TILED=YES"], 0.0));
         v.push(case(kind, "WEBP lossy", &["COMPRESS=WEBP"], 2.0));
-        v.push(case(kind, "WEBP lossy tiled 48x80", &["COMPRESS=WEBP", "TILED=YES", "BLOCKXSIZE=48", "BLOCKYSIZE=80"], 2.0));
+        v.push(case(
+            kind,
+            "WEBP lossy tiled 48x80",
+            &["COMPRESS=WEBP", "TILED=YES", "BLOCKXSIZE=48", "BLOCKYSIZE=80"],
+            2.0,
+        ));
     }
-    v.push(case(Kind::Rgb8, "JPEG YCbCr", &["COMPRESS=JPEG", "PHOTOMETRIC=YCBCR"], 2.0));
-    v.push(case(Kind::Rgb8, "JPEG YCbCr tiled", &["COMPRESS=JPEG", "PHOTOMETRIC=YCBCR", "TILED=YES"], 2.0));
-    v.push(case(Kind::Rgb8, "JPEG RGB", &["COMPRESS=JPEG"], 2.0));
-    v.push(case(Kind::Rgb8, "JPEG INTERLEAVE=BAND", &["COMPRESS=JPEG", "INTERLEAVE=BAND"], 2.0));
-    v.push(case(Kind::U16, "JPEG... not for 16 bit: DEFLATE tiled 16x16", &["COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"], 0.0));
+    v.push(case(Kind::Rgb8, "JPEG YCbCr", &["COMPRESS=JPEG", "PHOTOMETRIC=YCBCR"], JPEG));
+    v.push(case(Kind::Rgb8, "JPEG YCbCr tiled", &["COMPRESS=JPEG", "PHOTOMETRIC=YCBCR", "TILED=YES"], JPEG));
+    v.push(case(Kind::Rgb8, "JPEG RGB", &["COMPRESS=JPEG"], JPEG));
+    v.push(case(Kind::Rgb8, "JPEG INTERLEAVE=BAND", &["COMPRESS=JPEG", "INTERLEAVE=BAND"], JPEG));
+    v.push(case(
+        Kind::U16,
+        "DEFLATE tiled 16x16",
+        &["COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"],
+        0.0,
+    ));
     // Internal masks: RGB with the alpha of the RGBA raster as GDAL's 1-bit mask IFD.
-    for (c, tol) in [("DEFLATE", 0.0), ("JPEG", 2.0), ("LZW", 0.0), ("WEBP", 2.0)] {
+    for (c, tol) in [("DEFLATE", 0.0), ("JPEG", JPEG), ("LZW", 0.0), ("WEBP", 2.0)] {
         let mut m = case(
             Kind::Rgba8,
             &format!("{c} RGB + internal mask"),
-            &[&format!("COMPRESS={c}"), "-b", "1", "-b", "2", "-b", "3", "-mask", "4", "--config", "GDAL_TIFF_INTERNAL_MASK", "YES", "-of", "GTiff"],
+            &[
+                &format!("COMPRESS={c}"),
+                "-b",
+                "1",
+                "-b",
+                "2",
+                "-b",
+                "3",
+                "-mask",
+                "4",
+                "--config",
+                "GDAL_TIFF_INTERNAL_MASK",
+                "YES",
+                "-of",
+                "GTiff",
+            ],
             tol,
         );
         if c == "JPEG" {
@@ -274,7 +317,9 @@ fn cases() -> Vec<Case> {
         v.push(m);
     }
     // COGs with overviews (and, for the RGB one, a mask with its own overviews).
-    for (kind, c, tol) in [(Kind::F32, "DEFLATE", 0.0), (Kind::U16, "ZSTD", 0.0), (Kind::Rgb8, "JPEG", 2.0), (Kind::Rgb8, "LERC", 0.0)] {
+    for (kind, c, tol) in
+        [(Kind::F32, "DEFLATE", 0.0), (Kind::U16, "ZSTD", 0.0), (Kind::Rgb8, "JPEG", JPEG), (Kind::Rgb8, "LERC", 0.0)]
+    {
         let mut cog = case(
             kind,
             &format!("COG {c} overviews"),
@@ -308,11 +353,13 @@ fn check_level(tif: &Path, dir: &Path, kind: Kind, level: usize, tolerance: f64)
         return Err(format!("GDAL decoded {} samples, we expect {w}x{h}x{bands}", want.len()));
     }
     let got = r.read_window_typed(PixelWindow::new(0, 0, w as u32, h as u32), &[]).map_err(|e| format!("{e:#}"))?;
-    let d = max_diff(&samples_f64(&got.data), &want);
-    if d > tolerance {
-        return Err(format!("pixels differ from GDAL's by up to {d}"));
+    let full = samples_f64(&got.data);
+    let (ok, d) = judge(&diffs(&full, &want), tolerance);
+    if !ok {
+        return Err(format!("pixels differ from GDAL's: {d}"));
     }
-    // A window off the chunk grid, bands reversed, from a fresh reader (cold cache).
+    // A window off the chunk grid, bands reversed, from a fresh reader (cold cache): exactly the
+    // same samples as our full read (which was compared with GDAL's above).
     let mut fresh = if level == 0 { GeoTiff::open(tif) } else { GeoTiff::open_overview(tif, level) }.unwrap();
     let win = PixelWindow::new(w as u32 / 3, h as u32 / 4, w as u32 / 2, h as u32 / 2);
     let rev: Vec<usize> = (1..=bands).rev().collect();
@@ -322,12 +369,12 @@ fn check_level(tif: &Path, dir: &Path, kind: Kind, level: usize, tolerance: f64)
     for &b in &rev {
         for y in win.y..win.bottom() {
             let row = (b - 1) * w * h + y as usize * w;
-            want_part.extend_from_slice(&want[row + win.x as usize..row + win.right() as usize]);
+            want_part.extend_from_slice(&full[row + win.x as usize..row + win.right() as usize]);
         }
     }
-    let dp = max_diff(&part, &want_part);
-    if dp > tolerance {
-        return Err(format!("window {win:?} differs from GDAL's by up to {dp}"));
+    let (ok, dp) = judge(&diffs(&part, &want_part), 0.0);
+    if !ok {
+        return Err(format!("window {win:?} differs from the full read: {dp}"));
     }
     // Validity: GDAL's mask band (alpha values or the internal mask) against ours.
     let gdal_mask = gdal_decode(tif, level, true, &dir.join("mask.img"))?;
@@ -356,7 +403,7 @@ fn check_level(tif: &Path, dir: &Path, kind: Kind, level: usize, tolerance: f64)
     if info.alpha_band.is_some() && info.data_bands().len() != bands - 1 {
         return Err("data_bands() includes the alpha band".into());
     }
-    Ok(format!("{w}x{h}x{bands} max diff {d} window {dp} validity {validity}"))
+    Ok(format!("{w}x{h}x{bands} {d}; window same; validity {validity}"))
 }
 
 fn gdal_geotransform(tif: &Path, level: usize) -> Option<Vec<f64>> {

@@ -71,9 +71,9 @@ pub(super) fn lzw(src: &[u8], expected: usize) -> Result<Vec<u8>, String> {
 
 /// ZSTD frames (TIFF compression 50000), decoded to at most `expected` bytes.
 pub(super) fn zstd(src: &[u8], cap: usize) -> Result<Vec<u8>, String> {
+    // ruzstd's default window limit (128 MiB) bounds what a frame header can make it reserve;
+    // the output itself is capped below.
     let mut dec = ruzstd::decoding::FrameDecoder::new();
-    // The window is what ruzstd allocates up front; a chunk never needs more than its own size.
-    dec.set_max_window_size((cap as u64).max(1 << 20).next_power_of_two());
     let mut cursor = Cursor::new(src);
     let mut out = Vec::with_capacity(cap.min(64 << 20));
     // Frames follow each other until the data ends (libzstd writes one per chunk).
@@ -146,9 +146,23 @@ pub(super) fn lerc(stored: &[u8], t: &LercTarget, raw_bytes: usize) -> Result<De
     let info = lerc::decode_info(blob).map_err(|e| format!("LERC: {e}"))?;
     let (w, h, depth, bands) = (info.width as usize, info.height as usize, info.depth as usize, info.bands as usize);
     // libtiff writes either one band of `samples` values per pixel, or (floats with NaNs in some
-    // samples only) `samples` bands of one value, each with its own mask.
+    // samples only) `samples` bands of one value, each with its own mask, or (8-bit with a trailing
+    // alpha that is only 0 or 255 in this chunk) the other samples with the alpha as LERC's mask.
     let interleaved = bands == 1 && depth == t.samples;
-    let banded = depth == 1 && bands == t.samples;
+    let banded = depth == 1 && bands == t.samples && t.samples > 1;
+    let alpha_mask = bands == 1 && depth + 1 == t.samples && info.data_type == lerc::DataType::Byte;
+    if alpha_mask && w == t.width && h == t.height {
+        let image = lerc::decode(blob).map_err(|e| format!("LERC: {e}"))?;
+        let lerc::SampleData::U8(v) = image.data else { return Err("LERC: 8-bit blob decoded to other data".into()) };
+        let mask = image.valid_masks.first();
+        let mut out = Vec::with_capacity(w * h * t.samples);
+        for (px, colour) in v.chunks_exact(depth).enumerate() {
+            let valid = mask.is_none_or(|m| m.is_valid(px));
+            out.extend(colour.iter().map(|&c| if valid { c } else { 0 }));
+            out.push(if valid { 255 } else { 0 });
+        }
+        return Ok(DecodingResult::U8(out));
+    }
     if w != t.width || h != t.height || !(interleaved || banded) {
         return Err(format!(
             "LERC blob is {w}x{h} with {bands} band(s) of depth {depth}; the TIFF tags need {}x{} with {} samples",

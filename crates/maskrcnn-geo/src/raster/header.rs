@@ -79,6 +79,7 @@ impl GeoTiff {
 fn open_level(path: &Path, level: usize) -> Result<GeoTiff> {
     let file = File::open(path).with_context(|| format!("cannot open raster {}", path.display()))?;
     let file_len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    check_first_ifd(&file, file_len).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut limits = Limits::default();
     // A tag value cannot hold more values than the file has bytes (the crate's own default, 256 MiB,
     // also applies to the first IFD, read before limits can be set).
@@ -201,12 +202,83 @@ fn open_level(path: &Path, level: usize) -> Result<GeoTiff> {
     })
 }
 
+/// Checks that no entry of the first IFD declares more value bytes than the whole file holds,
+/// before the `tiff` crate reads it: the crate reserves what a count says (up to 256 MiB) for the
+/// first IFD, before limits can be set. The later IFDs are read under `decoding_buffer_size`.
+fn check_first_ifd(mut file: &File, file_len: u64) -> std::result::Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut head = [0u8; 16];
+    let n = file.read(&mut head).map_err(|e| e.to_string())?;
+    let le = match &head[..2] {
+        b"II" => true,
+        b"MM" => false,
+        _ => return Err("not a TIFF (no II/MM byte-order mark)".into()),
+    };
+    let u16_at = |b: &[u8]| if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) };
+    let u32_at = |b: &[u8]| {
+        let a = [b[0], b[1], b[2], b[3]];
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let u64_at = |b: &[u8]| {
+        let a: [u8; 8] = b[..8].try_into().unwrap();
+        if le {
+            u64::from_le_bytes(a)
+        } else {
+            u64::from_be_bytes(a)
+        }
+    };
+    if n < 8 {
+        return Err(format!("{n} bytes are too short for a TIFF header"));
+    }
+    let bigtiff = u16_at(&head[2..4]) == 43;
+    if bigtiff && n < 16 {
+        return Err(format!("{n} bytes are too short for a BigTIFF header"));
+    }
+    let ifd = if bigtiff { u64_at(&head[8..16]) } else { u32_at(&head[4..8]) as u64 };
+    let (count_len, entry_len) = if bigtiff { (8u64, 20u64) } else { (2, 12) };
+    if ifd.saturating_add(count_len) > file_len {
+        return Err(format!("the first IFD is at byte {ifd}, past the end of the {file_len}-byte file"));
+    }
+    file.seek(SeekFrom::Start(ifd)).map_err(|e| e.to_string())?;
+    let mut cnt = [0u8; 8];
+    file.read_exact(&mut cnt[..count_len as usize]).map_err(|e| e.to_string())?;
+    let entries = if bigtiff { u64_at(&cnt) } else { u16_at(&cnt) as u64 };
+    if entries.saturating_mul(entry_len) > file_len - ifd - count_len {
+        return Err(format!("the first IFD declares {entries} entries, more than the {file_len}-byte file holds"));
+    }
+    let mut table = vec![0u8; (entries * entry_len) as usize];
+    file.read_exact(&mut table).map_err(|e| e.to_string())?;
+    for e in table.chunks_exact(entry_len as usize) {
+        let (tag, ty) = (u16_at(&e[0..2]), u16_at(&e[2..4]));
+        let count = if bigtiff { u64_at(&e[4..12]) } else { u32_at(&e[4..8]) as u64 };
+        let size: u64 = match ty {
+            3 | 8 => 2,
+            4 | 9 | 11 | 13 => 4,
+            5 | 10 | 12 | 16 | 17 | 18 => 8,
+            _ => 1,
+        };
+        let bytes = count.saturating_mul(size);
+        if bytes > file_len {
+            return Err(format!(
+                "TIFF tag {tag} declares {count} values ({bytes} bytes), more than the whole {file_len}-byte file"
+            ));
+        }
+    }
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// The IFD chain (after the first, at most [`MAX_IFDS`]), leaving the decoder anywhere.
 fn list_ifds(decoder: &mut Decoder<BufReader<File>>, path: &Path) -> Result<Vec<IfdEntry>> {
     let mut out = Vec::new();
     loop {
         let subfile: u32 = decoder.find_tag_unsigned(Tag::NewSubfileType).ok().flatten().unwrap_or(0);
-        let (width, height) = decoder.dimensions().with_context(|| format!("{}: no image dimensions", path.display()))?;
+        let (width, height) =
+            decoder.dimensions().with_context(|| format!("{}: no image dimensions", path.display()))?;
         out.push(IfdEntry { index: out.len(), subfile, width, height });
         if !decoder.more_images() || out.len() >= MAX_IFDS {
             break;
@@ -295,10 +367,9 @@ fn read_source(
             path.display()
         ),
     };
-    let planar_separate = decoder
-        .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
-        .with_context(|| ctx("bad PlanarConfiguration"))?
-        == Some(PlanarConfiguration::Planar as u16);
+    let planar_separate =
+        decoder.find_tag_unsigned::<u16>(Tag::PlanarConfiguration).with_context(|| ctx("bad PlanarConfiguration"))?
+            == Some(PlanarConfiguration::Planar as u16);
 
     let chunk_type = decoder.get_chunk_type();
     let (chunk_width, chunk_height) = decoder.chunk_dimensions();
@@ -307,7 +378,8 @@ fn read_source(
     }
     let tiled = chunk_type == ChunkType::Tile;
     // Strips never extend beyond the image (RowsPerStrip may say 2^32-1 for "one strip").
-    let (chunk_width, chunk_height) = if tiled { (chunk_width, chunk_height) } else { (width, chunk_height.min(height)) };
+    let (chunk_width, chunk_height) =
+        if tiled { (chunk_width, chunk_height) } else { (width, chunk_height.min(height)) };
     let (offsets_tag, counts_tag) =
         if tiled { (Tag::TileOffsets, Tag::TileByteCounts) } else { (Tag::StripOffsets, Tag::StripByteCounts) };
     let offsets = decoder.get_tag_u64_vec(offsets_tag).with_context(|| ctx("missing strip/tile offsets"))?;
@@ -337,8 +409,7 @@ fn read_source(
             );
         }
     }
-    let predictor: u16 =
-        decoder.find_tag_unsigned(Tag::Predictor).with_context(|| ctx("bad Predictor"))?.unwrap_or(1);
+    let predictor: u16 = decoder.find_tag_unsigned(Tag::Predictor).with_context(|| ctx("bad Predictor"))?.unwrap_or(1);
     if !matches!(predictor, 1..=3) {
         bail!("{}: unsupported TIFF predictor {predictor}", path.display());
     }
