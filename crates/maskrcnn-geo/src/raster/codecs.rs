@@ -69,7 +69,7 @@ pub(super) fn lzw(src: &[u8], expected: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// ZSTD frames (TIFF compression 50000), decoded to at most `expected` bytes.
+/// ZSTD frames (TIFF compression 50000, LERC_ZSTD's wrapping), decoded to at most `cap` bytes.
 pub(super) fn zstd(src: &[u8], cap: usize) -> Result<Vec<u8>, String> {
     // ruzstd's default window limit (128 MiB) bounds what a frame header can make it reserve;
     // the output itself is capped below.
@@ -240,6 +240,16 @@ mod tests {
         let bomb = enc.finish().unwrap();
         let out = inflate(&bomb, 1000).unwrap();
         assert_eq!(out.len(), 1000);
+    }
+
+    #[test]
+    fn zstd_stops_at_the_cap() {
+        let data = vec![3u8; 64 << 20];
+        let bomb = ruzstd::encoding::compress_to_vec(&data[..], ruzstd::encoding::CompressionLevel::Fastest);
+        let t = std::time::Instant::now();
+        assert_eq!(zstd(&bomb, 1000).unwrap(), vec![3u8; 1000]);
+        assert!(t.elapsed() < std::time::Duration::from_millis(200), "{:?}", t.elapsed());
+        assert_eq!(zstd(&bomb, 64 << 20).unwrap().len(), 64 << 20);
     }
 
     #[test]
