@@ -150,12 +150,12 @@ fn tiff_crate_encoder_output_is_read_back_without_georeferencing() {
 fn bad_inputs_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     // Unsupported compression.
-    let path = dir.path().join("lerc.tif");
+    let path = dir.path().join("lzma.tif");
     let mut spec = TiffSpec::new(10, 10, 1, Dtype::U8);
-    spec.compression_tag_override = Some(34887);
+    spec.compression_tag_override = Some(34925);
     write_tiff(&path, &spec);
-    let err = format!("{:#}", GeoTiff::open(&path).err().expect("LERC must be rejected"));
-    assert!(err.contains("unsupported TIFF compression 34887 (LERC)"), "{err}");
+    let err = format!("{:#}", GeoTiff::open(&path).err().expect("LZMA must be rejected"));
+    assert!(err.contains("unsupported TIFF compression 34925 (LZMA)"), "{err}");
 
     // Truncated: strip data cut off.
     let path = dir.path().join("trunc.tif");

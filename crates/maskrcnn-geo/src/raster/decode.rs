@@ -1,66 +1,132 @@
-//! Decompression of raw strips/tiles (none, LZW, Deflate, PackBits) and the TIFF predictors.
+//! Decoding one strip/tile of one IFD (the image, an overview or an internal mask): reading its
+//! stored bytes, decompressing (see `codecs`), undoing the predictor and typing the samples.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use tiff::decoder::DecodingResult;
 
+use super::codecs::{self, LercTarget};
 use super::header::compression_name;
 use super::jpeg::{self, JpegParams};
 use super::window::DecodedChunk;
-use super::{ChunkLayout, GeoTiff, SampleType};
+use super::SampleType;
 
-/// What is needed to decode strips/tiles ourselves. The `tiff` crate (0.11.3) fails on edge
-/// tiles that use the horizontal predictor ("no lzw end code found"; GDAL reads those files) and
-/// returns JPEG YCbCr data unconverted, so all chunks are decoded here from the raw bytes.
-pub(super) struct RawChunks {
+/// Everything needed to decode the strips/tiles of one IFD ourselves. The `tiff` crate (0.11.3)
+/// fails on edge tiles that use the horizontal predictor ("no lzw end code found"; GDAL reads
+/// those files), returns JPEG YCbCr data unconverted and knows neither ZSTD, WebP nor LERC, so
+/// all chunks are decoded here from the raw bytes; the crate only parses the IFDs.
+pub(super) struct ChunkSource {
+    pub(super) path: PathBuf,
+    /// "the image", "overview 2", "the internal mask", for messages.
+    pub(super) label: String,
     pub(super) file: File,
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) chunk_width: u32,
+    pub(super) chunk_height: u32,
+    pub(super) chunks_across: u32,
+    pub(super) chunks_down: u32,
+    pub(super) tiled: bool,
     pub(super) offsets: Vec<u64>,
     pub(super) counts: Vec<u64>,
     pub(super) little_endian: bool,
+    pub(super) compression: u16,
     pub(super) predictor: u16,
-    pub(super) bytes_per_sample: usize,
+    /// 1 for bilevel masks, else 8 times the sample's bytes.
+    pub(super) bits_per_sample: u16,
+    pub(super) sample_type: SampleType,
+    pub(super) bands: usize,
+    pub(super) planar_separate: bool,
     /// Set for JPEG compression.
     pub(super) jpeg: Option<JpegParams>,
+    /// LercParameters' additional compression (0 none, 1 Deflate, 2 ZSTD).
+    pub(super) lerc_wrapping: u32,
+    /// What a strip/tile the file leaves out (offset and byte count 0, GDAL's SPARSE_OK) holds:
+    /// the nodata value, else 0, as GDAL reads it.
+    pub(super) sparse_fill: f64,
 }
 
-impl GeoTiff {
-    pub(super) fn decode_error(&self, idx: u32, msg: &str) -> anyhow::Error {
+impl ChunkSource {
+    pub(super) fn samples_in_chunk(&self) -> usize {
+        if self.planar_separate {
+            1
+        } else {
+            self.bands
+        }
+    }
+
+    pub(super) fn chunks_per_plane(&self) -> u32 {
+        self.chunks_across * self.chunks_down
+    }
+
+    fn error(&self, idx: u32, msg: &str) -> anyhow::Error {
         anyhow!(
-            "{}: cannot decode strip/tile {idx} ({} compression): {msg} (truncated or corrupt file?)",
-            self.info.path.display(),
-            compression_name(self.info.compression)
+            "{}: cannot decode strip/tile {idx} of {} ({} compression): {msg} (truncated or corrupt file?)",
+            self.path.display(),
+            self.label,
+            compression_name(self.compression)
         )
     }
 
-    /// The stored (compressed) bytes of strip/tile `idx`.
+    /// The stored (compressed) bytes of strip/tile `idx` (within the file: checked at open).
     fn read_stored(&self, idx: u32) -> Result<Vec<u8>> {
-        let (offset, count) = (self.raw.offsets[idx as usize], self.raw.counts[idx as usize]);
+        let (offset, count) = (self.offsets[idx as usize], self.counts[idx as usize]);
         let mut stored = vec![0u8; count as usize];
-        (&self.raw.file).seek(SeekFrom::Start(offset))?;
-        (&self.raw.file).read_exact(&mut stored).map_err(|e| self.decode_error(idx, &e.to_string()))?;
+        (&self.file).seek(SeekFrom::Start(offset))?;
+        (&self.file).read_exact(&mut stored).map_err(|e| self.error(idx, &e.to_string()))?;
         Ok(stored)
     }
 
     /// (pixels per row, rows) of strip/tile `idx` that lie inside the image.
-    fn chunk_extent(&self, idx: u32) -> (u32, u32) {
-        let in_plane = idx % (self.chunks_across * self.chunks_down);
+    pub(super) fn chunk_extent(&self, idx: u32) -> (u32, u32) {
+        let in_plane = idx % self.chunks_per_plane();
         let (cx, cy) = (in_plane % self.chunks_across, in_plane / self.chunks_across);
         (
-            self.chunk_width.min(self.info.width - cx * self.chunk_width),
-            self.chunk_height.min(self.info.height - cy * self.chunk_height),
+            self.chunk_width.min(self.width - cx * self.chunk_width),
+            self.chunk_height.min(self.height - cy * self.chunk_height),
         )
     }
 
-    pub(super) fn decode_jpeg_chunk(&self, idx: u32) -> Result<DecodedChunk> {
-        let Some(params) = &self.raw.jpeg else { bail!("internal: JPEG chunk without JPEG parameters") };
+    /// Rows a strip/tile holds in the file: tiles are always whole, the last strip is cut short.
+    fn stored_rows(&self, idx: u32) -> usize {
+        if self.tiled {
+            self.chunk_height as usize
+        } else {
+            self.chunk_extent(idx).1 as usize
+        }
+    }
+
+    /// Decoded bytes of the largest strip/tile: what open checks against the memory bound.
+    pub(super) fn max_chunk_bytes(&self) -> u64 {
+        let row = (self.chunk_width as u64 * self.samples_in_chunk() as u64 * self.bits_per_sample as u64).div_ceil(8);
+        row * self.chunk_height as u64
+    }
+
+    pub(super) fn decode(&self, idx: u32) -> Result<DecodedChunk> {
+        if self.counts[idx as usize] == 0 {
+            let n = self.chunk_width as usize * self.stored_rows(idx) * self.samples_in_chunk();
+            return Ok(DecodedChunk { data: filled(self.sample_type, n, self.sparse_fill), stride: self.chunk_width });
+        }
+        match self.compression {
+            7 => self.decode_jpeg(idx),
+            34887 => self.decode_lerc(idx),
+            50001 => self.decode_webp(idx),
+            _ => self.decode_bytes(idx),
+        }
+    }
+
+    fn decode_jpeg(&self, idx: u32) -> Result<DecodedChunk> {
+        let Some(params) = &self.jpeg else { return Err(self.error(idx, "JPEG chunk without JPEG parameters")) };
         let stored = self.read_stored(idx)?;
-        let image = jpeg::decode(&stored, params).map_err(|e| self.decode_error(idx, &e))?;
-        let spp = if self.info.planar_separate { 1 } else { self.info.bands };
+        let spp = self.samples_in_chunk();
         let (w, h) = self.chunk_extent(idx);
+        let limit = (self.chunk_width as usize, self.stored_rows(idx));
+        let image = jpeg::decode(&stored, params, limit).map_err(|e| self.error(idx, &e))?;
         if image.components != spp || image.width < w as usize || image.height < h as usize {
-            return Err(self.decode_error(
+            return Err(self.error(
                 idx,
                 &format!(
                     "JPEG image is {}x{} with {} components, the TIFF tags need at least {w}x{h} with {spp}",
@@ -71,87 +137,109 @@ impl GeoTiff {
         Ok(DecodedChunk { data: DecodingResult::U8(image.data), stride: image.width as u32 })
     }
 
-    pub(super) fn decode_raw_chunk(&mut self, idx: u32) -> Result<DecodedChunk> {
-        let info = &self.info;
-        let raw = &self.raw;
-        let per_plane = self.chunks_across * self.chunks_down;
-        let cy = (idx % per_plane) / self.chunks_across;
-        let rows = match info.layout {
-            ChunkLayout::Striped { .. } => self.chunk_height.min(info.height - cy * self.chunk_height),
-            ChunkLayout::Tiled { .. } => self.chunk_height,
-        } as usize;
+    fn decode_webp(&self, idx: u32) -> Result<DecodedChunk> {
+        let stored = self.read_stored(idx)?;
+        if self.sample_type != SampleType::U8 || self.planar_separate {
+            return Err(self.error(idx, "WebP needs 8-bit pixel-interleaved samples"));
+        }
+        let (width, rows) = (self.chunk_width as usize, self.stored_rows(idx));
+        let data = codecs::webp(&stored, width, rows, self.bands).map_err(|e| self.error(idx, &e))?;
+        Ok(DecodedChunk { data: DecodingResult::U8(data), stride: self.chunk_width })
+    }
+
+    fn decode_lerc(&self, idx: u32) -> Result<DecodedChunk> {
+        let stored = self.read_stored(idx)?;
+        let target = LercTarget {
+            width: self.chunk_width as usize,
+            height: self.stored_rows(idx),
+            samples: self.samples_in_chunk(),
+            wrapping: self.lerc_wrapping,
+        };
+        let raw_bytes = target.width * target.height * target.samples * (self.sample_type.bits() as usize / 8);
+        let data = codecs::lerc(&stored, &target, raw_bytes).map_err(|e| self.error(idx, &e))?;
+        if !same_type(&data, self.sample_type) {
+            return Err(self.error(idx, &format!("LERC data is not of the TIFF's {:?} samples", self.sample_type)));
+        }
+        Ok(DecodedChunk { data, stride: self.chunk_width })
+    }
+
+    fn decode_bytes(&self, idx: u32) -> Result<DecodedChunk> {
+        let rows = self.stored_rows(idx);
         let stride = self.chunk_width as usize;
-        let spp = if info.planar_separate { 1 } else { info.bands };
-        let bps = raw.bytes_per_sample;
-        let row_bytes = stride * spp * bps;
+        let spp = self.samples_in_chunk();
+        let row_bytes = (stride * spp * self.bits_per_sample as usize).div_ceil(8);
         let expected = row_bytes * rows;
         let compressed = self.read_stored(idx)?;
-        let mut bytes = match info.compression {
+        let mut bytes = match self.compression {
             1 => compressed,
-            5 => {
-                let mut out = Vec::with_capacity(expected);
-                let mut dec = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
-                let res = dec.into_vec(&mut out).decode(&compressed);
-                // Some writers omit the end-of-information code; a full buffer is what counts.
-                if let Err(e) = res.status {
-                    if out.len() < expected {
-                        return Err(self.decode_error(idx, &format!("LZW: {e}")));
-                    }
-                }
-                out
-            }
-            8 | 32946 => {
-                let mut out = Vec::with_capacity(expected);
-                flate2::read::ZlibDecoder::new(&compressed[..])
-                    .read_to_end(&mut out)
-                    .map_err(|e| self.decode_error(idx, &format!("Deflate: {e}")))?;
-                out
-            }
-            32773 => unpack_bits(&compressed, expected),
-            c => bail!("{}: unsupported compression {c}", info.path.display()),
+            5 => codecs::lzw(&compressed, expected).map_err(|e| self.error(idx, &e))?,
+            8 | 32946 => codecs::inflate(&compressed, expected).map_err(|e| self.error(idx, &e))?,
+            32773 => codecs::unpack_bits(&compressed, expected),
+            50000 => codecs::zstd(&compressed, expected).map_err(|e| self.error(idx, &e))?,
+            c => return Err(self.error(idx, &format!("unsupported compression {c}"))),
         };
         if bytes.len() < expected {
-            return Err(self.decode_error(idx, &format!("decompressed to {} bytes, expected {expected}", bytes.len())));
+            return Err(self.error(idx, &format!("decompressed to {} bytes, expected {expected}", bytes.len())));
         }
         bytes.truncate(expected);
-        let le = raw.little_endian;
-        let predictor = raw.predictor;
-        if predictor == 3 {
-            if info.sample_type != SampleType::F32 && info.sample_type != SampleType::F64 {
-                bail!("{}: floating-point predictor on integer samples", info.path.display());
+        if self.bits_per_sample == 1 {
+            // Bilevel (internal masks): MSB first, rows padded to whole bytes; expanded to 0/1.
+            let mut out = Vec::with_capacity(stride * rows);
+            for row in bytes.chunks_exact(row_bytes) {
+                out.extend((0..stride).map(|c| (row[c / 8] >> (7 - c % 8)) & 1));
             }
-            for row in bytes.chunks_mut(row_bytes) {
-                undo_float_predictor(row, spp, bps);
+            return Ok(DecodedChunk { data: DecodingResult::U8(out), stride: stride as u32 });
+        }
+        let bps = self.sample_type.bits() as usize / 8;
+        let le = self.little_endian;
+        match self.predictor {
+            2 => {
+                for row in bytes.chunks_exact_mut(row_bytes) {
+                    undo_horizontal_predictor(row, spp, bps, le);
+                }
             }
+            3 => {
+                if !matches!(self.sample_type, SampleType::F32 | SampleType::F64) {
+                    return Err(self.error(idx, "floating-point predictor on integer samples"));
+                }
+                for row in bytes.chunks_exact_mut(row_bytes) {
+                    undo_float_predictor(row, spp, bps);
+                }
+            }
+            _ => {}
         }
-        let data = typed_from_bytes(&bytes, info.sample_type, le || predictor == 3);
-        let mut data = data;
-        if predictor == 2 {
-            undo_horizontal_predictor(&mut data, stride * spp, spp);
-        }
+        let data = typed_from_bytes(&bytes, self.sample_type, le || self.predictor == 3);
         Ok(DecodedChunk { data, stride: stride as u32 })
     }
 }
 
-fn unpack_bits(src: &[u8], expected: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(expected);
-    let mut i = 0;
-    while i < src.len() && out.len() < expected {
-        let n = src[i] as i8;
-        i += 1;
-        if n >= 0 {
-            let len = n as usize + 1;
-            let end = (i + len).min(src.len());
-            out.extend_from_slice(&src[i..end]);
-            i = end;
-        } else if n != -128 {
-            if let Some(&b) = src.get(i) {
-                out.extend(std::iter::repeat_n(b, (1 - n as isize) as usize));
-            }
-            i += 1;
-        }
+fn filled(t: SampleType, n: usize, v: f64) -> DecodingResult {
+    match t {
+        SampleType::U8 => DecodingResult::U8(vec![v as u8; n]),
+        SampleType::I8 => DecodingResult::I8(vec![v as i8; n]),
+        SampleType::U16 => DecodingResult::U16(vec![v as u16; n]),
+        SampleType::I16 => DecodingResult::I16(vec![v as i16; n]),
+        SampleType::U32 => DecodingResult::U32(vec![v as u32; n]),
+        SampleType::I32 => DecodingResult::I32(vec![v as i32; n]),
+        SampleType::U64 => DecodingResult::U64(vec![v as u64; n]),
+        SampleType::I64 => DecodingResult::I64(vec![v as i64; n]),
+        SampleType::F32 => DecodingResult::F32(vec![v as f32; n]),
+        SampleType::F64 => DecodingResult::F64(vec![v; n]),
     }
-    out
+}
+
+fn same_type(d: &DecodingResult, t: SampleType) -> bool {
+    matches!(
+        (d, t),
+        (DecodingResult::U8(_), SampleType::U8)
+            | (DecodingResult::I8(_), SampleType::I8)
+            | (DecodingResult::U16(_), SampleType::U16)
+            | (DecodingResult::I16(_), SampleType::I16)
+            | (DecodingResult::U32(_), SampleType::U32)
+            | (DecodingResult::I32(_), SampleType::I32)
+            | (DecodingResult::F32(_), SampleType::F32)
+            | (DecodingResult::F64(_), SampleType::F64)
+    )
 }
 
 /// TIFF predictor 3: bytes of each row were split into planes (most significant first) and
@@ -166,6 +254,37 @@ fn undo_float_predictor(row: &mut [u8], spp: usize, bps: usize) {
         for b in 0..bps {
             row[k * bps + b] = planes[(bps - 1 - b) * n + k];
         }
+    }
+}
+
+/// TIFF predictor 2: each sample was stored as the difference to the same sample of the previous
+/// pixel in the row. libtiff (so GDAL) differences the samples as unsigned integers of their width
+/// whatever the SampleFormat, floats included (their bit patterns), with wrap-around; so does this.
+fn undo_horizontal_predictor(row: &mut [u8], spp: usize, bps: usize, little_endian: bool) {
+    macro_rules! acc {
+        ($ty:ty, $n:expr) => {{
+            let get = |b: &[u8]| {
+                let arr: [u8; $n] = b.try_into().unwrap();
+                if little_endian {
+                    <$ty>::from_le_bytes(arr)
+                } else {
+                    <$ty>::from_be_bytes(arr)
+                }
+            };
+            let stride = spp * $n;
+            for i in (stride..row.len().saturating_sub($n - 1)).step_by($n) {
+                let v = get(&row[i..i + $n]).wrapping_add(get(&row[i - stride..i - stride + $n]));
+                let bytes = if little_endian { v.to_le_bytes() } else { v.to_be_bytes() };
+                row[i..i + $n].copy_from_slice(&bytes);
+            }
+        }};
+    }
+    match bps {
+        1 => acc!(u8, 1),
+        2 => acc!(u16, 2),
+        4 => acc!(u32, 4),
+        8 => acc!(u64, 8),
+        _ => {}
     }
 }
 
@@ -200,29 +319,26 @@ fn typed_from_bytes(bytes: &[u8], t: SampleType, little_endian: bool) -> Decodin
     }
 }
 
-/// TIFF predictor 2: each sample was stored as the difference to the same sample of the
-/// previous pixel in the row (integer wrap-around; for floats plain addition).
-fn undo_horizontal_predictor(data: &mut DecodingResult, row_len: usize, spp: usize) {
-    macro_rules! acc {
-        ($v:expr, $add:expr) => {
-            for row in $v.chunks_mut(row_len) {
-                for i in spp..row.len() {
-                    row[i] = $add(row[i], row[i - spp]);
-                }
-            }
-        };
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn horizontal_predictor_on_floats_adds_bit_patterns() {
+        // Differences of the u32 bit patterns of 1.5 and 2.25, as libtiff stores them.
+        let (a, b) = (1.5f32.to_bits(), 2.25f32.to_bits());
+        let mut row: Vec<u8> = [a, b.wrapping_sub(a)].iter().flat_map(|v| v.to_le_bytes()).collect();
+        undo_horizontal_predictor(&mut row, 1, 4, true);
+        let DecodingResult::F32(v) = typed_from_bytes(&row, SampleType::F32, true) else { panic!() };
+        assert_eq!(v, vec![1.5, 2.25]);
     }
-    match data {
-        DecodingResult::U8(v) => acc!(v, u8::wrapping_add),
-        DecodingResult::I8(v) => acc!(v, i8::wrapping_add),
-        DecodingResult::U16(v) => acc!(v, u16::wrapping_add),
-        DecodingResult::I16(v) => acc!(v, i16::wrapping_add),
-        DecodingResult::U32(v) => acc!(v, u32::wrapping_add),
-        DecodingResult::I32(v) => acc!(v, i32::wrapping_add),
-        DecodingResult::U64(v) => acc!(v, u64::wrapping_add),
-        DecodingResult::I64(v) => acc!(v, i64::wrapping_add),
-        DecodingResult::F32(v) => acc!(v, |a: f32, b: f32| a + b),
-        DecodingResult::F64(v) => acc!(v, |a: f64, b: f64| a + b),
-        DecodingResult::F16(_) => {}
+
+    #[test]
+    fn horizontal_predictor_big_endian_u16_with_two_samples() {
+        let vals: [u16; 4] = [10, 65530, 5, 20]; // pixel 2 = pixel 1 + (5, 20), wrapping
+        let mut row: Vec<u8> = vals.iter().flat_map(|v| v.to_be_bytes()).collect();
+        undo_horizontal_predictor(&mut row, 2, 2, false);
+        let DecodingResult::U16(v) = typed_from_bytes(&row, SampleType::U16, false) else { panic!() };
+        assert_eq!(v, vec![10, 65530, 15, 14]);
     }
 }

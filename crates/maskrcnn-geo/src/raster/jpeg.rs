@@ -32,8 +32,9 @@ pub(super) struct JpegImage {
 }
 
 /// Decodes one strip/tile. Errors (as text, the caller names file and chunk) on anything short
-/// of a complete image: JPEG decoders tend to pad a truncated scan and carry on.
-pub(super) fn decode(stream: &[u8], params: &JpegParams) -> Result<JpegImage, String> {
+/// of a complete image: JPEG decoders tend to pad a truncated scan and carry on. A frame larger
+/// than `max` (width, height: the strip/tile's size) is refused before anything is allocated.
+pub(super) fn decode(stream: &[u8], params: &JpegParams, max: (usize, usize)) -> Result<JpegImage, String> {
     if !stream.starts_with(&SOI) {
         return Err("JPEG data does not start with a start-of-image marker".into());
     }
@@ -57,7 +58,10 @@ pub(super) fn decode(stream: &[u8], params: &JpegParams) -> Result<JpegImage, St
     };
     // jpeg-decoder panics on component counts other than 1, 3 and 4, and returns 4-component data
     // without a transform band-interleaved per line, so only 1 and 3 reach it.
-    let found = frame_components(&full).ok_or("JPEG data without a frame header")?;
+    let (found, frame_w, frame_h) = frame_header(&full).ok_or("JPEG data without a frame header")?;
+    if frame_w > max.0 || frame_h > max.1 {
+        return Err(format!("JPEG frame is {frame_w}x{frame_h}, larger than the {}x{} strip/tile", max.0, max.1));
+    }
     if found != params.components || !matches!(found, 1 | 3) {
         return Err(format!(
             "JPEG frame has {found} components; the TIFF tags need {} and 1 or 3 are supported",
@@ -65,6 +69,7 @@ pub(super) fn decode(stream: &[u8], params: &JpegParams) -> Result<JpegImage, St
         ));
     }
     let mut decoder = Decoder::new(&full[..]);
+    decoder.set_max_decoding_buffer_size(max.0.max(1) * max.1.max(1) * 4);
     // Forced from the Photometric tag, not guessed from JFIF/Adobe markers (libtiff leaves those
     // out, so a plain RGB stream would otherwise be taken for YCbCr). `RGB` copies the samples.
     decoder.set_color_transform(if params.ycbcr_to_rgb { ColorTransform::YCbCr } else { ColorTransform::RGB });
@@ -82,8 +87,8 @@ pub(super) fn decode(stream: &[u8], params: &JpegParams) -> Result<JpegImage, St
     Ok(JpegImage { data, width, height, components })
 }
 
-/// Component count of the first frame header (SOFn) of a JPEG stream.
-fn frame_components(jpeg: &[u8]) -> Option<usize> {
+/// (components, width, height) of the first frame header (SOFn) of a JPEG stream.
+fn frame_header(jpeg: &[u8]) -> Option<(usize, usize, usize)> {
     let mut pos = 2;
     loop {
         if *jpeg.get(pos)? != 0xFF {
@@ -92,7 +97,11 @@ fn frame_components(jpeg: &[u8]) -> Option<usize> {
         let marker = *jpeg.get(pos + 1)?;
         match marker {
             0xFF => pos += 1, // fill byte
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return jpeg.get(pos + 9).map(|&n| n as usize),
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let sof = jpeg.get(pos + 5..pos + 10)?;
+                let (h, w) = (u16::from_be_bytes([sof[0], sof[1]]), u16::from_be_bytes([sof[2], sof[3]]));
+                return Some((sof[4] as usize, w as usize, h as usize));
+            }
             0xD8..=0xDA => return None, // SOI, EOI or SOS before any frame header
             _ => {
                 let len = u16::from_be_bytes([*jpeg.get(pos + 2)?, *jpeg.get(pos + 3)?]) as usize;

@@ -7,12 +7,19 @@
 //! * `header`: opening a (Big)TIFF and reading its IFD into [`RasterInfo`].
 //! * `georef`: [`GeoTransform`], [`Crs`] and the GeoTIFF/GDAL tags they come from.
 //! * `samples`: [`SampleType`] and the typed [`Samples`] of a window.
-//! * `decode`: decompression (LZW, Deflate, PackBits) and predictors of raw strips/tiles.
+//! * `decode`: one strip/tile of one IFD (image, overview or internal mask): predictors, typing.
+//! * `codecs`: LZW, Deflate, PackBits, ZSTD, LERC (bare, Deflate- or ZSTD-wrapped) and WebP, each
+//!   stopped at the chunk's declared size so a hostile header cannot make it allocate more.
 //! * `jpeg`: JPEG strips/tiles, with JPEGTables and YCbCr→RGB as GDAL decodes them.
-//! * `window`: windowed reads over the decoded-chunk cache.
+//! * `window`: windowed reads over the decoded-chunk cache, and pixel validity from alpha/masks.
+//!
+//! Overviews (reduced-resolution IFDs, as in a COG) open with [`GeoTiff::open_overview`]; an alpha
+//! band (ExtraSamples) and GDAL's internal mask (a NewSubfileType=4 IFD) are reported in
+//! [`RasterInfo`] and read as validity with [`GeoTiff::read_validity`], never as image bands.
 
 use std::path::PathBuf;
 
+mod codecs;
 mod decode;
 mod georef;
 mod header;
@@ -21,9 +28,10 @@ mod samples;
 mod window;
 
 pub use georef::{Crs, GeoTransform};
+pub use header::MAX_CHUNK_BYTES;
 pub use samples::{SampleType, Samples};
 
-use decode::RawChunks;
+use decode::ChunkSource;
 use window::ChunkCache;
 
 /// How the pixels are laid out in the file (what a windowed read has to decode).
@@ -48,17 +56,39 @@ pub struct RasterInfo {
     pub crs: Option<Crs>,
     pub nodata: Option<f64>,
     pub layout: ChunkLayout,
-    /// TIFF Compression tag value (1 none, 5 LZW, 8/32946 Deflate, 32773 PackBits, 7 JPEG).
+    /// TIFF Compression tag value (1 none, 5 LZW, 8/32946 Deflate, 32773 PackBits, 7 JPEG, 50000 ZSTD,
+    /// 50001 WebP, 34887 LERC).
     pub compression: u16,
     pub planar_separate: bool,
     pub bigtiff: bool,
     /// Items of the GDAL_METADATA XML tag (name → value), e.g. AREA_OR_POINT or band stats.
     pub gdal_metadata: Vec<(String, String)>,
+    /// Which level this is: 0 the full-resolution image, k the k-th entry of `overviews`.
+    pub overview_level: usize,
+    /// (width, height) of the file's overviews, largest first: levels 1..=len for
+    /// [`GeoTiff::open_overview`].
+    pub overviews: Vec<(u32, u32)>,
+    /// 1-based band that ExtraSamples marks as alpha: validity, not image data (see
+    /// [`RasterInfo::data_bands`] and [`GeoTiff::read_validity`]).
+    pub alpha_band: Option<usize>,
+    /// This level has GDAL's internal mask (a NewSubfileType=4 IFD): read it with [`GeoTiff::read_validity`].
+    pub has_internal_mask: bool,
 }
 
 impl RasterInfo {
     pub fn is_georeferenced(&self) -> bool {
         self.geotransform.is_some()
+    }
+
+    /// The bands holding image data, 1-based, in file order: all but the alpha band. The default
+    /// band choice for detection.
+    pub fn data_bands(&self) -> Vec<usize> {
+        (1..=self.bands).filter(|&b| Some(b) != self.alpha_band).collect()
+    }
+
+    /// Whether some pixels may be invalid by alpha or mask (so [`GeoTiff::read_validity`] returns a mask).
+    pub fn has_validity(&self) -> bool {
+        self.alpha_band.is_some() || self.has_internal_mask
     }
 
     pub fn geotransform_or_identity(&self) -> GeoTransform {
@@ -123,13 +153,11 @@ pub struct WindowData<T> {
 /// An open GeoTIFF, ready for windowed reads.
 pub struct GeoTiff {
     info: RasterInfo,
-    chunks_across: u32,
-    chunks_down: u32,
-    chunk_width: u32,
-    chunk_height: u32,
+    src: ChunkSource,
     cache: ChunkCache,
+    /// The internal mask of this level, with its own (small) cache.
+    mask: Option<(ChunkSource, ChunkCache)>,
     chunks_decoded: u64,
-    raw: RawChunks,
 }
 
 impl GeoTiff {

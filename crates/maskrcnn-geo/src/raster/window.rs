@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tiff::decoder::DecodingResult;
 
-use super::{GeoTiff, PixelWindow, Samples, WindowData};
+use super::decode::ChunkSource;
+use super::{GeoTiff, PixelWindow, SampleType, Samples, WindowData};
 
 /// A decoded strip/tile: `stride` pixels per row (tiles keep their right-hand padding).
 pub(super) struct DecodedChunk {
@@ -68,9 +69,10 @@ fn decoded_bytes(d: &DecodingResult) -> usize {
 
 impl GeoTiff {
     /// Read a window in the native sample type. `bands` are 1-based (e.g. `[3, 2, 1]`); an empty
-    /// slice means all bands in file order. Only intersecting strips/tiles are decoded.
+    /// slice means all bands in file order (alpha included: see [`super::RasterInfo::data_bands`]).
+    /// Only intersecting strips/tiles are decoded.
     pub fn read_window_typed(&mut self, window: PixelWindow, bands: &[usize]) -> Result<WindowData<Samples>> {
-        let info = self.info.clone();
+        let info = &self.info;
         let path = info.path.display().to_string();
         if window.width == 0 || window.height == 0 {
             bail!("{path}: empty window {window:?}");
@@ -82,45 +84,8 @@ impl GeoTiff {
         if let Some(b) = bands.iter().find(|&&b| b == 0 || b > info.bands) {
             bail!("{path}: band {b} requested but the raster has bands 1..={}", info.bands);
         }
-        let plane = window.width as usize * window.height as usize;
-        let mut out = Samples::zeros(info.sample_type, plane * bands.len());
-        let samples_in_chunk = if info.planar_separate { 1 } else { info.bands };
-        let chunks_per_plane = self.chunks_across * self.chunks_down;
-
-        let cx0 = window.x / self.chunk_width;
-        let cx1 = (window.right() - 1) / self.chunk_width;
-        let cy0 = window.y / self.chunk_height;
-        let cy1 = (window.bottom() - 1) / self.chunk_height;
-        // Planes to decode: with separate planes each band lives in its own chunks.
-        let planes: Vec<usize> = if info.planar_separate { bands.iter().map(|b| b - 1).collect() } else { vec![0] };
-        for &plane_idx in &planes {
-            for cy in cy0..=cy1 {
-                for cx in cx0..=cx1 {
-                    let chunk_idx = plane_idx as u32 * chunks_per_plane + cy * self.chunks_across + cx;
-                    let chunk = self.chunk(chunk_idx)?;
-                    // Edge chunks hold only the pixels inside the image (the crate crops padding).
-                    let cw = self.chunk_width.min(info.width - cx * self.chunk_width);
-                    let ch = self.chunk_height.min(info.height - cy * self.chunk_height);
-                    let chunk_win = PixelWindow::new(cx * self.chunk_width, cy * self.chunk_height, cw, ch);
-                    let Some(isect) = chunk_win.intersection(&window) else { continue };
-                    // (source sample within pixel, destination band slot)
-                    let targets: Vec<(usize, usize)> = if info.planar_separate {
-                        bands
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, &b)| b - 1 == plane_idx)
-                            .map(|(slot, _)| (0, slot))
-                            .collect()
-                    } else {
-                        bands.iter().enumerate().map(|(slot, &b)| (b - 1, slot)).collect()
-                    };
-                    let stride = chunk.stride as usize;
-                    let geom = CopyGeometry { chunk_win, isect, window, samples_in_chunk, plane, stride };
-                    copy_chunk(&chunk.data, &mut out, &targets, &geom)
-                        .with_context(|| format!("{path}: strip/tile {chunk_idx} has an unexpected sample type"))?;
-                }
-            }
-        }
+        let mut out = Samples::zeros(info.sample_type, window.width as usize * window.height as usize * bands.len());
+        read_into(&self.src, &mut self.cache, &mut self.chunks_decoded, window, &bands, &mut out)?;
         Ok(WindowData { window, bands, data: out })
     }
 
@@ -130,17 +95,80 @@ impl GeoTiff {
         Ok(WindowData { window: typed.window, bands: typed.bands, data: typed.data.to_f32() })
     }
 
-    fn chunk(&mut self, idx: u32) -> Result<Arc<DecodedChunk>> {
-        if let Some(c) = self.cache.get(idx) {
-            return Ok(c);
+    /// Which pixels of a window hold data (row-major, `true` = valid): false where the alpha band
+    /// is 0 or GDAL's internal mask is 0, as GDAL's mask band says. `None` when the raster has
+    /// neither (every pixel valid; the nodata value, [`super::RasterInfo::nodata`], is separate).
+    pub fn read_validity(&mut self, window: PixelWindow) -> Result<Option<Vec<bool>>> {
+        if !self.info.has_validity() {
+            return Ok(None);
         }
-        let decoded =
-            if self.info.compression == 7 { self.decode_jpeg_chunk(idx)? } else { self.decode_raw_chunk(idx)? };
-        self.chunks_decoded += 1;
-        let decoded = Arc::new(decoded);
-        self.cache.insert(idx, decoded.clone());
-        Ok(decoded)
+        let mut valid = vec![true; window.width as usize * window.height as usize];
+        if let Some(alpha) = self.info.alpha_band {
+            let a = self.read_window_typed(window, &[alpha])?.data.to_f32();
+            for (v, a) in valid.iter_mut().zip(a) {
+                *v &= a != 0.0;
+            }
+        }
+        if let Some((mask, cache)) = &mut self.mask {
+            let mut out = Samples::zeros(SampleType::U8, valid.len());
+            read_into(mask, cache, &mut self.chunks_decoded, window, &[1], &mut out)?;
+            let Samples::U8(m) = out else { bail!("internal: mask samples are not 8-bit") };
+            for (v, m) in valid.iter_mut().zip(m) {
+                *v &= m != 0;
+            }
+        }
+        Ok(Some(valid))
     }
+}
+
+/// Copies `bands` (1-based) of `window` from the chunks of `src` into `out` (band-major).
+fn read_into(
+    src: &ChunkSource,
+    cache: &mut ChunkCache,
+    decoded: &mut u64,
+    window: PixelWindow,
+    bands: &[usize],
+    out: &mut Samples,
+) -> Result<()> {
+    let path = src.path.display().to_string();
+    let plane = window.width as usize * window.height as usize;
+    let samples_in_chunk = src.samples_in_chunk();
+    let (cw, ch) = (src.chunk_width, src.chunk_height);
+    let (cx0, cx1) = (window.x / cw, (window.right() - 1) / cw);
+    let (cy0, cy1) = (window.y / ch, (window.bottom() - 1) / ch);
+    // Planes to decode: with separate planes each band lives in its own chunks.
+    let planes: Vec<usize> = if src.planar_separate { bands.iter().map(|b| b - 1).collect() } else { vec![0] };
+    for &plane_idx in &planes {
+        for cy in cy0..=cy1 {
+            for cx in cx0..=cx1 {
+                let chunk_idx = plane_idx as u32 * src.chunks_per_plane() + cy * src.chunks_across + cx;
+                let chunk = match cache.get(chunk_idx) {
+                    Some(c) => c,
+                    None => {
+                        let c = Arc::new(src.decode(chunk_idx)?);
+                        *decoded += 1;
+                        cache.insert(chunk_idx, c.clone());
+                        c
+                    }
+                };
+                // Edge chunks: only the pixels inside the image are copied.
+                let (w, h) = src.chunk_extent(chunk_idx);
+                let chunk_win = PixelWindow::new(cx * cw, cy * ch, w, h);
+                let Some(isect) = chunk_win.intersection(&window) else { continue };
+                // (source sample within pixel, destination band slot)
+                let targets: Vec<(usize, usize)> = if src.planar_separate {
+                    bands.iter().enumerate().filter(|(_, &b)| b - 1 == plane_idx).map(|(slot, _)| (0, slot)).collect()
+                } else {
+                    bands.iter().enumerate().map(|(slot, &b)| (b - 1, slot)).collect()
+                };
+                let stride = chunk.stride as usize;
+                let geom = CopyGeometry { chunk_win, isect, window, samples_in_chunk, plane, stride };
+                copy_chunk(&chunk.data, out, &targets, &geom)
+                    .with_context(|| format!("{path}: strip/tile {chunk_idx} has an unexpected sample type"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 struct CopyGeometry {
