@@ -128,12 +128,15 @@ struct DemoArgs {
 struct ExportChipsArgs {
     #[arg(long)]
     raster: PathBuf,
-    /// Label polygons (.geojson or .gpkg) in the raster's CRS.
+    /// Label polygons (.geojson, .gpkg, .shp or .fgb) in the raster's CRS.
     #[arg(long)]
     labels: PathBuf,
     /// Attribute holding each polygon's class (one class "object" without it).
     #[arg(long)]
     class_field: Option<String>,
+    /// The layer of a GeoPackage with several feature layers.
+    #[arg(long)]
+    label_layer: Option<String>,
     #[arg(long)]
     output: PathBuf,
     #[arg(long, default_value_t = 256)]
@@ -933,6 +936,7 @@ fn export_chips(args: ExportChipsArgs) -> Result<()> {
     crate::output_policy::refuse_existing(&args.output, args.overwrite || !holds_files)?;
     let mut options = ExportChipsOptions::new(args.raster.clone(), args.labels.clone(), args.output.clone(), format);
     options.class_field = args.class_field.clone();
+    options.label_layer = args.label_layer.clone();
     options.tile_size = args.tile_size;
     options.stride = args.stride.unwrap_or(args.tile_size);
     options.bands = args.bands.clone();

@@ -62,7 +62,7 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     let choice = crate::bands::choose_bands(
         &job.raster,
         info.bands,
-        &[],
+        &info.alpha_band.into_iter().collect::<Vec<_>>(),
         model.config.backbone.in_channels,
         &model.config.input_bands,
         &job.options.bands,
