@@ -10,13 +10,10 @@ use tiff::decoder::{ChunkType, Decoder, Limits};
 use tiff::tags::{PlanarConfiguration, Tag};
 
 use super::decode::RawChunks;
-use super::georef::{
-    looks_like_wkt, parse_gdal_metadata, parse_nodata, read_geokeys, read_geotransform, TAG_GDAL_METADATA,
-    TAG_GDAL_NODATA,
-};
+use super::georef::{parse_gdal_metadata, parse_nodata, read_georeferencing, TAG_GDAL_METADATA, TAG_GDAL_NODATA};
 use super::jpeg::JpegParams;
 use super::window::ChunkCache;
-use super::{ChunkLayout, Crs, GeoTiff, RasterInfo, SampleType};
+use super::{ChunkLayout, GeoTiff, RasterInfo, SampleType};
 
 const PHOTOMETRIC_YCBCR: u16 = 6;
 
@@ -130,24 +127,12 @@ impl GeoTiff {
             }
         }
 
-        let geotransform = read_geotransform(&mut decoder).with_context(|| ctx("bad georeferencing tags"))?;
-        let (crs, raster_is_point) = read_geokeys(&mut decoder).with_context(|| ctx("bad GeoKeyDirectory"))?;
-        let geotransform = geotransform.map(|gt| {
-            // GDAL's default: a PixelIsPoint tiepoint refers to the pixel centre.
-            if raster_is_point {
-                gt.shifted(-0.5, -0.5)
-            } else {
-                gt
-            }
-        });
         let gdal_metadata = match decoder.find_tag(Tag::Unknown(TAG_GDAL_METADATA)) {
             Ok(Some(v)) => parse_gdal_metadata(&v.into_string().unwrap_or_default()),
             _ => Vec::new(),
         };
-        let mut crs = crs;
-        if let Some(wkt) = gdal_metadata.iter().map(|(_, v)| v).find(|v| looks_like_wkt(v)) {
-            crs.get_or_insert_with(Crs::default).wkt.get_or_insert_with(|| wkt.clone());
-        }
+        // Its errors name the file and say how to fix it.
+        let (geotransform, crs) = read_georeferencing(&mut decoder, path, &gdal_metadata)?;
         let nodata = match decoder.find_tag(Tag::Unknown(TAG_GDAL_NODATA)) {
             Ok(Some(v)) => {
                 let s = v.into_string().unwrap_or_default();

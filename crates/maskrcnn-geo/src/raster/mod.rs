@@ -5,7 +5,9 @@
 //! stays proportional to the window, not the file.
 //!
 //! * `header`: opening a (Big)TIFF and reading its IFD into [`RasterInfo`].
-//! * `georef`: [`GeoTransform`], [`Crs`] and the GeoTIFF/GDAL tags they come from.
+//! * `georef`: [`GeoTransform`], [`Crs`] and the GeoTIFF/GDAL tags and sidecars they come from.
+//! * `geokeys`, `crs_wkt`: the GeoKeyDirectory, and WKT for the user-defined CRSs it describes.
+//! * `gcp`: ground control points fitted to an affine geotransform (or refused).
 //! * `samples`: [`SampleType`] and the typed [`Samples`] of a window.
 //! * `decode`: decompression (LZW, Deflate, PackBits) and predictors of raw strips/tiles.
 //! * `jpeg`: JPEG strips/tiles, with JPEGTables and YCbCr→RGB as GDAL decodes them.
@@ -13,14 +15,17 @@
 
 use std::path::PathBuf;
 
+mod crs_wkt;
 mod decode;
+mod gcp;
+mod geokeys;
 mod georef;
 mod header;
 mod jpeg;
 mod samples;
 mod window;
 
-pub use georef::{Crs, GeoTransform};
+pub use georef::{wkt_name, Crs, GeoTransform};
 pub use samples::{SampleType, Samples};
 
 use decode::RawChunks;
