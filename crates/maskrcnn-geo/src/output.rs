@@ -89,8 +89,7 @@ pub trait FeatureSink {
 
 /// WKT of the engineering CRS pixel-coordinate outputs declare, so GDAL and QGIS show them as
 /// local coordinates rather than take them for WGS 84 (GeoJSON's default). Rows grow downwards.
-pub const PIXEL_CRS_WKT: &str =
-    r#"LOCAL_CS["pixel coordinates (y down)",LOCAL_DATUM["raster pixels",32767],UNIT["pixel",1],AXIS["x (column)",EAST],AXIS["y (row)",SOUTH]]"#;
+pub const PIXEL_CRS_WKT: &str = r#"LOCAL_CS["pixel coordinates (y down)",LOCAL_DATUM["raster pixels",32767],UNIT["pixel",1],AXIS["x (column)",EAST],AXIS["y (row)",SOUTH]]"#;
 
 /// The warning a writer of `path` gives for `crs`, if its output cannot state it: a CRS the raster
 /// names but that neither an EPSG code nor a WKT describes (e.g. a projection method we do not

@@ -33,7 +33,8 @@ fn square(x: f64, y: f64, s: f64) -> Vec<Feature> {
 /// A 16x16 raster in `srs` covering (ulx, uly)..(lrx, lry).
 fn raster(dir: &Path, name: &str, srs: Option<&str>, ullr: Option<[f64; 4]>) -> PathBuf {
     let path = dir.join(format!("{name}.tif"));
-    let mut args: Vec<String> = ["-q", "-of", "GTiff", "-outsize", "16", "16", "-bands", "1"].map(String::from).to_vec();
+    let mut args: Vec<String> =
+        ["-q", "-of", "GTiff", "-outsize", "16", "16", "-bands", "1"].map(String::from).to_vec();
     if let Some(srs) = srs {
         args.extend(["-a_srs".into(), srs.into()]);
     }
@@ -56,7 +57,10 @@ const CRSS: &[(&str, &str)] = &[
     ("merc1sp", "+proj=merc +lon_0=10 +k=0.99 +x_0=100 +y_0=200 +datum=WGS84"),
     ("merc2sp", "+proj=merc +lon_0=10 +lat_ts=30 +x_0=100 +y_0=200 +ellps=GRS80"),
     ("lcc1sp", "+proj=lcc +lat_1=45 +lat_0=45 +lon_0=3 +k_0=0.9995 +x_0=700000 +y_0=600000 +ellps=GRS80"),
-    ("lcc2sp", "+proj=lcc +lat_1=44 +lat_2=49 +lat_0=46.5 +lon_0=3 +x_0=700000 +y_0=6600000 +ellps=GRS80 +towgs84=0,0,0"),
+    (
+        "lcc2sp",
+        "+proj=lcc +lat_1=44 +lat_2=49 +lat_0=46.5 +lon_0=3 +x_0=700000 +y_0=6600000 +ellps=GRS80 +towgs84=0,0,0",
+    ),
     ("laea", "+proj=laea +lat_0=52 +lon_0=10 +x_0=4321000 +y_0=3210000 +ellps=GRS80"),
     ("polar_stereo_b", "+proj=stere +lat_0=90 +lat_ts=70 +lon_0=-45 +x_0=0 +y_0=0 +datum=WGS84"),
     ("polar_stereo_a", "+proj=stere +lat_0=-90 +k=0.994 +lon_0=0 +x_0=2000000 +y_0=2000000 +datum=WGS84"),
@@ -88,7 +92,10 @@ const CRSS: &[(&str, &str)] = &[
     ("vandergrinten", "+proj=vandg +lon_0=0 +x_0=0 +y_0=0 +R_A +datum=WGS84"),
     ("gnomonic", "+proj=gnom +lat_0=90 +lon_0=0 +x_0=0 +y_0=0 +datum=WGS84"),
     ("equidistant_conic", "+proj=eqdc +lat_0=0 +lon_0=0 +lat_1=20 +lat_2=60 +x_0=0 +y_0=0 +datum=WGS84"),
-    ("tm_us_feet_nad83", "+proj=tmerc +lat_0=31 +lon_0=-81 +k=0.9999 +x_0=200000.0001016 +y_0=0 +datum=NAD83 +units=us-ft"),
+    (
+        "tm_us_feet_nad83",
+        "+proj=tmerc +lat_0=31 +lon_0=-81 +k=0.9999 +x_0=200000.0001016 +y_0=0 +datum=NAD83 +units=us-ft",
+    ),
     ("tm_feet_nad27", "+proj=tmerc +lat_0=31 +lon_0=-81 +k=0.9999 +x_0=200000 +y_0=0 +datum=NAD27 +units=ft"),
     ("utm31_intl", "+proj=utm +zone=31 +ellps=intl +units=m"),
     ("utm33s_paris", "+proj=utm +zone=33 +south +datum=WGS84 +units=m +pm=paris"),
@@ -103,7 +110,8 @@ fn gdal_reads_each_output_in_the_rasters_crs() {
     let mut verified = Vec::new();
     for &(name, srs) in CRSS {
         let geographic = srs.contains("longlat") || srs.starts_with("IAU") || srs == "EPSG:7844";
-        let (ullr, size) = if geographic { ([10.0, 20.0, 10.16, 19.84], 0.02) } else { ([1000.0, 2000.0, 1160.0, 1840.0], 20.0) };
+        let (ullr, size) =
+            if geographic { ([10.0, 20.0, 10.16, 19.84], 0.02) } else { ([1000.0, 2000.0, 1160.0, 1840.0], 20.0) };
         let tif = raster(dir.path(), name, Some(srs), Some(ullr));
         let want = proj4(&tif);
         let info = GeoTiff::open(&tif).unwrap().info().clone();
@@ -121,13 +129,19 @@ fn gdal_reads_each_output_in_the_rasters_crs() {
                 .unwrap();
             let got = proj4(&out);
             if got != want {
-                failures.push(format!("{name}.{ext} ({srs}, ours {}):\n  raster {want}\n  output {got}", crs.describe()));
+                failures
+                    .push(format!("{name}.{ext} ({srs}, ours {}):\n  raster {want}\n  output {got}", crs.describe()));
             }
         }
         verified.push(format!("{name}: {} -> {want}", crs.describe()));
     }
     eprintln!("verified:\n  {}", verified.join("\n  "));
-    assert!(failures.is_empty(), "GDAL reads a different CRS from {} output(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "GDAL reads a different CRS from {} output(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -259,7 +273,11 @@ fn sidecars_state_the_crs_as_gdal_reads_them() {
     let tif = raster(dir.path(), "pam", Some("EPSG:32616"), Some([1000.0, 2000.0, 1160.0, 1840.0]));
     let wkt = tool("gdalsrsinfo", &["-o", "wkt1", "--single-line", "EPSG:32617"]);
     let escaped = wkt.trim().replace('&', "&amp;").replace('"', "&quot;");
-    std::fs::write(dir.path().join("pam.tif.aux.xml"), format!("<PAMDataset>\n  <SRS dataAxisToSRSAxisMapping=\"1,2\">{escaped}</SRS>\n</PAMDataset>\n")).unwrap();
+    std::fs::write(
+        dir.path().join("pam.tif.aux.xml"),
+        format!("<PAMDataset>\n  <SRS dataAxisToSRSAxisMapping=\"1,2\">{escaped}</SRS>\n</PAMDataset>\n"),
+    )
+    .unwrap();
     let crs = GeoTiff::open(&tif).unwrap().info().crs.clone().unwrap();
     assert_eq!(crs.epsg, Some(32617), "{crs:?}");
     assert_eq!(proj4(&tif), "+proj=utm +zone=17 +datum=WGS84 +units=m +no_defs");
@@ -285,7 +303,9 @@ fn a_crs_that_cannot_be_described_is_warned_about_and_not_taken_for_wgs84() {
     let dir = tempfile::tempdir().unwrap();
     let crs = Crs {
         citation: Some("Laborde Grid".into()),
-        unresolved: Some("projection method ProjCoordTransGeoKey 4 (Oblique Mercator, Laborde) is not supported".into()),
+        unresolved: Some(
+            "projection method ProjCoordTransGeoKey 4 (Oblique Mercator, Laborde) is not supported".into(),
+        ),
         ..Crs::default()
     };
     for ext in ["geojson", "fgb", "gpkg"] {

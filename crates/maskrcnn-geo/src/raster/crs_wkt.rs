@@ -158,9 +158,7 @@ pub fn crs_from_geokeys(keys: &GeoKeys) -> Option<Crs> {
     let projected = match model {
         Some(1) => true,
         Some(2) => false,
-        Some(3) => {
-            return Some(unresolved(citation, "geocentric model type (GTModelType 3) is not supported".into()))
-        }
+        Some(3) => return Some(unresolved(citation, "geocentric model type (GTModelType 3) is not supported".into())),
         // A missing or user-defined model type: whatever else the keys say decides.
         _ => keys.short(PROJECTED_CS_TYPE).is_some() || has_projection_keys || cited_wkt.is_some(),
     };
@@ -331,14 +329,20 @@ fn geogcs(keys: &GeoKeys, axes: bool) -> Result<String, String> {
     };
     let towgs84 = match keys.doubles(GEOG_TOWGS84) {
         Some(v) if v.len() == 3 || v.len() == 7 => {
-            format!(",TOWGS84[{}]", v.iter().chain(&[0.0; 4][..7 - v.len()]).map(|x| num(*x)).collect::<Vec<_>>().join(","))
+            format!(
+                ",TOWGS84[{}]",
+                v.iter().chain(&[0.0; 4][..7 - v.len()]).map(|x| num(*x)).collect::<Vec<_>>().join(",")
+            )
         }
         _ => String::new(),
     };
     let datum_authority = datum_code.map(|c| format!(",AUTHORITY[\"EPSG\",\"{c}\"]")).unwrap_or_default();
     let (pm_name, pm_degrees, pm_code) = match keys.code(GEOG_PRIME_MERIDIAN) {
         Some(c) => {
-            let pm = PRIME_MERIDIANS.iter().find(|p| p.0 == c).ok_or(format!("prime meridian EPSG:{c} is not in our table"))?;
+            let pm = PRIME_MERIDIANS
+                .iter()
+                .find(|p| p.0 == c)
+                .ok_or(format!("prime meridian EPSG:{c} is not in our table"))?;
             (pm.1.to_string(), pm.2, Some(c))
         }
         None => {
@@ -415,10 +419,12 @@ fn projection(keys: &GeoKeys, coord_trans: u16) -> Result<(&'static str, Vec<Par
     let sp2 = keys.double(PROJ_STD_PARALLEL2).unwrap_or(0.0);
     // In the projected CRS's linear unit, as WKT1 states them.
     let fe = keys.first_double(&[PROJ_FALSE_EASTING, PROJ_CENTER_EASTING, PROJ_FALSE_ORIGIN_EASTING]).unwrap_or(0.0);
-    let fn_ = keys.first_double(&[PROJ_FALSE_NORTHING, PROJ_CENTER_NORTHING, PROJ_FALSE_ORIGIN_NORTHING]).unwrap_or(0.0);
+    let fn_ =
+        keys.first_double(&[PROJ_FALSE_NORTHING, PROJ_CENTER_NORTHING, PROJ_FALSE_ORIGIN_NORTHING]).unwrap_or(0.0);
     let false_origin = [Plain("false_easting", fe), Plain("false_northing", fn_)];
     let origin_scaled = |name: &'static str| {
-        let mut p = vec![Angle("latitude_of_origin", lat), Angle("central_meridian", long), Plain("scale_factor", scale)];
+        let mut p =
+            vec![Angle("latitude_of_origin", lat), Angle("central_meridian", long), Plain("scale_factor", scale)];
         p.extend(false_origin);
         (name, p)
     };
@@ -470,16 +476,26 @@ fn projection(keys: &GeoKeys, coord_trans: u16) -> Result<(&'static str, Vec<Par
         26 => origin("New_Zealand_Map_Grid", "latitude_of_origin", "central_meridian"),
         14 => {
             let scale = keys.double(PROJ_SCALE_AT_NAT_ORIGIN).unwrap_or(1.0);
-            let mut p = vec![Angle("latitude_of_origin", lat), Angle("central_meridian", long), Plain("scale_factor", scale)];
+            let mut p =
+                vec![Angle("latitude_of_origin", lat), Angle("central_meridian", long), Plain("scale_factor", scale)];
             p.extend(false_origin);
             ("Stereographic", p)
         }
         16 => origin_scaled("Oblique_Stereographic"),
         15 => {
             let pole_long = keys
-                .first_double(&[PROJ_STRAIGHT_VERT_POLE_LONG, PROJ_NAT_ORIGIN_LONG, PROJ_FALSE_ORIGIN_LONG, PROJ_CENTER_LONG])
+                .first_double(&[
+                    PROJ_STRAIGHT_VERT_POLE_LONG,
+                    PROJ_NAT_ORIGIN_LONG,
+                    PROJ_FALSE_ORIGIN_LONG,
+                    PROJ_CENTER_LONG,
+                ])
                 .unwrap_or(0.0);
-            let mut p = vec![Angle("latitude_of_origin", lat), Angle("central_meridian", pole_long), Plain("scale_factor", scale)];
+            let mut p = vec![
+                Angle("latitude_of_origin", lat),
+                Angle("central_meridian", pole_long),
+                Plain("scale_factor", scale),
+            ];
             p.extend(false_origin);
             ("Polar_Stereographic", p)
         }
@@ -764,6 +780,9 @@ mod tests {
         let utm = "PROJCS[\"x\",GEOGCS[\"WGS 84\",AUTHORITY[\"EPSG\",\"4326\"]],UNIT[\"metre\",1,AUTHORITY[\"EPSG\",\"9001\"]],AUTHORITY[\"EPSG\",\"32616\"]]";
         assert_eq!(top_level_epsg(utm), Some(32616));
         assert_eq!(top_level_epsg("PROJCS[\"x\",GEOGCS[\"WGS 84\",AUTHORITY[\"EPSG\",\"4326\"]]]"), None);
-        assert_eq!(top_level_epsg("PROJCRS[\"x\",BASEGEOGCRS[\"y\",ID[\"EPSG\",4326]],ID[\"EPSG\",32616]]"), Some(32616));
+        assert_eq!(
+            top_level_epsg("PROJCRS[\"x\",BASEGEOGCRS[\"y\",ID[\"EPSG\",4326]],ID[\"EPSG\",32616]]"),
+            Some(32616)
+        );
     }
 }

@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use tiff::decoder::Decoder;
 use tiff::tags::Tag;
 
-use super::crs_wkt::{crs_from_geokeys, top_level_epsg};
 pub(super) use super::crs_wkt::looks_like_wkt;
+use super::crs_wkt::{crs_from_geokeys, top_level_epsg};
 use super::gcp::{fit_affine, gcps_from_tiepoints};
 use super::geokeys::*;
 
@@ -153,7 +153,8 @@ pub(super) fn read_georeferencing(
     gdal_metadata: &[(String, String)],
 ) -> Result<(Option<GeoTransform>, Option<Crs>)> {
     let geotransform = read_geotransform(decoder, path)?;
-    let (crs, raster_is_point) = read_geokeys(decoder).with_context(|| format!("{}: bad GeoKeyDirectory", path.display()))?;
+    let (crs, raster_is_point) =
+        read_geokeys(decoder).with_context(|| format!("{}: bad GeoKeyDirectory", path.display()))?;
     // GDAL's default: a PixelIsPoint tiepoint refers to the pixel centre.
     let geotransform = geotransform.map(|gt| if raster_is_point { gt.shifted(-0.5, -0.5) } else { gt });
     if geotransform.is_none() {
@@ -252,9 +253,13 @@ fn read_geotransform_tags(decoder: &mut Decoder<BufReader<File>>, path: &Path) -
         }
         return Ok(Some(GeoTransform([m[3], m[0], m[1], m[7], m[4], m[5]])));
     }
-    let scale =
-        decoder.find_tag(Tag::Unknown(TAG_MODEL_PIXEL_SCALE)).with_context(ctx)?.map(|v| v.into_f64_vec()).transpose()?;
-    let tie = decoder.find_tag(Tag::Unknown(TAG_MODEL_TIEPOINT)).with_context(ctx)?.map(|v| v.into_f64_vec()).transpose()?;
+    let scale = decoder
+        .find_tag(Tag::Unknown(TAG_MODEL_PIXEL_SCALE))
+        .with_context(ctx)?
+        .map(|v| v.into_f64_vec())
+        .transpose()?;
+    let tie =
+        decoder.find_tag(Tag::Unknown(TAG_MODEL_TIEPOINT)).with_context(ctx)?.map(|v| v.into_f64_vec()).transpose()?;
     match (scale, tie) {
         (Some(s), Some(t)) if s.len() >= 2 && t.len() >= 6 => {
             let (i, j, x, y) = (t[0], t[1], t[3], t[4]);
