@@ -101,6 +101,14 @@ const CRSS: &[(&str, &str)] = &[
     ("utm33s_paris", "+proj=utm +zone=33 +south +datum=WGS84 +units=m +pm=paris"),
     ("geographic_ferro", "+proj=longlat +ellps=bessel +pm=ferro"),
     ("gda2020", "EPSG:7844"),
+    // Angles in grads: GeoTIFF keeps projection parameters in degrees, WKT1 in the GEOGCS unit.
+    (
+        "lcc_grads",
+        "PROJCS[\"lcc grads\",GEOGCS[\"g\",DATUM[\"d\",SPHEROID[\"Clarke 1880 (IGN)\",6378249.2,293.466021293627]],\
+         PRIMEM[\"Greenwich\",0],UNIT[\"grad\",0.015707963267949]],PROJECTION[\"Lambert_Conformal_Conic_1SP\"],\
+         PARAMETER[\"latitude_of_origin\",52],PARAMETER[\"central_meridian\",0],PARAMETER[\"scale_factor\",0.99987742],\
+         PARAMETER[\"false_easting\",600000],PARAMETER[\"false_northing\",2200000],UNIT[\"metre\",1]]",
+    ),
 ];
 
 #[test]
