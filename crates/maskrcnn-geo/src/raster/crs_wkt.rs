@@ -163,7 +163,10 @@ pub fn crs_from_geokeys(keys: &GeoKeys) -> Option<Crs> {
         _ => keys.short(PROJECTED_CS_TYPE).is_some() || has_projection_keys || cited_wkt.is_some(),
     };
     if let Some(wkt) = cited_wkt {
-        return Some(Crs { epsg: top_level_epsg(&wkt), wkt: Some(wkt), citation, unresolved: None });
+        // ArcGIS also cites the WKT of EPSG CRSs; their code stays the code.
+        let code = if projected { keys.code(PROJECTED_CS_TYPE) } else { keys.code(GEOGRAPHIC_TYPE) };
+        let epsg = code.map(u32::from).or_else(|| top_level_epsg(&wkt));
+        return Some(Crs { epsg, wkt: Some(wkt), citation, unresolved: None });
     }
     if projected {
         if let Some(code) = keys.code(PROJECTED_CS_TYPE) {
@@ -703,7 +706,9 @@ mod tests {
             .with_short(PROJECTED_CS_TYPE, USER_DEFINED)
             .with_short(PROJECTION, 16131)
             .with_short(PROJ_LINEAR_UNITS, 9003);
-        let wkt = crs_from_geokeys(&keys).unwrap().wkt.unwrap();
+        let crs = crs_from_geokeys(&keys).unwrap();
+        let wkt = crs.wkt.clone().unwrap();
+        assert_eq!(crs.describe(), "UTM Zone 31, Southern Hemisphere (user-defined WKT)");
         assert!(wkt.starts_with("PROJCS[\"UTM Zone 31, Southern Hemisphere\","), "{wkt}");
         assert!(wkt.contains("SPHEROID[\"International 1924\",6378388,297,AUTHORITY[\"EPSG\",\"7022\"]]"), "{wkt}");
         assert!(wkt.contains("PARAMETER[\"central_meridian\",3]"), "{wkt}");
@@ -725,7 +730,9 @@ mod tests {
             .with_double(PROJ_FALSE_ORIGIN_LAT, 46.5)
             .with_double(PROJ_FALSE_ORIGIN_EASTING, 700000.0)
             .with_double(PROJ_FALSE_ORIGIN_NORTHING, 6600000.0);
-        let wkt = crs_from_geokeys(&keys).unwrap().wkt.unwrap();
+        let crs = crs_from_geokeys(&keys).unwrap();
+        assert_eq!(crs.describe(), "user-defined Lambert_Conformal_Conic_2SP on WGS 84 (WKT)");
+        let wkt = crs.wkt.unwrap();
         assert!(wkt.contains(
             "PROJECTION[\"Lambert_Conformal_Conic_2SP\"],PARAMETER[\"standard_parallel_1\",44],\
              PARAMETER[\"standard_parallel_2\",49],PARAMETER[\"latitude_of_origin\",46.5],\
@@ -764,6 +771,8 @@ mod tests {
         let crs = crs_from_geokeys(&keys).unwrap();
         assert_eq!(crs.epsg, None);
         assert_eq!(crs.wkt.as_deref(), Some(pe));
+        let coded = keys.with_short(GT_MODEL_TYPE, 1).with_short(PROJECTED_CS_TYPE, 32616);
+        assert_eq!(crs_from_geokeys(&coded).unwrap().epsg, Some(32616));
     }
 
     #[test]

@@ -113,7 +113,17 @@ impl Crs {
     pub fn describe(&self) -> String {
         match (&self.epsg, &self.wkt, &self.citation) {
             (Some(code), _, _) => format!("EPSG:{code}"),
-            (None, Some(wkt), _) => format!("{} (user-defined WKT)", wkt_name(wkt).unwrap_or("unnamed")),
+            (None, Some(wkt), _) => match wkt_name(wkt).filter(|n| !n.is_empty() && *n != "unknown") {
+                Some(name) => format!("{name} (user-defined WKT)"),
+                // GDAL names CRSs made from PROJ strings "unknown"; the method and datum say more.
+                None => {
+                    let method = wkt_value(wkt, "PROJECTION[").unwrap_or("CRS");
+                    match wkt_value(wkt, "GEOGCS[").filter(|g| *g != "unknown") {
+                        Some(gcs) => format!("user-defined {method} on {gcs} (WKT)"),
+                        None => format!("user-defined {method} (WKT)"),
+                    }
+                }
+            },
             (None, None, c) => {
                 let what = c.as_deref().map(shorten).unwrap_or_else(|| "unknown CRS".into());
                 match &self.unresolved {
@@ -130,6 +140,12 @@ pub fn wkt_name(wkt: &str) -> Option<&str> {
     let start = wkt.find('"')? + 1;
     let len = wkt[start..].find('"')?;
     Some(&wkt[start..start + len])
+}
+
+/// The quoted name of the first `keyword` node of a WKT, e.g. `PROJECTION[` → "Mollweide".
+fn wkt_value<'a>(wkt: &'a str, keyword: &str) -> Option<&'a str> {
+    let at = wkt.find(keyword)? + keyword.len();
+    wkt_name(&wkt[at..])
 }
 
 fn shorten(s: &str) -> String {
