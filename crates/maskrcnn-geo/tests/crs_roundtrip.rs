@@ -215,12 +215,17 @@ fn pixel_coordinate_outputs_are_not_taken_for_wgs84() {
 
 /// A 100x80 raster with GCPs as `gdal_translate -gcp` writes them (ModelTiepoints, no scale).
 fn gcp_raster(dir: &Path, name: &str, gcps: &[(f64, f64, f64, f64)]) -> PathBuf {
+    gcp_raster_with(dir, name, gcps, &[])
+}
+
+fn gcp_raster_with(dir: &Path, name: &str, gcps: &[(f64, f64, f64, f64)], extra: &[&str]) -> PathBuf {
     let base = dir.join("base.tif");
     if !base.exists() {
         tool("gdal_create", &["-q", "-of", "GTiff", "-outsize", "100", "80", "-bands", "1", base.to_str().unwrap()]);
     }
     let out = dir.join(format!("{name}.tif"));
     let mut args: Vec<String> = vec!["-q".into(), "-a_srs".into(), "EPSG:32616".into()];
+    args.extend(extra.iter().map(|a| a.to_string()));
     for g in gcps {
         args.push("-gcp".into());
         args.extend([g.0, g.1, g.2, g.3].iter().map(|v| v.to_string()));
@@ -251,6 +256,13 @@ fn affine_gcps_are_fitted_and_others_refused() {
         assert!((a - b).abs() < 1e-6, "fitted {:?}, truth {:?}", gt.0, truth.0);
     }
     assert_eq!(info.crs.as_ref().and_then(|c| c.epsg), Some(32616));
+    // PixelIsPoint: GDAL stores the GCPs half a pixel off and reads them back where they were.
+    let point = gcp_raster_with(dir.path(), "point", &gcps, &["-mo", "AREA_OR_POINT=Point"]);
+    assert!(tool("gdalinfo", &[point.to_str().unwrap()]).contains("AREA_OR_POINT=Point"));
+    let point_gt = GeoTiff::open(&point).unwrap().info().geotransform.unwrap();
+    for (a, b) in point_gt.0.iter().zip(truth.0) {
+        assert!((a - b).abs() < 1e-6, "PixelIsPoint: fitted {:?}, truth {:?}", point_gt.0, truth.0);
+    }
     // GDAL's own affine warp of the file lands on the same grid: its corner is our corner.
     let warped = dir.path().join("warped.tif");
     tool("gdalwarp", &["-q", "-order", "1", tif.to_str().unwrap(), warped.to_str().unwrap()]);
