@@ -97,7 +97,8 @@ pub const PIXEL_CRS_WKT: &str = r#"LOCAL_CS["pixel coordinates (y down)",LOCAL_D
 pub fn crs_warning(path: &Path, crs: Option<&Crs>) -> Option<String> {
     let crs = crs.filter(|c| !c.is_described())?;
     Some(format!(
-        "{}: the raster's CRS, {}, cannot be written, so the output states no CRS; assign it afterwards, e.g.          `ogr2ogr -a_srs <CRS> fixed{} {}`",
+        "{}: the raster's CRS, {}, cannot be written, so the output states no CRS; assign it afterwards, \
+         e.g. `ogr2ogr -a_srs <CRS> fixed{} {}`",
         path.display(),
         crs.describe(),
         path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default(),
