@@ -887,6 +887,9 @@ fn vectorize(args: VectorizeArgs) -> Result<()> {
         })
         .collect();
     let write = WriteOptions { overwrite: args.overwrite, ..WriteOptions::default() };
+    if let Some(warning) = maskrcnn_geo::output::crs_warning(&args.output, info.crs.as_ref()) {
+        eprintln!("warning: {warning}");
+    }
     maskrcnn_geo::write_features(&args.output, &features, info.crs.as_ref(), &write)?;
     eprintln!("{} objects -> {}", features.len(), args.output.display());
     Ok(())

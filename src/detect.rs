@@ -110,6 +110,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     }
     let write_options = WriteOptions { overwrite: job.overwrite, ..WriteOptions::default() };
     let mut sink = create_writer(&job.output, info.crs.as_ref(), &write_options)?;
+    if let Some(warning) = sink.crs_warning() {
+        eprintln!("warning: {warning}");
+    }
     let summary = detect_raster_streaming(&mut raster, detector, &options, |f| sink.write(&f), &mut progress)?;
     sink.finish()?;
     report_unreadable_tiles(&job.raster, &job.output, &summary)?;
@@ -139,6 +142,9 @@ pub fn merge_shards(inputs: &[PathBuf], output: &Path, overwrite: bool) -> Resul
     let header = maskrcnn_geo::read_shard_headers(inputs)?;
     let options = WriteOptions { overwrite, ..WriteOptions::default() };
     let mut sink = create_writer(output, header.crs.as_ref(), &options)?;
+    if let Some(warning) = sink.crs_warning() {
+        eprintln!("warning: {warning}");
+    }
     let mut count = 0;
     maskrcnn_geo::merge_outputs_streaming(inputs, |f| {
         count += 1;

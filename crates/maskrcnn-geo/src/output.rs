@@ -21,7 +21,7 @@ pub struct Feature {
     pub class: String,
     pub class_id: i64,
     pub score: f64,
-    /// Area in map units² (m² for projected CRSs; degrees² for EPSG:4326 — reproject for areas).
+    /// Area in m² whatever the CRS (see [`crate::units`]); map units² for a `Feature::new` made by hand.
     pub area: f64,
     /// Tile(s) the object was detected in, e.g. "r3c5" or "r3c5;r3c6" for a stitched object.
     pub tile: String,
@@ -80,6 +80,30 @@ pub trait FeatureSink {
     fn write(&mut self, feature: &Feature) -> Result<()>;
     /// Complete the file and move it to its final path.
     fn finish(self: Box<Self>) -> Result<()>;
+    /// One line for the user when the output cannot say which CRS its coordinates are in (see
+    /// [`crs_warning`]); the library prints nothing itself.
+    fn crs_warning(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// WKT of the engineering CRS pixel-coordinate outputs declare, so GDAL and QGIS show them as
+/// local coordinates rather than take them for WGS 84 (GeoJSON's default). Rows grow downwards.
+pub const PIXEL_CRS_WKT: &str = r#"LOCAL_CS["pixel coordinates (y down)",LOCAL_DATUM["raster pixels",32767],UNIT["pixel",1],AXIS["x (column)",EAST],AXIS["y (row)",SOUTH]]"#;
+
+/// The warning a writer of `path` gives for `crs`, if its output cannot state it: a CRS the raster
+/// names but that neither an EPSG code nor a WKT describes (e.g. a projection method we do not
+/// know). Pixel coordinates (`crs` None) are stated in every format, so they give none.
+pub fn crs_warning(path: &Path, crs: Option<&Crs>) -> Option<String> {
+    let crs = crs.filter(|c| !c.is_described())?;
+    Some(format!(
+        "{}: the raster's CRS, {}, cannot be written, so the output states no CRS; assign it afterwards, \
+         e.g. `ogr2ogr -a_srs <CRS> fixed{} {}`",
+        path.display(),
+        crs.describe(),
+        path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default(),
+        path.display()
+    ))
 }
 
 /// Open a writer for `path`, format from the extension. `crs` None means pixel coordinates.
@@ -177,11 +201,26 @@ impl Drop for TempTarget {
 // ---------------------------------------------------------------- GeoJSON
 
 /// GeoJSON writer: RFC 7946 (no `crs` member, lon/lat) for EPSG:4326; otherwise native
-/// coordinates with a `crs` member `urn:ogc:def:crs:EPSG::<code>`, which GDAL/QGIS honour.
+/// coordinates with a GeoJSON 2008 `crs` member, which GDAL/QGIS honour: its name is
+/// `urn:ogc:def:crs:EPSG::<code>` for EPSG CRSs, the WKT for user-defined ones (GDAL reads the
+/// name with `SetFromUserInput`), and [`PIXEL_CRS_WKT`] for pixel coordinates.
 pub struct GeoJsonWriter {
     out: BufWriter<File>,
     target: TempTarget,
     count: usize,
+    warning: Option<String>,
+}
+
+/// The `crs` member's name for `crs` (None: GeoJSON's default, WGS 84, is right).
+fn geojson_crs_name(crs: Option<&Crs>) -> Option<String> {
+    match crs {
+        None => Some(PIXEL_CRS_WKT.to_string()),
+        Some(c) if c.is_wgs84() => None,
+        Some(Crs { epsg: Some(code), .. }) => Some(format!("urn:ogc:def:crs:EPSG::{code}")),
+        Some(Crs { wkt: Some(wkt), .. }) => Some(wkt.clone()),
+        // Undescribed: say so as a local CRS rather than let readers assume WGS 84.
+        Some(c) => Some(format!("LOCAL_CS[\"{}\",UNIT[\"unknown\",1]]", c.describe().replace('"', "'"))),
+    }
 }
 
 impl GeoJsonWriter {
@@ -192,16 +231,13 @@ impl GeoJsonWriter {
         let mut head = serde_json::Map::new();
         head.insert("type".into(), "FeatureCollection".into());
         head.insert("name".into(), opts.layer_name.clone().into());
-        if let Some(code) = crs.and_then(|c| c.epsg).filter(|&c| c != 4326) {
-            head.insert(
-                "crs".into(),
-                serde_json::json!({"type": "name", "properties": {"name": format!("urn:ogc:def:crs:EPSG::{code}")}}),
-            );
+        if let Some(name) = geojson_crs_name(crs) {
+            head.insert("crs".into(), serde_json::json!({"type": "name", "properties": {"name": name}}));
         }
         let head = serde_json::Value::Object(head).to_string();
         // Splice the feature array into the header object so features can be streamed.
         writeln!(out, "{},\"features\":[", &head[..head.len() - 1])?;
-        Ok(GeoJsonWriter { out, target, count: 0 })
+        Ok(GeoJsonWriter { out, target, count: 0, warning: crs_warning(path, crs) })
     }
 }
 
@@ -268,6 +304,10 @@ impl FeatureSink for GeoJsonWriter {
         self.out.write_all(b"\n]}\n")?;
         self.out.flush()?;
         self.target.commit()
+    }
+
+    fn crs_warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 }
 
@@ -345,7 +385,12 @@ pub struct GeoPackageWriter {
     table: String,
     srs_id: i32,
     extent: Option<(f64, f64, f64, f64)>,
+    warning: Option<String>,
 }
+
+/// srs_id of the row GeoPackage outputs give a CRS without an EPSG code (outside EPSG's range,
+/// as GDAL does).
+const USER_DEFINED_SRS_ID: i32 = 100000;
 
 impl GeoPackageWriter {
     pub fn create(path: &Path, crs: Option<&Crs>, opts: &WriteOptions) -> Result<GeoPackageWriter> {
@@ -380,10 +425,13 @@ impl GeoPackageWriter {
             [WGS84_WKT],
         )?;
         let srs_id = match crs {
-            Some(c) => match c.epsg {
-                Some(4326) => 4326,
-                Some(code) => {
-                    let def = c.wkt.clone().or_else(|| wkt_for_epsg(code)).unwrap_or_else(|| "undefined".into());
+            // Pixel coordinates: the "undefined cartesian" row GeoPackage defines for them.
+            None => -1,
+            Some(c) => match (c.epsg, &c.wkt) {
+                (Some(4326), _) => 4326,
+                (Some(code), wkt) => {
+                    // Readers go by organisation and code; the WKT is what the file stated, or ours.
+                    let def = wkt.clone().or_else(|| wkt_for_epsg(code)).unwrap_or_else(|| "undefined".into());
                     let name = c.citation.clone().unwrap_or_else(|| format!("EPSG:{code}"));
                     conn.execute(
                         "INSERT INTO gpkg_spatial_ref_sys VALUES (?1, ?2, 'EPSG', ?2, ?3, NULL)",
@@ -391,19 +439,18 @@ impl GeoPackageWriter {
                     )?;
                     code as i32
                 }
-                None => match &c.wkt {
-                    Some(wkt) => {
-                        // User-defined CRS: the WKT is the only description; id outside EPSG's range.
-                        conn.execute(
-                            "INSERT INTO gpkg_spatial_ref_sys VALUES (?1, 100000, 'NONE', 100000, ?2, NULL)",
-                            rusqlite::params![c.citation.clone().unwrap_or_else(|| "user-defined".into()), wkt],
-                        )?;
-                        100000
-                    }
-                    None => -1,
-                },
+                (None, wkt) => {
+                    // User-defined: the WKT is the only description. Without one the row still
+                    // records what the raster said, and readers see an undefined CRS.
+                    let name = wkt.as_deref().and_then(crate::raster::wkt_name).unwrap_or("user-defined");
+                    let def = wkt.clone().unwrap_or_else(|| "undefined".into());
+                    conn.execute(
+                        "INSERT INTO gpkg_spatial_ref_sys VALUES (?1, ?2, 'NONE', ?2, ?3, ?4)",
+                        rusqlite::params![name, USER_DEFINED_SRS_ID, def, c.describe()],
+                    )?;
+                    USER_DEFINED_SRS_ID
+                }
             },
-            None => -1,
         };
         conn.execute(
             &format!(
@@ -421,7 +468,7 @@ impl GeoPackageWriter {
             rusqlite::params![table, srs_id],
         )?;
         conn.execute_batch("BEGIN")?;
-        Ok(GeoPackageWriter { conn: Some(conn), target, table, srs_id, extent: None })
+        Ok(GeoPackageWriter { conn: Some(conn), target, table, srs_id, extent: None, warning: crs_warning(path, crs) })
     }
 }
 
@@ -453,6 +500,10 @@ impl FeatureSink for GeoPackageWriter {
         conn.close().map_err(|(_, e)| e).context("closing GeoPackage")?;
         self.target.commit()
     }
+
+    fn crs_warning(&self) -> Option<&str> {
+        self.warning.as_deref()
+    }
 }
 
 // ---------------------------------------------------------------- FlatGeobuf
@@ -483,22 +534,27 @@ impl geozero::GeozeroGeometry for GeozeroMultiPolygon<'_> {
 pub struct FlatGeobufWriter {
     fgb: Option<flatgeobuf::FgbWriter<'static>>,
     target: TempTarget,
+    warning: Option<String>,
 }
 
 impl FlatGeobufWriter {
     pub fn create(path: &Path, crs: Option<&Crs>, opts: &WriteOptions) -> Result<FlatGeobufWriter> {
         use flatgeobuf::{ColumnType, FgbCrs, FgbWriter, FgbWriterOptions, GeometryType};
         let target = TempTarget::new(path, opts.overwrite)?;
-        // The writer borrows its option strings for its whole life; leaking a few bytes per file
-        // keeps the public type free of lifetimes.
-        let wkt: Option<&'static str> = crs.and_then(|c| c.wkt.clone()).map(|s| &*Box::leak(s.into_boxed_str()));
-        let fgb_crs = match crs.and_then(|c| c.epsg) {
-            Some(code) => FgbCrs { org: Some("EPSG"), code: code as i32, wkt, ..Default::default() },
-            None => FgbCrs { wkt, ..Default::default() },
+        // The crate copies the name and CRS strings into its header at creation, so they need
+        // not outlive this call.
+        let fgb_crs = match crs {
+            Some(Crs { epsg: Some(code), wkt, .. }) => {
+                FgbCrs { org: Some("EPSG"), code: *code as i32, wkt: wkt.as_deref(), ..Default::default() }
+            }
+            Some(Crs { wkt: Some(wkt), .. }) => {
+                FgbCrs { wkt: Some(wkt), name: crate::raster::wkt_name(wkt), ..Default::default() }
+            }
+            Some(_) => FgbCrs::default(),
+            None => FgbCrs { wkt: Some(PIXEL_CRS_WKT), ..Default::default() },
         };
-        let name: &'static str = Box::leak(opts.layer_name.clone().into_boxed_str());
         let mut fgb = FgbWriter::create_with_options(
-            name,
+            &opts.layer_name,
             GeometryType::MultiPolygon,
             FgbWriterOptions { write_index: true, crs: fgb_crs, ..Default::default() },
         )
@@ -508,7 +564,7 @@ impl FlatGeobufWriter {
         fgb.add_column("score", ColumnType::Double, |_, _| {});
         fgb.add_column("area", ColumnType::Double, |_, _| {});
         fgb.add_column("tile", ColumnType::String, |_, _| {});
-        Ok(FlatGeobufWriter { fgb: Some(fgb), target })
+        Ok(FlatGeobufWriter { fgb: Some(fgb), target, warning: crs_warning(path, crs) })
     }
 }
 
@@ -547,5 +603,9 @@ impl FeatureSink for FlatGeobufWriter {
         out.flush()?;
         drop(out);
         self.target.commit()
+    }
+
+    fn crs_warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 }

@@ -39,8 +39,9 @@ impl MapUnits {
                 return units;
             }
         }
-        match crs.epsg {
-            Some(code) if is_geographic_epsg(code) => ellipsoid_of_epsg(code).unwrap_or(WGS84),
+        match (crs.epsg, crs.metres_per_unit) {
+            (Some(code), _) if is_geographic_epsg(code) => ellipsoid_of_epsg(code).unwrap_or(WGS84),
+            (_, Some(metres)) if metres > 0.0 && metres != 1.0 => MapUnits::Linear { metres_per_unit: metres },
             _ => MapUnits::Native,
         }
     }
@@ -252,13 +253,15 @@ mod tests {
     const WKT2_FEET: &str = r#"PROJCRS["x",BASEGEOGCRS["NAD83",DATUM["NAD83",ELLIPSOID["GRS 1980",6378137,298.257222101,LENGTHUNIT["metre",1]]]],CONVERSION["c",METHOD["Lambert Conic Conformal (2SP)"]],CS[Cartesian,2],AXIS["easting (X)",east,ORDER[1],LENGTHUNIT["US survey foot",0.304800609601219]],AXIS["northing (Y)",north,ORDER[2],LENGTHUNIT["US survey foot",0.304800609601219]]]"#;
 
     fn crs(wkt: &str) -> Crs {
-        Crs { epsg: None, wkt: Some(wkt.into()), citation: None }
+        Crs::from_wkt(wkt)
     }
 
     #[test]
     fn units_come_from_the_wkt_or_the_epsg_code() {
         assert_eq!(MapUnits::of_crs(None), MapUnits::Native);
         assert_eq!(MapUnits::of_crs(Some(&Crs::from_epsg(32616))), MapUnits::Native);
+        let ny_state_plane = Crs { metres_per_unit: Some(0.3048006096012192), ..Crs::from_epsg(2263) };
+        assert_eq!(MapUnits::of_crs(Some(&ny_state_plane)), MapUnits::Linear { metres_per_unit: 0.3048006096012192 });
         assert_eq!(MapUnits::of_crs(Some(&Crs::from_epsg(4326))), WGS84);
         assert_eq!(MapUnits::of_crs(Some(&crs(NAD83_ALBERS))), MapUnits::Native);
         assert_eq!(MapUnits::of_crs(Some(&crs(NY_FEET))), MapUnits::Linear { metres_per_unit: 0.304800609601219 });

@@ -1,32 +1,24 @@
 //! Georeferencing: the pixel→map transform, the CRS, nodata and GDAL metadata, read from the
 //! GeoTIFF tags (ModelPixelScale/Tiepoint/Transformation, GeoKeyDirectory) and GDAL's own.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use tiff::decoder::Decoder;
 use tiff::tags::Tag;
+
+pub(super) use super::crs_wkt::looks_like_wkt;
+use super::crs_wkt::{crs_from_geokeys, top_level_epsg};
+use super::gcp::{fit_affine, gcps_from_tiepoints};
+use super::geokeys::*;
 
 const TAG_MODEL_PIXEL_SCALE: u16 = 33550;
 const TAG_MODEL_TIEPOINT: u16 = 33922;
 const TAG_MODEL_TRANSFORMATION: u16 = 34264;
-const TAG_GEO_KEY_DIRECTORY: u16 = 34735;
-const TAG_GEO_DOUBLE_PARAMS: u16 = 34736;
-const TAG_GEO_ASCII_PARAMS: u16 = 34737;
 pub(super) const TAG_GDAL_METADATA: u16 = 42112;
 pub(super) const TAG_GDAL_NODATA: u16 = 42113;
-
-const KEY_MODEL_TYPE: u16 = 1024;
-const KEY_RASTER_TYPE: u16 = 1025;
-const KEY_GT_CITATION: u16 = 1026;
-const KEY_GEOGRAPHIC_TYPE: u16 = 2048;
-const KEY_GEOG_CITATION: u16 = 2049;
-const KEY_PROJECTED_CS_TYPE: u16 = 3072;
-const KEY_PCS_CITATION: u16 = 3073;
-const USER_DEFINED: u16 = 32767;
-const RASTER_PIXEL_IS_POINT: u16 = 2;
 
 /// Affine pixel→map transform in GDAL order:
 /// `x_map = gt[0] + col*gt[1] + row*gt[2]`, `y_map = gt[3] + col*gt[4] + row*gt[5]`,
@@ -84,15 +76,30 @@ impl GeoTransform {
 pub struct Crs {
     /// EPSG code from ProjectedCSTypeGeoKey / GeographicTypeGeoKey (None when user-defined).
     pub epsg: Option<u32>,
-    /// WKT from an "ESRI PE String" citation or GDAL_METADATA, when present.
+    /// WKT describing a CRS that has no EPSG code: from an "ESRI PE String" citation, a `.aux.xml`
+    /// or `.prj` sidecar, GDAL_METADATA, or built from the GeoKeys (WKT1 as GDAL writes it).
     pub wkt: Option<String>,
     /// Free-text citations (GTCitation, PCSCitation, GeogCitation), for reporting.
     pub citation: Option<String>,
+    /// Why neither an EPSG code nor a WKT could be found for a CRS the file states (e.g. a
+    /// projection method we do not know); writers warn that their output carries no CRS.
+    #[serde(default)]
+    pub unresolved: Option<String>,
+    /// Metres per unit of a projected CRS known by its EPSG code, from ProjLinearUnitsGeoKey
+    /// (a WKT says its own unit).
+    #[serde(default)]
+    pub metres_per_unit: Option<f64>,
 }
 
 impl Crs {
     pub fn from_epsg(code: u32) -> Crs {
-        Crs { epsg: Some(code), wkt: None, citation: None }
+        Crs { epsg: Some(code), ..Crs::default() }
+    }
+
+    /// A CRS given only as WKT (an EPSG code named at its top level is taken as its code).
+    pub fn from_wkt(wkt: impl Into<String>) -> Crs {
+        let wkt = wkt.into();
+        Crs { epsg: top_level_epsg(&wkt), wkt: Some(wkt), ..Crs::default() }
     }
 
     /// True for EPSG:4326 (WGS 84 geographic), where RFC 7946 GeoJSON applies as-is.
@@ -100,23 +107,147 @@ impl Crs {
         self.epsg == Some(4326)
     }
 
-    /// "EPSG:32616", or a shortened citation, for messages.
+    /// True when an output can say what this CRS is (an EPSG code or a WKT).
+    pub fn is_described(&self) -> bool {
+        self.epsg.is_some() || self.wkt.is_some()
+    }
+
+    /// "EPSG:32616", "USA_Contiguous_Albers_Equal_Area_Conic (user-defined WKT)", or the
+    /// citation with the reason no description was found, for messages.
     pub fn describe(&self) -> String {
-        match (&self.epsg, &self.citation) {
-            (Some(code), _) => format!("EPSG:{code}"),
-            (None, Some(c)) => format!("user-defined ({c})"),
-            (None, None) if self.wkt.is_some() => "user-defined (WKT)".to_string(),
-            _ => "unknown".to_string(),
+        match (&self.epsg, &self.wkt, &self.citation) {
+            (Some(code), _, _) => format!("EPSG:{code}"),
+            (None, Some(wkt), _) => match wkt_name(wkt).filter(|n| !n.is_empty() && *n != "unknown") {
+                Some(name) => format!("{name} (user-defined WKT)"),
+                // GDAL names CRSs made from PROJ strings "unknown"; the method and datum say more.
+                None => {
+                    let method = wkt_value(wkt, "PROJECTION[").unwrap_or("CRS");
+                    match wkt_value(wkt, "GEOGCS[").filter(|g| *g != "unknown") {
+                        Some(gcs) => format!("user-defined {method} on {gcs} (WKT)"),
+                        None => format!("user-defined {method} (WKT)"),
+                    }
+                }
+            },
+            (None, None, c) => {
+                let what = c.as_deref().map(shorten).unwrap_or_else(|| "unknown CRS".into());
+                match &self.unresolved {
+                    Some(why) => format!("{what} (user-defined; no WKT could be built: {why})"),
+                    None => format!("{what} (user-defined, not described)"),
+                }
+            }
         }
     }
 }
 
-pub(super) fn read_geotransform(decoder: &mut Decoder<BufReader<File>>) -> Result<Option<GeoTransform>> {
-    let transform = read_geotransform_tags(decoder)?;
+/// The name of the CRS a WKT describes (its first quoted string).
+pub fn wkt_name(wkt: &str) -> Option<&str> {
+    let start = wkt.find('"')? + 1;
+    let len = wkt[start..].find('"')?;
+    Some(&wkt[start..start + len])
+}
+
+/// The quoted name of the first `keyword` node of a WKT, e.g. `PROJECTION[` → "Mollweide".
+fn wkt_value<'a>(wkt: &'a str, keyword: &str) -> Option<&'a str> {
+    let at = wkt.find(keyword)? + keyword.len();
+    wkt_name(&wkt[at..])
+}
+
+fn shorten(s: &str) -> String {
+    let s = s.replace('|', "; ");
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// The raster's geotransform and the CRS of its map coordinates, as GDAL would report them:
+/// GeoTIFF tags (ground control points fitted to an affine transform or refused), PixelIsPoint
+/// moved to pixel corners, the CRS from a `.aux.xml` sidecar first (GDAL's PAM takes precedence
+/// over the file), then the GeoKeys, then WKT in GDAL_METADATA, then a `.prj` sidecar. A raster
+/// without a geotransform gets no CRS: its outputs are in pixel coordinates, whatever CRS the
+/// file names.
+pub(super) fn read_georeferencing(
+    decoder: &mut Decoder<BufReader<File>>,
+    path: &Path,
+    gdal_metadata: &[(String, String)],
+) -> Result<(Option<GeoTransform>, Option<Crs>)> {
+    let geotransform = read_geotransform(decoder, path)?;
+    let (crs, raster_is_point) =
+        read_geokeys(decoder).with_context(|| format!("{}: bad GeoKeyDirectory", path.display()))?;
+    // GDAL's default: a PixelIsPoint tiepoint refers to the pixel centre.
+    let geotransform = geotransform.map(|gt| if raster_is_point { gt.shifted(-0.5, -0.5) } else { gt });
+    if geotransform.is_none() {
+        return Ok((None, None));
+    }
+    if let Some(crs) = read_aux_xml_srs(path)? {
+        return Ok((geotransform, Some(crs)));
+    }
+    let metadata_wkt = || gdal_metadata.iter().map(|(_, v)| v).find(|v| looks_like_wkt(v));
+    let crs = match crs {
+        Some(c) if c.is_described() => Some(c),
+        Some(c) => match metadata_wkt() {
+            Some(wkt) => Some(Crs { wkt: Some(wkt.clone()), unresolved: None, ..c }),
+            None => Some(c),
+        },
+        None => match metadata_wkt() {
+            Some(wkt) => Some(Crs::from_wkt(wkt.clone())),
+            None => read_prj(path)?.map(Crs::from_wkt),
+        },
+    };
+    Ok((geotransform, crs))
+}
+
+fn read_geotransform(decoder: &mut Decoder<BufReader<File>>, path: &Path) -> Result<Option<GeoTransform>> {
+    let transform = read_geotransform_tags(decoder, path)?;
     if let Some(g) = &transform {
-        check_geotransform(g)?;
+        check_geotransform(g).with_context(|| format!("{}: bad georeferencing tags", path.display()))?;
     }
     Ok(transform)
+}
+
+/// The SRS a PAM sidecar (`<raster>.aux.xml`, as GDAL writes when a read-only file is given a
+/// CRS) holds, if any.
+fn read_aux_xml_srs(path: &Path) -> Result<Option<Crs>> {
+    let mut aux = path.as_os_str().to_owned();
+    aux.push(".aux.xml");
+    let aux = PathBuf::from(aux);
+    let Ok(xml) = std::fs::read_to_string(&aux) else { return Ok(None) };
+    let Some(start) = xml.find("<SRS") else { return Ok(None) };
+    let rest = &xml[start..];
+    let (Some(open_end), Some(close)) = (rest.find('>'), rest.find("</SRS>")) else {
+        bail!("{}: unterminated <SRS> element", aux.display());
+    };
+    if close < open_end {
+        return Ok(None);
+    }
+    let srs = xml_unescape(rest[open_end + 1..close].trim());
+    if srs.is_empty() {
+        return Ok(None);
+    }
+    if let Some(code) = srs.strip_prefix("EPSG:").and_then(|c| c.parse().ok()) {
+        return Ok(Some(Crs::from_epsg(code)));
+    }
+    if !looks_like_wkt(&srs) {
+        bail!(
+            "{}: <SRS> holds {:?}, which is not WKT; rewrite it with e.g. `gdal_edit.py -a_srs EPSG:xxxx {}`",
+            aux.display(),
+            shorten(&srs),
+            path.display()
+        );
+    }
+    Ok(Some(Crs::from_wkt(srs)))
+}
+
+/// WKT from a `.prj` sidecar (Esri's convention) when the raster states no CRS itself.
+fn read_prj(path: &Path) -> Result<Option<String>> {
+    let prj = path.with_extension("prj");
+    let Ok(text) = std::fs::read_to_string(&prj) else { return Ok(None) };
+    let text = text.trim();
+    if !looks_like_wkt(text) {
+        bail!("{}: not a WKT CRS (a .prj beside a raster must hold one)", prj.display());
+    }
+    Ok(Some(text.to_string()))
 }
 
 /// A transform with a zero or non-finite pixel size would put every polygon at one point (or at
@@ -133,29 +264,45 @@ pub(super) fn check_geotransform(g: &GeoTransform) -> Result<()> {
     Ok(())
 }
 
-fn read_geotransform_tags(decoder: &mut Decoder<BufReader<File>>) -> Result<Option<GeoTransform>> {
-    if let Some(v) = decoder.find_tag(Tag::Unknown(TAG_MODEL_TRANSFORMATION))? {
-        let m = v.into_f64_vec()?;
+fn read_geotransform_tags(decoder: &mut Decoder<BufReader<File>>, path: &Path) -> Result<Option<GeoTransform>> {
+    let ctx = || format!("{}: bad georeferencing tags", path.display());
+    if let Some(v) = decoder.find_tag(Tag::Unknown(TAG_MODEL_TRANSFORMATION)).with_context(ctx)? {
+        let m = v.into_f64_vec().with_context(ctx)?;
         if m.len() < 16 {
-            bail!("ModelTransformation has {} values, expected 16", m.len());
+            bail!("{}: ModelTransformation has {} values, expected 16", path.display(), m.len());
         }
         return Ok(Some(GeoTransform([m[3], m[0], m[1], m[7], m[4], m[5]])));
     }
-    let scale = decoder.find_tag(Tag::Unknown(TAG_MODEL_PIXEL_SCALE))?.map(|v| v.into_f64_vec()).transpose()?;
-    let tie = decoder.find_tag(Tag::Unknown(TAG_MODEL_TIEPOINT))?.map(|v| v.into_f64_vec()).transpose()?;
+    let scale = decoder
+        .find_tag(Tag::Unknown(TAG_MODEL_PIXEL_SCALE))
+        .with_context(ctx)?
+        .map(|v| v.into_f64_vec())
+        .transpose()?;
+    let tie =
+        decoder.find_tag(Tag::Unknown(TAG_MODEL_TIEPOINT)).with_context(ctx)?.map(|v| v.into_f64_vec()).transpose()?;
     match (scale, tie) {
         (Some(s), Some(t)) if s.len() >= 2 && t.len() >= 6 => {
             let (i, j, x, y) = (t[0], t[1], t[3], t[4]);
             Ok(Some(GeoTransform([x - i * s[0], s[0], 0.0, y + j * s[1], 0.0, -s[1]])))
         }
-        // Tiepoints without a scale are ground control points; warping is out of scope, so the
-        // raster is treated as not georeferenced (the caller reports it).
+        // Tiepoints without a scale are ground control points.
+        (None, Some(t)) if t.len() >= 6 => {
+            let gcps = gcps_from_tiepoints(&t);
+            fit_affine(&gcps).map(Some).map_err(|e| {
+                anyhow!(
+                    "{}: {e}; warp it to a regular grid first, e.g. `gdalwarp -order 1 {p} out.tif` (affine) or \
+                     `gdalwarp -tps {p} out.tif` (thin-plate spline through every point)",
+                    path.display(),
+                    p = path.display()
+                )
+            })
+        }
         _ => Ok(None),
     }
 }
 
 /// Returns (CRS, raster-is-point).
-pub(super) fn read_geokeys(decoder: &mut Decoder<BufReader<File>>) -> Result<(Option<Crs>, bool)> {
+fn read_geokeys(decoder: &mut Decoder<BufReader<File>>) -> Result<(Option<Crs>, bool)> {
     let Some(dir) = decoder.find_tag(Tag::Unknown(TAG_GEO_KEY_DIRECTORY))? else {
         return Ok((None, false));
     };
@@ -164,58 +311,13 @@ pub(super) fn read_geokeys(decoder: &mut Decoder<BufReader<File>>) -> Result<(Op
         Some(v) => v.into_string().unwrap_or_default(),
         None => String::new(),
     };
-    let _doubles = decoder.find_tag(Tag::Unknown(TAG_GEO_DOUBLE_PARAMS))?;
-    if dir.len() < 4 {
-        bail!("GeoKeyDirectory has {} values, expected at least 4", dir.len());
-    }
-    let n = dir[3] as usize;
-    let mut shorts: HashMap<u16, u16> = HashMap::new();
-    let mut strings: HashMap<u16, String> = HashMap::new();
-    for k in 0..n {
-        let Some(e) = dir.get(4 + 4 * k..8 + 4 * k) else { bail!("GeoKeyDirectory is shorter than its {n} keys") };
-        let (key, loc, count, value) = (e[0], e[1], e[2] as usize, e[3] as usize);
-        match loc {
-            0 => {
-                shorts.insert(key, e[3]);
-            }
-            TAG_GEO_ASCII_PARAMS => {
-                let s: String = ascii.chars().skip(value).take(count).collect();
-                strings.insert(key, s.trim_end_matches(['|', '\0']).to_string());
-            }
-            _ => {}
-        }
-    }
-    let raster_is_point = shorts.get(&KEY_RASTER_TYPE) == Some(&RASTER_PIXEL_IS_POINT);
-    let model_type = shorts.get(&KEY_MODEL_TYPE).copied();
-    let projected = shorts.get(&KEY_PROJECTED_CS_TYPE).copied().filter(|&c| c != USER_DEFINED && c != 0);
-    let geographic = shorts.get(&KEY_GEOGRAPHIC_TYPE).copied().filter(|&c| c != USER_DEFINED && c != 0);
-    let epsg = match model_type {
-        Some(2) => geographic,
-        _ => projected.or(if model_type == Some(1) { None } else { geographic }),
-    }
-    .map(u32::from);
-    let citations: Vec<&String> =
-        [KEY_GT_CITATION, KEY_PCS_CITATION, KEY_GEOG_CITATION].iter().filter_map(|k| strings.get(k)).collect();
-    let mut wkt = None;
-    for c in &citations {
-        if let Some(pos) = c.find("ESRI PE String = ") {
-            wkt = Some(c[pos + "ESRI PE String = ".len()..].to_string());
-        } else if looks_like_wkt(c) {
-            wkt = Some(c.to_string());
-        }
-    }
-    let citation = citations.first().map(|s| s.to_string());
-    if epsg.is_none() && wkt.is_none() && citation.is_none() {
-        return Ok((None, raster_is_point));
-    }
-    Ok((Some(Crs { epsg, wkt, citation }), raster_is_point))
-}
-
-pub(super) fn looks_like_wkt(s: &str) -> bool {
-    let s = s.trim_start();
-    ["PROJCS[", "GEOGCS[", "PROJCRS[", "GEOGCRS[", "COMPD_CS[", "BOUNDCRS[", "GEODCRS["]
-        .iter()
-        .any(|p| s.starts_with(p))
+    let doubles = match decoder.find_tag(Tag::Unknown(TAG_GEO_DOUBLE_PARAMS))? {
+        Some(v) => v.into_f64_vec()?,
+        None => Vec::new(),
+    };
+    let keys = GeoKeys::parse(&dir, &doubles, &ascii)?;
+    let raster_is_point = keys.short(GT_RASTER_TYPE) == Some(RASTER_PIXEL_IS_POINT);
+    Ok((crs_from_geokeys(&keys), raster_is_point))
 }
 
 pub(super) fn parse_nodata(s: &str) -> Result<f64> {

@@ -11,13 +11,10 @@ use tiff::tags::{PlanarConfiguration, Tag};
 
 use super::codecs::TAG_LERC_PARAMETERS;
 use super::decode::ChunkSource;
-use super::georef::{
-    looks_like_wkt, parse_gdal_metadata, parse_nodata, read_geokeys, read_geotransform, TAG_GDAL_METADATA,
-    TAG_GDAL_NODATA,
-};
+use super::georef::{parse_gdal_metadata, parse_nodata, read_georeferencing, TAG_GDAL_METADATA, TAG_GDAL_NODATA};
 use super::jpeg::JpegParams;
 use super::window::ChunkCache;
-use super::{ChunkLayout, Crs, GeoTiff, GeoTransform, RasterInfo, SampleType};
+use super::{ChunkLayout, GeoTiff, GeoTransform, RasterInfo, SampleType};
 
 const PHOTOMETRIC_YCBCR: u16 = 6;
 
@@ -89,24 +86,12 @@ fn open_level(path: &Path, level: usize) -> Result<GeoTiff> {
         .with_context(|| format!("{} is not a readable TIFF", path.display()))?;
     let ctx = |what: &str| format!("{}: {what}", path.display());
 
-    let geotransform = read_geotransform(&mut decoder).with_context(|| ctx("bad georeferencing tags"))?;
-    let (crs, raster_is_point) = read_geokeys(&mut decoder).with_context(|| ctx("bad GeoKeyDirectory"))?;
-    let geotransform = geotransform.map(|gt| {
-        // GDAL's default: a PixelIsPoint tiepoint refers to the pixel centre.
-        if raster_is_point {
-            gt.shifted(-0.5, -0.5)
-        } else {
-            gt
-        }
-    });
     let gdal_metadata = match decoder.find_tag(Tag::Unknown(TAG_GDAL_METADATA)) {
         Ok(Some(v)) => parse_gdal_metadata(&v.into_string().unwrap_or_default()),
         _ => Vec::new(),
     };
-    let mut crs = crs;
-    if let Some(wkt) = gdal_metadata.iter().map(|(_, v)| v).find(|v| looks_like_wkt(v)) {
-        crs.get_or_insert_with(Crs::default).wkt.get_or_insert_with(|| wkt.clone());
-    }
+    // Its errors name the file and say how to fix it.
+    let (geotransform, crs) = read_georeferencing(&mut decoder, path, &gdal_metadata)?;
     let nodata = match decoder.find_tag(Tag::Unknown(TAG_GDAL_NODATA)) {
         Ok(Some(v)) => {
             let s = v.into_string().unwrap_or_default();

@@ -5,7 +5,9 @@
 //! stays proportional to the window, not the file.
 //!
 //! * `header`: opening a (Big)TIFF and reading its IFD into [`RasterInfo`].
-//! * `georef`: [`GeoTransform`], [`Crs`] and the GeoTIFF/GDAL tags they come from.
+//! * `georef`: [`GeoTransform`], [`Crs`] and the GeoTIFF/GDAL tags and sidecars they come from.
+//! * `geokeys`, `crs_wkt`: the GeoKeyDirectory, and WKT for the user-defined CRSs it describes.
+//! * `gcp`: ground control points fitted to an affine geotransform (or refused).
 //! * `samples`: [`SampleType`] and the typed [`Samples`] of a window.
 //! * `decode`: one strip/tile of one IFD (image, overview or internal mask): predictors, typing.
 //! * `codecs`: LZW, Deflate, PackBits, ZSTD, LERC (bare, Deflate- or ZSTD-wrapped) and WebP, each
@@ -20,14 +22,17 @@
 use std::path::PathBuf;
 
 mod codecs;
+mod crs_wkt;
 mod decode;
+mod gcp;
+mod geokeys;
 mod georef;
 mod header;
 mod jpeg;
 mod samples;
 mod window;
 
-pub use georef::{Crs, GeoTransform};
+pub use georef::{wkt_name, Crs, GeoTransform};
 pub use header::MAX_CHUNK_BYTES;
 pub use samples::{SampleType, Samples};
 
