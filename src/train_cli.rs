@@ -288,7 +288,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     // Detect feeds a raster the way training saw its chips: a single band repeated, or the raster
     // bands the chips were cut from.
     model.config.input_bands = crate::config::InputBands {
-        image_bands: Some(bands),
+        image_bands: Some(source_bands),
         raster_bands: crate::bands::chip_raster_bands(&args.data),
     };
     // Results and packages must carry the data's own ids (COCO category ids have gaps).
