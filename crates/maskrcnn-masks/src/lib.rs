@@ -22,4 +22,4 @@ pub use boundary::{boundary_dilation_pixels, mask_boundary};
 pub use error::MaskError;
 pub use iou::{bbox_iou, mask_iou};
 pub use rle::Rle;
-pub use segmentation::Segmentation;
+pub use segmentation::{Segmentation, MAX_POLYGON_COORDINATE};
