@@ -52,9 +52,14 @@ fn exercise(text: &[u8]) {
     let again = Rle::from_coco_string(&rle.to_coco_string(), h, w).expect("our own string decodes");
     assert_eq!(again, rle);
     let merged = Rle::merge(&[rle.clone(), again], false);
-    assert_eq!(merged.area(), area, "union with itself");
     let iou = mask_iou(std::slice::from_ref(&rle), std::slice::from_ref(&rle), &[false]);
-    assert!(iou[0][0] == 1.0 || (area == 0 && iou[0][0] == 0.0), "self IoU {}", iou[0][0]);
+    // pycocotools' lockstep walk (`rleMerge`, `rleIou`) stops early when both masks reach a
+    // zero-length run at once, so these hold only for RLEs without interior zero runs; the
+    // quirk is kept, as evaluation must match pycocotools.
+    if !rle.counts.iter().skip(1).any(|&c| c == 0) {
+        assert_eq!(merged.area(), area, "union with itself");
+        assert!(iou[0][0] == 1.0 || (area == 0 && iou[0][0] == 0.0), "self IoU {}", iou[0][0]);
+    }
     let _ = bbox_iou(&[bbox], &[bbox], &[true]);
     if h * w <= DECODE_LIMIT {
         let mask = rle.to_mask();
