@@ -19,11 +19,18 @@ pub fn boundary_dilation_pixels(height: usize, width: usize, dilation_ratio: f64
 /// outside the image count as background, so a mask cut by the image edge has a boundary
 /// there. Returns 0/1 bytes.
 pub fn mask_boundary(mask: &[u8], height: usize, width: usize, dilation_ratio: f64) -> Vec<u8> {
+    mask_boundary_band(mask, height, width, boundary_dilation_pixels(height, width, dilation_ratio))
+}
+
+/// [`mask_boundary`] with the band width `d` given in pixels. Because everything outside the
+/// mask's image counts as background, the band of a crop holding all of a mask's foreground is
+/// the crop of the full band, provided `d` is the full image's: evaluators use that to work on
+/// a mask's box instead of its whole image.
+pub fn mask_boundary_band(mask: &[u8], height: usize, width: usize, d: usize) -> Vec<u8> {
     if height == 0 || width == 0 {
         // No pixels; the prefix sums below would otherwise size themselves by the other side.
         return Vec::new();
     }
-    let d = boundary_dilation_pixels(height, width, dilation_ratio);
     let foreground = |y: usize, x: usize| mask.get(y * width + x).is_some_and(|&v| v != 0);
     // Separable min filter: a pixel survives when its whole (2d+1) row window, and then the
     // whole column window of row-survivors, is foreground and inside the image.

@@ -18,7 +18,7 @@ mod polygon;
 mod rle;
 mod segmentation;
 
-pub use boundary::{boundary_dilation_pixels, mask_boundary};
+pub use boundary::{boundary_dilation_pixels, mask_boundary, mask_boundary_band};
 pub use error::MaskError;
 pub use iou::{bbox_iou, mask_iou};
 pub use rle::Rle;

@@ -32,6 +32,7 @@ pub const CASE_TIME_LIMIT: Duration = Duration::from_secs(5);
 struct CountingAllocator;
 
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -81,6 +82,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 fn reserve(bytes: usize) -> bool {
     let before = LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
     if before.saturating_add(bytes) <= MEMORY_LIMIT {
+        PEAK_BYTES.fetch_max(before + bytes, Ordering::Relaxed);
         return true;
     }
     LIVE_BYTES.fetch_sub(bytes, Ordering::Relaxed);
@@ -114,9 +116,19 @@ thread_local! {
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-/// Live heap bytes now, for tests that check a reader's own memory bound.
+/// Live heap bytes now.
 pub fn live_bytes() -> usize {
     LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Runs `f` and returns its result with the most heap it held above what was live before, for
+/// tests of a reader's own memory bound. The peak is process-wide, so tests running beside it
+/// count too: bounds checked with it should be generous (they catch gigabytes, not kilobytes).
+pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = live_bytes();
+    PEAK_BYTES.store(before, Ordering::Relaxed);
+    let out = f();
+    (out, PEAK_BYTES.load(Ordering::Relaxed).saturating_sub(before))
 }
 
 /// xorshift64*: tiny, seedable, and the same everywhere.
