@@ -95,7 +95,7 @@ fn fuzz_coco_json() {
                 mutate_bytes(rng, &text, &[], tokens)
             }
         },
-        |input| read(input),
+        read,
     );
 }
 

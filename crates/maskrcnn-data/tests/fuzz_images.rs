@@ -195,7 +195,7 @@ fn fuzz_image_readers() {
     let current = std::cell::Cell::new(0);
     fuzz_common::run(
         "image_readers",
-        fuzz_common::cases(4000),
+        fuzz_common::cases(2000),
         |rng, _| {
             current.set(rng.below(seeds.len()));
             mutate(rng, &seeds, current.get())
@@ -224,7 +224,7 @@ fn fuzz_label_rasters() {
     let current = std::cell::Cell::new(0);
     fuzz_common::run(
         "label_rasters",
-        fuzz_common::cases(4000),
+        fuzz_common::cases(2000),
         |rng, _| {
             current.set(rng.below(seeds.len()));
             mutate(rng, &seeds, current.get())
@@ -253,7 +253,7 @@ fn fuzz_instance_mask_samples() {
     assert_eq!(folder.get(0).unwrap().target.len(), 3, "ids 1, 2 and 300");
     fuzz_common::run(
         "instance_mask_samples",
-        fuzz_common::cases(4000),
+        fuzz_common::cases(2000),
         |rng, _| {
             let i = rng.below(seeds.len());
             mutate(rng, &seeds, i)

@@ -722,7 +722,7 @@ mod tests {
             let mut pixels = vec![0u8; h * w];
             for y in y0..=y1 {
                 for x in x0..=x1 {
-                    pixels[y * w + x] = u8::from(next() % 4 >= density.min(case % 2) as u64);
+                    pixels[y * w + x] = u8::from(next() % 4 >= density.min(case % 2));
                 }
             }
             let mask = Rle::from_mask(&pixels, h, w);

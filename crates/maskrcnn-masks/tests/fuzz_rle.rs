@@ -87,7 +87,7 @@ fn fuzz_segmentations() {
                 mutate_bytes(rng, &texts[i], &others, tokens)
             }
         },
-        |input| exercise(input),
+        exercise,
     );
 }
 
@@ -104,7 +104,7 @@ fn fuzz_compressed_strings() {
             let s: String = (0..n).map(|_| (47 + rng.below(66)) as u8 as char).collect();
             serde_json::to_vec(&j!({"h": h, "w": w, "segmentation": {"size": [h, w], "counts": s}})).unwrap()
         },
-        |input| exercise(input),
+        exercise,
     );
 }
 
