@@ -195,14 +195,14 @@ fn fuzz_image_readers() {
     let current = std::cell::Cell::new(0);
     fuzz_common::run(
         "image_readers",
-        fuzz_common::cases(2000),
+        fuzz_common::cases(6000),
         |rng, _| {
             current.set(rng.below(seeds.len()));
             mutate(rng, &seeds, current.get())
         },
         |input| {
             let path = dir.join(format!("input.{}", exts[current.get()]));
-            std::fs::write(&path, input).unwrap();
+            fuzz_common::write_input(&path, input);
             if let Ok(typed) = read_image_typed(&path) {
                 let img = typed.image;
                 assert_eq!(img.data.len(), img.channels * img.height * img.width, "CHW buffer size");
@@ -224,14 +224,14 @@ fn fuzz_label_rasters() {
     let current = std::cell::Cell::new(0);
     fuzz_common::run(
         "label_rasters",
-        fuzz_common::cases(2000),
+        fuzz_common::cases(6000),
         |rng, _| {
             current.set(rng.below(seeds.len()));
             mutate(rng, &seeds, current.get())
         },
         |input| {
             let path = dir.join(format!("input.{}", exts[current.get()]));
-            std::fs::write(&path, input).unwrap();
+            fuzz_common::write_input(&path, input);
             if let Ok(raster) = read_label_raster(&path) {
                 assert_eq!(raster.data.len(), raster.bands * raster.height * raster.width);
             }
@@ -253,13 +253,13 @@ fn fuzz_instance_mask_samples() {
     assert_eq!(folder.get(0).unwrap().target.len(), 3, "ids 1, 2 and 300");
     fuzz_common::run(
         "instance_mask_samples",
-        fuzz_common::cases(2000),
+        fuzz_common::cases(6000),
         |rng, _| {
             let i = rng.below(seeds.len());
             mutate(rng, &seeds, i)
         },
         |input| {
-            std::fs::write(dir.join("masks/a.png"), input).unwrap();
+            fuzz_common::write_input(&dir.join("masks/a.png"), input);
             if let Ok(sample) = folder.get(0) {
                 let t = &sample.target;
                 assert_eq!(t.masks.len(), t.boxes.len());

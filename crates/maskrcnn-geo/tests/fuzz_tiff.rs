@@ -88,7 +88,7 @@ fn fuzz_geotiff_reader() {
             mutate_bytes(rng, seed, &others, &[b"II*\0", b"MM\0*", b"II+\0\x08\0\0\0"])
         },
         |input| {
-            std::fs::write(&path, input).unwrap();
+            fuzz_common::write_input(&path, input);
             let Ok(mut r) = GeoTiff::open(&path) else { return };
             let info = r.info().clone();
             let _ = (info.map_bounds(), info.geotransform_or_identity().pixel_size());
@@ -151,7 +151,7 @@ fn fuzz_shard_reader() {
             }
         },
         |input| {
-            std::fs::write(&path, input).unwrap();
+            fuzz_common::write_input(&path, input);
             let _ = read_shard_headers(&[&path]);
             let _ = merge_outputs(&[&path]);
         },

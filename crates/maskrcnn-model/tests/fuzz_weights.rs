@@ -165,7 +165,7 @@ fn fuzz_safetensors() {
     let others: Vec<&[u8]> = seeds.iter().map(|s| s.as_slice()).collect();
     fuzz_common::run(
         "safetensors",
-        fuzz_common::cases(5_000),
+        fuzz_common::cases(10_000),
         |rng, _| {
             let seed = rng.pick(&seeds);
             if rng.chance(2) {
@@ -180,7 +180,7 @@ fn fuzz_safetensors() {
             }
         },
         |input| {
-            std::fs::write(&path, input).unwrap();
+            fuzz_common::write_input(&path, input);
             read_checkpoint(&path);
         },
     );
@@ -197,10 +197,10 @@ fn fuzz_pth() {
     assert!(entries[0].0.ends_with("data.pkl"), "{:?}", entries[0].0);
     fuzz_common::run(
         "pth",
-        fuzz_common::cases(3_000),
+        fuzz_common::cases(5_000),
         |rng, _| mutate_pth(rng, &seed, &entries),
         |input| {
-            std::fs::write(&path, input).unwrap();
+            fuzz_common::write_input(&path, input);
             read_checkpoint(&path);
         },
     );
@@ -312,7 +312,7 @@ fn fuzz_emd() {
             }
         },
         |input| {
-            std::fs::write(&emd, input).unwrap();
+            fuzz_common::write_input(&emd, input);
             let Ok(package) = read_emd(&emd) else { return };
             let mut config = inferred.clone();
             if package.apply_to(&mut config).is_ok() && input.len() % 16 == 0 {
@@ -340,7 +340,7 @@ fn fuzz_dlpk() {
     let limits = DlpkLimits { max_entries: 16, max_total_bytes: 1 << 20, ..DlpkLimits::default() };
     fuzz_common::run(
         "dlpk",
-        fuzz_common::cases(1_500),
+        fuzz_common::cases(3_000),
         |rng, _| {
             if rng.chance(2) {
                 let seed = rng.pick(&seeds);
@@ -365,7 +365,7 @@ fn fuzz_dlpk() {
             }
         },
         |input| {
-            std::fs::write(&path, input).unwrap();
+            fuzz_common::write_input(&path, input);
             if let Ok(extracted) = extract_dlpk_with(&path, &limits) {
                 let written: u64 = walk_sizes(extracted.path());
                 assert!(written <= limits.max_total_bytes, "extraction stayed within its budget");

@@ -185,6 +185,13 @@ pub fn scratch_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// Writes a case's input file. Removing the old file first matters: ext4 flushes a file that is
+/// truncated and rewritten in place (`auto_da_alloc`), which made each case wait on the disk.
+pub fn write_input(path: &Path, bytes: &[u8]) {
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// Values that break size and offset arithmetic.
 pub const INTERESTING_U64: [u64; 14] = [
     0,
