@@ -222,7 +222,7 @@ fn fuzz_checkpoint_shapes() {
     let mut loaded = 0;
     fuzz_common::run(
         "checkpoint_shapes",
-        fuzz_common::cases(1_000),
+        fuzz_common::cases(600),
         |rng, _| {
             // The input is the list of edits, as JSON, so a failure prints what was done.
             let edits: Vec<Value> = (0..1 + rng.below(3))
@@ -340,7 +340,7 @@ fn fuzz_dlpk() {
     let limits = DlpkLimits { max_entries: 16, max_total_bytes: 1 << 20, ..DlpkLimits::default() };
     fuzz_common::run(
         "dlpk",
-        fuzz_common::cases(3_000),
+        fuzz_common::cases(1_000),
         |rng, _| {
             if rng.chance(2) {
                 let seed = rng.pick(&seeds);
