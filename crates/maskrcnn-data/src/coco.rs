@@ -285,6 +285,14 @@ impl CocoDataset {
             .get(index)
             .with_context(|| format!("index {index} is out of range for a dataset of {} images", self.images.len()))?;
         let (h, w) = (entry.info.height, entry.info.width);
+        crate::check_mask_budget(entry.annotations.len(), h.saturating_mul(w)).with_context(|| {
+            format!(
+                "image {} ({}) is {w}x{h} with {} annotations",
+                entry.info.id,
+                entry.info.file_name,
+                entry.annotations.len()
+            )
+        })?;
         let mut target = Target::default();
         for ann in &entry.annotations {
             let rle = match &ann.segmentation {
@@ -334,8 +342,9 @@ impl Dataset for CocoDataset {
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
-        let target = self.target(index)?;
+        // The image first: it checks the size the JSON declares, which the masks are built at.
         let image = self.image(index)?;
+        let target = self.target(index)?;
         let info = &self.images[index].info;
         Ok(Sample { image, target, image_id: info.id, file_name: info.file_name.clone() })
     }

@@ -262,7 +262,9 @@ impl Dataset for EsriRcnnMasksDataset {
                 h
             );
             for band in 0..raster.bands {
-                for (_, mask) in crate::split_instance_ids(raster.band(band)) {
+                let instances = crate::split_instance_ids(raster.band(band), target.len())
+                    .with_context(|| format!("label raster {}", path.display()))?;
+                for (_, mask) in instances {
                     let bbox = mask_to_box(&mask, h, w).expect("instance masks are non-empty");
                     target.push(bbox, *label, mask, false);
                 }

@@ -10,6 +10,22 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use crate::scaling::SampleType;
 use crate::ImageTensor;
 
+/// Most samples (pixels x bands) one image or label raster may decode to: 1 GiB as `f32`/`u32`,
+/// a 16384x16384 single-band raster. Checked against the declared size before decoding, so a
+/// header that lies (a few bytes claiming 2^31 x 2^31 pixels) is an error, not an abort; PNG and
+/// JPEG imagery are bounded alike by the `image` crate's 512 MiB allocation limit.
+pub const MAX_IMAGE_SAMPLES: usize = 1 << 28;
+
+fn check_declared_size(width: usize, height: usize, bands: usize) -> Result<()> {
+    let samples = width.checked_mul(height).and_then(|n| n.checked_mul(bands));
+    ensure!(
+        samples.is_some_and(|n| n <= MAX_IMAGE_SAMPLES),
+        "declared size {width}x{height} with {bands} band(s) is more than the {MAX_IMAGE_SAMPLES} samples an image \
+         may hold (a corrupt header, or a raster to cut into chips)"
+    );
+    Ok(())
+}
+
 /// Extensions recognised as rasters when looking files up by stem, in preference order.
 pub const RASTER_EXTENSIONS: &[&str] = &["tif", "tiff", "png", "jpg", "jpeg"];
 
@@ -149,7 +165,13 @@ fn decode_tiff(path: &Path) -> Result<TiffRaster> {
     use tiff::tags::Tag;
     let mut bytes = std::fs::read(path)?;
     let open = |bytes: &[u8]| -> Result<Decoder<std::io::Cursor<Vec<u8>>>> {
-        Ok(Decoder::new(std::io::Cursor::new(bytes.to_vec()))?.with_limits(Limits::unlimited()))
+        // The size check below is the real bound; these keep the decoder's own buffers (tag
+        // arrays, compressed strips) to what a raster within it can need.
+        let mut limits = Limits::default();
+        limits.decoding_buffer_size = MAX_IMAGE_SAMPLES * 8;
+        limits.ifd_value_size = 64 << 20;
+        limits.intermediate_buffer_size = MAX_IMAGE_SAMPLES * 8;
+        Ok(Decoder::new(std::io::Cursor::new(bytes.to_vec()))?.with_limits(limits))
     };
     let mut decoder = open(&bytes)?;
     let samples_per_pixel: usize = decoder.find_tag_unsigned(Tag::SamplesPerPixel)?.unwrap_or(1);
@@ -167,6 +189,7 @@ fn decode_tiff(path: &Path) -> Result<TiffRaster> {
     let (w, h) = decoder.dimensions()?;
     let (width, height) = (w as usize, h as usize);
     let bands = color.num_samples() as usize;
+    check_declared_size(width, height, bands)?;
     if matches!(color, tiff::ColorType::Palette(_)) {
         bail!("palette TIFFs are not supported as imagery; store the band values directly");
     }
@@ -307,6 +330,8 @@ fn read_label_png(path: &Path) -> Result<LabelRaster> {
     let mut decoder = png::Decoder::new(BufReader::new(file));
     decoder.set_transformations(Transformations::IDENTITY);
     let mut reader = decoder.read_info()?;
+    let (declared_width, declared_height) = reader.info().size();
+    check_declared_size(declared_width as usize, declared_height as usize, 1)?;
     let size = reader.output_buffer_size().ok_or_else(|| anyhow!("PNG is too large to decode"))?;
     let mut buf = vec![0u8; size];
     let info = reader.next_frame(&mut buf)?;

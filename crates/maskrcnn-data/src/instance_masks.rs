@@ -145,7 +145,9 @@ impl Dataset for InstanceMaskFolder {
             image.height
         );
         let mut target = Target::default();
-        for (value, mask) in crate::split_instance_ids(&ids.data) {
+        let instances = crate::split_instance_ids(&ids.data, 0)
+            .with_context(|| format!("instance mask {}", mask_path.display()))?;
+        for (value, mask) in instances {
             let label = match &self.label_of_value {
                 None => 1,
                 Some(map) => *map.get(&value).with_context(|| {

@@ -202,13 +202,47 @@ pub fn mask_to_box(mask: &[u8], height: usize, width: usize) -> Option<[f32; 4]>
     any.then_some([x1 as f32, y1 as f32, x2 as f32, y2 as f32])
 }
 
+/// Most bytes the instance masks of one sample may take (one byte per pixel per instance).
+/// Targets hold a full-size mask per instance, so a label raster with many ids (a 256x256 PNG
+/// holding all 65,535 16-bit values needs 4 GiB) is refused with this limit named instead of
+/// exhausting memory. 1 GiB is 1024 instances on a 1024x1024 chip.
+pub const MAX_SAMPLE_MASK_BYTES: usize = 1 << 30;
+
+/// Errors when `instances` masks of `pixels` pixels each exceed [`MAX_SAMPLE_MASK_BYTES`].
+pub fn check_mask_budget(instances: usize, pixels: usize) -> Result<()> {
+    let bytes = instances.checked_mul(pixels);
+    anyhow::ensure!(
+        bytes.is_some_and(|b| b <= MAX_SAMPLE_MASK_BYTES),
+        "{instances} instances of {pixels} pixels need {:.1} GiB of masks, more than the {} GiB one sample may hold \
+         (is this an instance-id raster? split the image into smaller chips)",
+        instances as f64 * pixels as f64 / (1u64 << 30) as f64,
+        MAX_SAMPLE_MASK_BYTES >> 30
+    );
+    Ok(())
+}
+
 /// Splits an instance-id raster (0 = background, each other value one instance) into binary
-/// masks, ordered by id. Returns `(id, mask)` pairs.
-pub fn split_instance_ids(ids: &[u32]) -> Vec<(u32, Vec<u8>)> {
+/// masks, ordered by id. Returns `(id, mask)` pairs. `masks_before` is how many masks the
+/// sample already holds: together they must fit [`MAX_SAMPLE_MASK_BYTES`], checked before any
+/// mask is allocated.
+pub fn split_instance_ids(ids: &[u32], masks_before: usize) -> Result<Vec<(u32, Vec<u8>)>> {
     let mut distinct: Vec<u32> = ids.iter().copied().filter(|&v| v != 0).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    distinct.into_iter().map(|id| (id, ids.iter().map(|&v| (v == id) as u8).collect())).collect()
+    check_mask_budget(masks_before.saturating_add(distinct.len()), ids.len())?;
+    let mut masks = vec![vec![0u8; ids.len()]; distinct.len()];
+    // One pass over the pixels (not one per id): a raster with thousands of ids stays linear.
+    let mut last = (0u32, 0usize);
+    for (pixel, &v) in ids.iter().enumerate() {
+        if v == 0 {
+            continue;
+        }
+        if v != last.0 {
+            last = (v, distinct.binary_search(&v).expect("every nonzero id is listed"));
+        }
+        masks[last.1][pixel] = 1;
+    }
+    Ok(distinct.into_iter().zip(masks).collect())
 }
 
 #[cfg(test)]
@@ -246,7 +280,7 @@ mod tests {
 
     #[test]
     fn instance_ids_split_in_id_order() {
-        let parts = split_instance_ids(&[0, 7, 7, 2, 0, 2]);
+        let parts = split_instance_ids(&[0, 7, 7, 2, 0, 2], 0).unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0], (2, vec![0, 0, 0, 1, 0, 1]));
         assert_eq!(parts[1], (7, vec![0, 1, 1, 0, 0, 0]));

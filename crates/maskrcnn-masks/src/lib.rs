@@ -18,8 +18,8 @@ mod polygon;
 mod rle;
 mod segmentation;
 
-pub use boundary::{boundary_dilation_pixels, mask_boundary};
+pub use boundary::{boundary_dilation_pixels, mask_boundary, mask_boundary_band};
 pub use error::MaskError;
 pub use iou::{bbox_iou, mask_iou};
 pub use rle::Rle;
-pub use segmentation::Segmentation;
+pub use segmentation::{Segmentation, MAX_POLYGON_COORDINATE};

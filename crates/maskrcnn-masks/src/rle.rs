@@ -205,8 +205,9 @@ impl Rle {
 
     fn check_coverage(&self) -> Result<(), MaskError> {
         let sum: u64 = self.counts.iter().map(|&c| c as u64).sum();
-        let expected = self.height as u64 * self.width as u64;
-        if sum != expected {
+        let expected = (self.height as u64).checked_mul(self.width as u64);
+        if expected != Some(sum) {
+            let expected = expected.unwrap_or(u64::MAX);
             return Err(MaskError::CountsDoNotCoverMask { sum, height: self.height, width: self.width, expected });
         }
         Ok(())

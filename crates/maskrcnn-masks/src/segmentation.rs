@@ -3,6 +3,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::MaskError;
 use crate::rle::Rle;
 
+/// Largest polygon coordinate magnitude accepted: five times it (the rasteriser's upsampling)
+/// must fit the C code's 32-bit `int`.
+pub const MAX_POLYGON_COORDINATE: f64 = 4.0e8;
+
 /// The COCO JSON `segmentation` field: a list of polygons, an uncompressed RLE
 /// (`{"size":[h,w],"counts":[...]}`, used for crowd regions) or a compressed RLE
 /// (`{"size":[h,w],"counts":"..."}`, what detectors write).
@@ -27,7 +31,16 @@ impl Segmentation {
     /// As in pycocotools, a polygon list whose first polygon has fewer than 6 numbers is
     /// rejected (`frPyObjects` misreads a 4-number first polygon as a box and fails), while
     /// later short polygons are rasterised as the C code does.
+    ///
+    /// Sizes whose pixel count does not fit RLE's 32-bit run lengths, and polygon coordinates
+    /// beyond ±[`MAX_POLYGON_COORDINATE`] (where the C code's `int` cast is undefined), are
+    /// errors.
     pub fn to_rle(&self, height: usize, width: usize) -> Result<Rle, MaskError> {
+        if (height as u64).checked_mul(width as u64).is_none_or(|n| n > u32::MAX as u64) {
+            return Err(MaskError::InvalidSegmentation(format!(
+                "a {height}x{width} mask has more pixels than RLE's 32-bit run lengths can count"
+            )));
+        }
         match self {
             Segmentation::Polygons(polygons) => {
                 match polygons.first() {
@@ -42,6 +55,11 @@ impl Segmentation {
                 }
                 if let Some(bad) = polygons.iter().flatten().find(|v| !v.is_finite()) {
                     return Err(MaskError::InvalidSegmentation(format!("polygon coordinate {bad} is not finite")));
+                }
+                if let Some(bad) = polygons.iter().flatten().find(|v| v.abs() > MAX_POLYGON_COORDINATE) {
+                    return Err(MaskError::InvalidSegmentation(format!(
+                        "polygon coordinate {bad} is out of range (at most {MAX_POLYGON_COORDINATE:e} pixels)"
+                    )));
                 }
                 Ok(Rle::from_polygons(polygons, height, width))
             }

@@ -197,6 +197,13 @@ pub fn check_config_matches(sd: &StateDict, config: &MaskRcnnConfig) -> Result<(
 /// stages and widths, head sizes. Every shape read is checked for rank first, and the result is
 /// checked against the checkpoint with [`check_config_matches`].
 pub fn infer_config(sd: &StateDict) -> Result<MaskRcnnConfig> {
+    // Sizes read from shapes are trusted below (per-band statistics are allocated from conv1's
+    // input width), so every shape must be backed by its values, as the file readers ensure.
+    if let Some((key, t)) =
+        sd.tensors.iter().find(|(_, t)| super::state_dict::element_count(&t.shape) != Some(t.data.len()))
+    {
+        bail!("tensor {key} has shape {:?} but holds {} values", t.shape, t.data.len());
+    }
     let need = |key: &str, rank: usize| shape_of(sd, key, rank);
     if sd.get("backbone.body.conv1.weight").is_none() && sd.get("backbone.0.weight").is_some() {
         bail!("this checkpoint uses arcgis.learn's ResNet without FPN (keys backbone.0.*), which is not supported; retrain with an FPN backbone");

@@ -163,7 +163,7 @@ pub fn modern_key_name(key: &str) -> String {
 }
 
 /// The number of values a tensor of `shape` holds, or `None` if that overflows.
-fn element_count(shape: &[usize]) -> Option<usize> {
+pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
