@@ -124,10 +124,10 @@ fn images_without_pixels_are_errors_or_have_no_detections() {
         assert_eq!(dets[0], dets[2]);
         assert_eq!(dets[0], model.predict(&[image(40, 30)])[0]);
         let mut rng = step_rng(0, 0);
-        let err = model
-            .forward_train(&[empty], &[TrainTarget::default()], &mut RandomSampler { rng: &mut rng })
-            .err()
-            .expect("training on an image without pixels must fail");
+        let Err(err) = model.forward_train(&[empty], &[TrainTarget::default()], &mut RandomSampler { rng: &mut rng })
+        else {
+            panic!("training on an image without pixels must fail");
+        };
         assert!(format!("{err:#}").contains("image 0: the image is"), "{err:#}");
     }
     let wrong_bands = ImageChw { channels: 4, height: 2, width: 2, data: vec![0.0; 16] };

@@ -29,6 +29,8 @@ use super::validation::{ValidationAp, ValidationScorer};
 use crate::model::MaskRcnn;
 use crate::transform::ImageChw;
 
+/// One JSON object a line (`kind`: step, epoch, skipped, unreadable, early_stop). A resumed run
+/// leaves it identical to an uninterrupted run's except `seconds_per_step`, a wall-clock time.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
 type ValidationLosses = [f64; crate::train::forward::NUM_LOSS_TERMS];
