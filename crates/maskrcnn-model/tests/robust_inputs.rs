@@ -369,11 +369,9 @@ fn edge_configs_that_are_valid_run() {
             c.roi_heads.box_roi_output_size = 1;
             c.roi_heads.mask_roi_output_size = 1;
         }),
-        ("zero thresholds and fractions", |c| {
-            c.rpn.positive_fraction = 0.0;
-            c.roi_heads.box_score_thresh = 0.0;
-            c.rpn.bg_iou_thresh = 0.0;
-        }),
+        ("no positive anchors sampled", |c| c.rpn.positive_fraction = 0.0),
+        ("no negative anchors", |c| c.rpn.bg_iou_thresh = 0.0),
+        ("every box kept", |c| c.roi_heads.box_score_thresh = 0.0),
     ] {
         let mut config = MaskRcnnConfig::small(3, 64, 8);
         edit(&mut config);
@@ -384,6 +382,19 @@ fn edge_configs_that_are_valid_run() {
         if config.roi_heads.box_detections_per_img == 0 {
             assert!(dets[0].is_empty(), "{name}");
         }
+        let trainable = MaskRcnn::new(config, &device.clone().autodiff()).unwrap();
+        let mut mask = vec![0u8; 48 * 64];
+        for y in 10..30 {
+            mask[y * 64 + 20..y * 64 + 44].fill(1);
+        }
+        let target = TrainTarget { boxes: vec![[20.0, 10.0, 44.0, 30.0]], labels: vec![2], masks: vec![mask] };
+        let mut rng = step_rng(1, 0);
+        let losses = no_panic(name, || {
+            trainable.forward_train(&[image(48, 64)], &[target], &mut RandomSampler { rng: &mut rng })
+        })
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert!(losses.values().iter().all(|v| v.is_finite()), "{name}: {:?}", losses.values());
     }
     for config in [
         MaskRcnnConfig::default(),
