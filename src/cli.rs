@@ -524,6 +524,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     if let Some(s) = args.max_size {
         model.config.transform.max_size = s;
     }
+    model.config.validate().context("--min-size/--max-size")?;
     if let Some(t) = args.score_threshold {
         if !(0.0..=1.0).contains(&t) {
             bail!("--score-threshold must be within 0..1, got {t}");

@@ -3,6 +3,7 @@
 //! Every default below is torchvision's `maskrcnn_resnet50_fpn` default, so a config written as `{}`
 //! describes the COCO model torchvision ships.
 
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,5 +333,196 @@ impl MaskRcnnConfig {
     /// Feature maps the box and mask poolers read: the FPN levels, not 'pool'.
     pub fn fpn_level_names(&self) -> Vec<String> {
         (0..self.backbone.returned_layers.len()).map(|i| i.to_string()).collect()
+    }
+}
+
+/// Largest `min_size`/`max_size` accepted: one 8192 px image already needs gigabytes of
+/// activations; larger values are typing mistakes that would end in an out-of-memory abort.
+pub const MAX_IMAGE_SIDE: usize = 8192;
+/// Largest channel width of any layer (torchvision uses 256..1024).
+pub const MAX_WIDTH: usize = 16384;
+/// Largest input band count (hyperspectral imagery has a few hundred).
+pub const MAX_BANDS: usize = 1024;
+/// Largest class count including background (LVIS has 1204).
+pub const MAX_CLASSES: usize = 32768;
+/// Largest proposal, sample or detection count per image.
+pub const MAX_COUNT: usize = 1_000_000;
+/// Largest RoI output side, fixed sampling ratio and mask dilation.
+pub const MAX_ROI_SIDE: usize = 128;
+
+/// `field` must lie in `lo..=hi`.
+fn check_range(field: &str, value: usize, lo: usize, hi: usize) -> Result<()> {
+    if !(lo..=hi).contains(&value) {
+        bail!("{field} must be in {lo}..={hi}, got {value}");
+    }
+    Ok(())
+}
+
+/// `field` must be a finite number in `[0, 1]` (an IoU, score or fraction).
+fn check_unit(field: &str, value: f64) -> Result<()> {
+    if !(value.is_finite() && (0.0..=1.0).contains(&value)) {
+        bail!("{field} must be in [0, 1], got {value}");
+    }
+    Ok(())
+}
+
+/// `field` must be finite and above zero.
+fn check_positive(field: &str, value: f64) -> Result<()> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{field} must be a finite number above 0, got {value}");
+    }
+    Ok(())
+}
+
+impl MaskRcnnConfig {
+    /// Refuses a configuration the network cannot be built from or run with, naming the first
+    /// offending field and its valid range. Every size and count is bounded so that a stray value
+    /// (a zero, or an extra digit) is an error here instead of a panic or an out-of-memory abort
+    /// deep inside a layer. Called when a model is built or a model folder is loaded, and by the
+    /// commands after applying their flags.
+    pub fn validate(&self) -> Result<()> {
+        check_range("num_classes (background included)", self.num_classes, 2, MAX_CLASSES)?;
+        self.backbone.validate()?;
+        self.transform.validate(self.backbone.in_channels)?;
+        self.rpn.validate(self.backbone.returned_layers.len() + 1)?;
+        self.roi_heads.validate(self.mask_head)
+    }
+}
+
+impl BackboneConfig {
+    fn validate(&self) -> Result<()> {
+        if !matches!(self.depth, 18 | 34 | 50 | 101 | 152) {
+            bail!("backbone.depth must be one of 18, 34, 50, 101, 152, got {}", self.depth);
+        }
+        let r = &self.returned_layers;
+        // The poolers map RoIs to levels by consecutive powers of two (torchvision's LevelMapper):
+        // a gap such as [2, 4] would send RoIs to a level that does not exist.
+        if r.is_empty() || r.iter().any(|&l| !(1..=4).contains(&l)) || r.windows(2).any(|w| w[1] != w[0] + 1) {
+            bail!("backbone.returned_layers must be consecutive ResNet stages within 1..=4 (e.g. [1, 2, 3, 4] or [2, 3]), got {r:?}");
+        }
+        check_range("backbone.trainable_layers", self.trainable_layers, 0, 5)?;
+        check_range("backbone.fpn_out_channels", self.fpn_out_channels, 1, MAX_WIDTH)?;
+        check_range("backbone.in_channels", self.in_channels, 1, MAX_BANDS)
+    }
+}
+
+impl TransformConfig {
+    fn validate(&self, bands: usize) -> Result<()> {
+        // min_size above max_size is allowed, as in torchvision: the long side is then max_size.
+        check_range("transform.min_size", self.min_size, 1, MAX_IMAGE_SIDE)?;
+        check_range("transform.max_size", self.max_size, 1, MAX_IMAGE_SIDE)?;
+        check_range("transform.size_divisible", self.size_divisible, 1, 1024)?;
+        if self.image_mean.len() != bands || self.image_std.len() != bands {
+            bail!(
+                "transform.image_mean/image_std must have one value per input band ({bands}), got {}/{}",
+                self.image_mean.len(),
+                self.image_std.len()
+            );
+        }
+        if let Some(m) = self.image_mean.iter().find(|m| !m.is_finite()) {
+            bail!("transform.image_mean must be finite numbers, got {m}");
+        }
+        for &s in &self.image_std {
+            check_positive("transform.image_std", s.into())?;
+        }
+        if let Some(s) = self.pixel_scale {
+            check_positive("transform.pixel_scale", s.into())?;
+        }
+        Ok(())
+    }
+}
+
+impl RpnConfig {
+    fn validate(&self, feature_maps: usize) -> Result<()> {
+        if self.anchor_sizes.len() != feature_maps {
+            bail!(
+                "rpn.anchor_sizes must hold one list per feature map ({feature_maps}: the FPN levels plus 'pool'), got {}",
+                self.anchor_sizes.len()
+            );
+        }
+        // One RPN head serves every level, so every level has the same anchors per location.
+        let per_level = self.anchor_sizes[0].len();
+        if per_level == 0 || self.anchor_sizes.iter().any(|s| s.len() != per_level) {
+            bail!(
+                "rpn.anchor_sizes lists must be non-empty and equally long (one RPN head serves every level), got {:?}",
+                self.anchor_sizes
+            );
+        }
+        for &s in self.anchor_sizes.iter().flatten() {
+            check_positive("rpn.anchor_sizes", s.into())?;
+        }
+        if self.aspect_ratios.is_empty() {
+            bail!("rpn.aspect_ratios must hold at least one ratio");
+        }
+        for &r in &self.aspect_ratios {
+            check_positive("rpn.aspect_ratios", r.into())?;
+        }
+        check_range(
+            "rpn.anchor_sizes x rpn.aspect_ratios (anchors per location)",
+            per_level * self.aspect_ratios.len(),
+            1,
+            1024,
+        )?;
+        check_range("rpn.pre_nms_top_n_train", self.pre_nms_top_n_train, 1, MAX_COUNT)?;
+        check_range("rpn.pre_nms_top_n_test", self.pre_nms_top_n_test, 1, MAX_COUNT)?;
+        check_range("rpn.post_nms_top_n_train", self.post_nms_top_n_train, 1, MAX_COUNT)?;
+        check_range("rpn.post_nms_top_n_test", self.post_nms_top_n_test, 1, MAX_COUNT)?;
+        check_unit("rpn.nms_thresh", self.nms_thresh)?;
+        check_unit("rpn.fg_iou_thresh", self.fg_iou_thresh.into())?;
+        check_unit("rpn.bg_iou_thresh", self.bg_iou_thresh.into())?;
+        if self.bg_iou_thresh > self.fg_iou_thresh {
+            bail!(
+                "rpn.bg_iou_thresh must not exceed rpn.fg_iou_thresh ({}), got {}",
+                self.fg_iou_thresh,
+                self.bg_iou_thresh
+            );
+        }
+        check_range("rpn.batch_size_per_image", self.batch_size_per_image, 1, MAX_COUNT)?;
+        check_unit("rpn.positive_fraction", self.positive_fraction.into())?;
+        check_unit("rpn.score_thresh", self.score_thresh.into())
+    }
+}
+
+impl RoiHeadsConfig {
+    fn validate(&self, mask_head: MaskHeadKind) -> Result<()> {
+        check_range("roi_heads.box_roi_output_size", self.box_roi_output_size, 1, MAX_ROI_SIDE)?;
+        check_range("roi_heads.mask_roi_output_size", self.mask_roi_output_size, 1, MAX_ROI_SIDE)?;
+        // Zero or below is torchvision's adaptive ratio (ceil(roi / output)); above, a fixed count.
+        if self.sampling_ratio > MAX_ROI_SIDE as i32 {
+            bail!(
+                "roi_heads.sampling_ratio must be at most {MAX_ROI_SIDE} (0 or below: adaptive), got {}",
+                self.sampling_ratio
+            );
+        }
+        check_range("roi_heads.representation_size", self.representation_size, 1, MAX_WIDTH)?;
+        check_unit("roi_heads.box_score_thresh", self.box_score_thresh.into())?;
+        check_unit("roi_heads.box_nms_thresh", self.box_nms_thresh)?;
+        // Zero detections per image is a valid (if useless) request: every image yields none.
+        check_range("roi_heads.box_detections_per_img", self.box_detections_per_img, 0, MAX_COUNT)?;
+        check_unit("roi_heads.box_fg_iou_thresh", self.box_fg_iou_thresh.into())?;
+        check_unit("roi_heads.box_bg_iou_thresh", self.box_bg_iou_thresh.into())?;
+        if self.box_bg_iou_thresh > self.box_fg_iou_thresh {
+            bail!(
+                "roi_heads.box_bg_iou_thresh must not exceed roi_heads.box_fg_iou_thresh ({}), got {}",
+                self.box_fg_iou_thresh,
+                self.box_bg_iou_thresh
+            );
+        }
+        check_range("roi_heads.box_batch_size_per_image", self.box_batch_size_per_image, 1, MAX_COUNT)?;
+        check_unit("roi_heads.box_positive_fraction", self.box_positive_fraction.into())?;
+        for &w in &self.bbox_reg_weights {
+            check_positive("roi_heads.bbox_reg_weights", w.into())?;
+        }
+        if mask_head == MaskHeadKind::Standard {
+            if self.mask_layers.is_empty() {
+                bail!("roi_heads.mask_layers must hold at least one layer width");
+            }
+            for &w in &self.mask_layers {
+                check_range("roi_heads.mask_layers", w, 1, MAX_WIDTH)?;
+            }
+            check_range("roi_heads.mask_dilation", self.mask_dilation, 1, MAX_ROI_SIDE)?;
+            check_range("roi_heads.mask_predictor_channels", self.mask_predictor_channels, 1, MAX_WIDTH)?;
+        }
+        Ok(())
     }
 }

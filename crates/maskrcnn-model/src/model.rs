@@ -1,6 +1,6 @@
 //! Mask R-CNN: backbone, RPN, RoI heads, assembled as torchvision's `MaskRCNN`.
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
@@ -10,7 +10,7 @@ use crate::ops::boxes::{resize_box, Box};
 use crate::ops::paste_masks::{paste_mask, PastedMask};
 use crate::proposal::rpn::RpnHead;
 use crate::roi_heads::{RawDetections, RoiHeads};
-use crate::transform::{batch_images, ImageBatch, ImageChw};
+use crate::transform::{batch_images, check_image, check_shape, is_empty_image, ImageBatch, ImageChw};
 use crate::weights::{NamedTensors, TensorSlot};
 
 /// The trainable network. Its tensors carry torchvision's state-dict names.
@@ -92,12 +92,44 @@ impl MaskRcnn {
         Ok(Self { config, net, device: device.clone() })
     }
 
+    /// Detections for each of `images`. Any aspect ratio works (see [`crate::transform::resized_size`]);
+    /// an image without pixels has no detections.
+    ///
+    /// # Panics
+    /// On an image whose band count or buffer length disagrees with the model; [`Self::try_predict`]
+    /// returns those as errors.
     pub fn predict(&self, images: &[ImageChw]) -> Vec<Vec<Detection>> {
         self.predict_traced(images, &mut None)
     }
 
+    /// [`Self::predict`] that refuses, as an error naming the image, what `predict` cannot run
+    /// (band count, buffer length, no pixels) or an invalid configuration, instead of panicking.
+    pub fn try_predict(&self, images: &[ImageChw]) -> Result<Vec<Vec<Detection>>> {
+        self.config.validate().context("invalid model configuration")?;
+        for (i, image) in images.iter().enumerate() {
+            check_image(image, self.config.backbone.in_channels).with_context(|| format!("image {i}"))?;
+        }
+        Ok(self.predict(images))
+    }
+
     /// Inference as torchvision's `MaskRCNN.eval()` forward, optionally recording every stage.
     pub fn predict_traced(&self, images: &[ImageChw], trace: &mut Option<ForwardTrace>) -> Vec<Vec<Detection>> {
+        for (i, image) in images.iter().enumerate() {
+            if let Err(e) = check_shape(image, self.config.backbone.in_channels) {
+                panic!("image {i}: {e:#}");
+            }
+        }
+        // Images without pixels have nothing to detect; the others run as one batch.
+        let (full, empty): (Vec<usize>, Vec<usize>) = (0..images.len()).partition(|&i| !is_empty_image(&images[i]));
+        if !empty.is_empty() {
+            let kept: Vec<ImageChw> = full.iter().map(|&i| images[i].clone()).collect();
+            let mut found = self.predict_traced(&kept, trace).into_iter();
+            let mut out: Vec<Vec<Detection>> = vec![Vec::new(); images.len()];
+            for &i in &full {
+                out[i] = found.next().unwrap_or_default();
+            }
+            return out;
+        }
         if images.is_empty() {
             return Vec::new();
         }
@@ -179,35 +211,10 @@ impl MaskRcnn {
     }
 }
 
-/// Refuses a configuration the network cannot be built from, with the reason.
+/// Refuses a configuration the network cannot be built from, with the reason
+/// ([`MaskRcnnConfig::validate`]).
 pub fn validate_config(config: &MaskRcnnConfig) -> Result<()> {
-    let b = &config.backbone;
-    if crate::backbone::resnet::resnet_layout(b.depth).is_none() {
-        bail!("unsupported ResNet depth {} (use 18, 34, 50, 101 or 152)", b.depth);
-    }
-    if b.returned_layers.is_empty() || b.returned_layers.iter().any(|&l| !(1..=4).contains(&l)) {
-        bail!("returned_layers must be a non-empty subset of 1..=4, got {:?}", b.returned_layers);
-    }
-    if config.rpn.anchor_sizes.len() != b.returned_layers.len() + 1 {
-        bail!(
-            "{} anchor size lists for {} feature maps (the FPN levels plus 'pool')",
-            config.rpn.anchor_sizes.len(),
-            b.returned_layers.len() + 1
-        );
-    }
-    if config.num_classes < 2 {
-        bail!("num_classes must count the background and at least one class, got {}", config.num_classes);
-    }
-    let t = &config.transform;
-    if t.image_mean.len() != b.in_channels || t.image_std.len() != b.in_channels {
-        bail!(
-            "image_mean/image_std have {}/{} values for {} input bands",
-            t.image_mean.len(),
-            t.image_std.len(),
-            b.in_channels
-        );
-    }
-    Ok(())
+    config.validate()
 }
 
 struct StageClock {

@@ -1,5 +1,6 @@
 //! torchvision's `GeneralizedRCNNTransform`: normalise, resize, batch with padding.
 
+use anyhow::{ensure, Result};
 use burn::tensor::{Device, Tensor};
 
 use crate::config::TransformConfig;
@@ -24,10 +25,47 @@ pub struct ImageBatch {
 
 /// Resized height and width: the short side becomes `min_size` unless the long side would exceed
 /// `max_size`. Computed in f64 and floored, as `interpolate(..., recompute_scale_factor=True)` does.
+///
+/// Each side is at least 1 px: a sliver such as 3000x1 scales to 1333x0.44, which torchvision
+/// floors to 0 and then refuses ("output sizes should be greater than 0"); keeping one row lets
+/// every aspect ratio run, and the batch padding to `size_divisible` gives the backbone its
+/// minimum size. An image without pixels gives (0, 0).
 pub fn resized_size(height: usize, width: usize, min_size: usize, max_size: usize) -> (usize, usize) {
+    if height == 0 || width == 0 {
+        return (0, 0);
+    }
     let (short, long) = (height.min(width) as f64, height.max(width) as f64);
     let scale = (min_size as f64 / short).min(max_size as f64 / long);
-    ((height as f64 * scale).floor() as usize, (width as f64 * scale).floor() as usize)
+    let side = |v: usize| ((v as f64 * scale).floor() as usize).max(1);
+    (side(height), side(width))
+}
+
+/// Whether `image` has no pixels (a zero height or width).
+pub fn is_empty_image(image: &ImageChw) -> bool {
+    image.height == 0 || image.width == 0
+}
+
+/// The image is well formed for a `bands`-band model: its band count matches and its buffer holds
+/// exactly `channels x height x width` values.
+pub fn check_shape(image: &ImageChw, bands: usize) -> Result<()> {
+    ensure!(image.channels == bands, "the image has {} bands, the model expects {bands}", image.channels);
+    let expected = image.channels.checked_mul(image.height).and_then(|v| v.checked_mul(image.width));
+    ensure!(
+        expected == Some(image.data.len()),
+        "a {}x{}x{} image holds {} values",
+        image.channels,
+        image.height,
+        image.width,
+        image.data.len()
+    );
+    Ok(())
+}
+
+/// [`check_shape`], and the image has pixels.
+pub fn check_image(image: &ImageChw, bands: usize) -> Result<()> {
+    check_shape(image, bands)?;
+    ensure!(!is_empty_image(image), "the image is {}x{} pixels: it has none", image.width, image.height);
+    Ok(())
 }
 
 pub fn normalize(image: &ImageChw, config: &TransformConfig) -> Vec<f32> {
@@ -41,7 +79,7 @@ pub fn normalize(image: &ImageChw, config: &TransformConfig) -> Vec<f32> {
 }
 
 /// Normalises, resizes and pads `images` into one batch whose sides are multiples of
-/// `size_divisible`.
+/// `size_divisible`. Every image must pass [`check_image`] (callers check, with their own context).
 pub fn batch_images(images: &[ImageChw], config: &TransformConfig, device: &Device) -> ImageBatch {
     let mut resized = Vec::with_capacity(images.len());
     let mut image_sizes = Vec::with_capacity(images.len());
@@ -81,5 +119,15 @@ mod tests {
         assert_eq!(resized_size(480, 640, 800, 1333), (800, 1066));
         assert_eq!(resized_size(500, 2000, 800, 1333), (333, 1333));
         assert_eq!(resized_size(256, 256, 384, 512), (384, 384));
+    }
+
+    #[test]
+    fn slivers_keep_one_pixel_where_torchvision_would_floor_to_zero() {
+        // torchvision: 3000x1 -> (1333, 0) and an error; 4x3000 -> (1, 1333).
+        assert_eq!(resized_size(3000, 1, 800, 1333), (1333, 1));
+        assert_eq!(resized_size(1, 60000, 800, 1333), (1, 1333));
+        assert_eq!(resized_size(4, 3000, 800, 1333), (1, 1333));
+        assert_eq!(resized_size(1, 1, 800, 1333), (800, 800));
+        assert_eq!(resized_size(0, 5, 800, 1333), (0, 0));
     }
 }

@@ -17,10 +17,19 @@ pub fn infer_scale(feature_height: usize, image_height: usize) -> f32 {
 }
 
 /// Scale (feature / image pixels) of `feature` in a padded batch of images of `image_sizes`:
-/// [`infer_scale`] against the tallest image, as `MultiScaleRoIAlign` infers it.
+/// [`infer_scale`] against the tallest image, as `MultiScaleRoIAlign` infers it, or against the
+/// widest where the batch is wider than tall. torchvision infers from both sides and asserts they
+/// agree, which they do except for slivers: a 1333x1 image padded to 1344x32 has a stride-4 map
+/// 8 rows high, which would read as scale 8 from the height.
 pub fn level_scale(feature: &Tensor<4>, image_sizes: &[(usize, usize)]) -> f32 {
     let max_image_h = image_sizes.iter().map(|s| s.0).max().unwrap_or(1);
-    infer_scale(feature.dims()[2], max_image_h)
+    let max_image_w = image_sizes.iter().map(|s| s.1).max().unwrap_or(1);
+    let [_, _, feature_h, feature_w] = feature.dims();
+    if max_image_w > max_image_h {
+        infer_scale(feature_w, max_image_w)
+    } else {
+        infer_scale(feature_h, max_image_h)
+    }
 }
 
 /// torchvision's `LevelMapper` (canonical size 224 at level 4, eps 1e-6), as indices into the

@@ -53,6 +53,34 @@ pub struct RunState {
     pub val_indices: Vec<usize>,
     pub train_indices: Vec<usize>,
     pub pixel_scale: f32,
+    /// Bytes of `metrics.jsonl` when the checkpoint was taken: a resumed run cuts the file back
+    /// to exactly this, dropping lines (and a half-written line) from after the checkpoint.
+    /// `None` in checkpoints written before it was recorded.
+    #[serde(default)]
+    pub metrics_len: Option<u64>,
+    /// The loss averages in progress, so the first log and epoch lines after a resume average
+    /// the same steps as an uninterrupted run's.
+    #[serde(default)]
+    pub log: LogState,
+    /// Dataset items found unreadable (index, reason), so a resumed run does not report them again.
+    #[serde(default)]
+    pub unreadable: BTreeMap<usize, String>,
+}
+
+/// Running loss sums between `metrics.jsonl` lines, as f64 (f32 for losses) bit patterns:
+/// serde_json's default float parsing can be one unit in the last place off, and the averages
+/// written after a resume must be bit-identical.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LogState {
+    /// Per loss term, the sum since the last step line, and how many steps it holds.
+    pub window: Vec<u64>,
+    pub window_n: usize,
+    /// Sum of total losses over the epoch so far, and how many steps it holds.
+    pub epoch_sum: u64,
+    pub epoch_n: usize,
+    /// The progress display's exponential average.
+    pub running: Option<Vec<u64>>,
+    pub last_losses: Option<Vec<u32>>,
 }
 
 impl RunState {

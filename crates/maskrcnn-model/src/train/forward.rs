@@ -2,7 +2,7 @@
 //! resize images and targets, then the RPN's and the RoI heads' losses, each computed by its
 //! component, as differentiable tensors.
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use burn::tensor::Tensor;
 
 use crate::model::MaskRcnn;
@@ -88,12 +88,7 @@ impl MaskRcnn {
         ensure!(images.len() == targets.len(), "{} images but {} targets", images.len(), targets.len());
         let cfg = &self.config;
         for (i, (image, target)) in images.iter().zip(targets).enumerate() {
-            ensure!(
-                image.channels == cfg.backbone.in_channels,
-                "image {i} has {} bands, the model expects {}",
-                image.channels,
-                cfg.backbone.in_channels
-            );
+            crate::transform::check_image(image, cfg.backbone.in_channels).with_context(|| format!("image {i}"))?;
             target.check(i, image, cfg.num_classes)?;
         }
         let batch = batch_images(images, &cfg.transform, &self.device);

@@ -54,6 +54,8 @@ pub fn lr_find(
     options: &LrFindOptions,
     mut on_step: impl FnMut(usize, f64, f64),
 ) -> Result<LrFindResult> {
+    // The commands change sizes (--min-size, --max-size) after the model is built.
+    model.config.validate().map_err(|e| e.context("invalid model configuration"))?;
     let all: Vec<usize> = (0..dataset.len()).collect();
     anyhow::ensure!(!all.is_empty(), "the dataset is empty");
     let pixel_scale = match options.pixel_scale {

@@ -17,7 +17,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use super::checkpoint::{load_latest_checkpoint, save_checkpoint, save_model_folder, RunState, BEST_DIR, FINAL_DIR};
+use super::checkpoint::{
+    load_latest_checkpoint, save_checkpoint, save_model_folder, LogState, RunState, BEST_DIR, FINAL_DIR,
+};
 use super::forward::{LossTerms, TrainTarget};
 use super::optim::{clip_gradients, OptimizerConfig, OptimizerKind, OptimizerState, Schedule, ScheduleKind};
 use super::params::{gradients_by_name, parameter_values, set_parameters};
@@ -27,6 +29,8 @@ use super::validation::{ValidationAp, ValidationScorer};
 use crate::model::MaskRcnn;
 use crate::transform::ImageChw;
 
+/// One JSON object a line (`kind`: step, epoch, skipped, unreadable, early_stop). A resumed run
+/// leaves it identical to an uninterrupted run's except `seconds_per_step`, a wall-clock time.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
 type ValidationLosses = [f64; crate::train::forward::NUM_LOSS_TERMS];
@@ -121,7 +125,8 @@ pub struct TrainReport {
     pub best_val_loss: Option<f64>,
     /// The final model folder (`None` when stopped early).
     pub final_model: Option<PathBuf>,
-    /// Dataset items skipped because they could not be read (index, reason), in this session.
+    /// Dataset items skipped because they could not be read (index, reason), over the whole run
+    /// (a resumed run remembers those of its earlier sessions).
     pub unreadable: Vec<(usize, String)>,
 }
 
@@ -366,17 +371,24 @@ fn append_metrics(path: &Path, line: &serde_json::Value) -> Result<()> {
     writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))
 }
 
-/// Drops metric lines written after the checkpoint a run resumes from, so the log reads as if
-/// the run had never stopped.
-fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+/// Cuts `metrics.jsonl` back to what it held when the checkpoint `state` was taken, so the log
+/// reads as if the run had never stopped: lines written after the checkpoint, and a line half
+/// written when the process was killed, go. Checkpoints that did not record the length (older
+/// ones, or a file shorter than recorded) fall back to keeping the whole lines of steps up to the
+/// checkpoint's, less the early-stop line, which a resumed run writes again.
+fn truncate_metrics(path: &Path, state: &RunState) -> Result<()> {
+    let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
+    if let Some(len) = state.metrics_len.and_then(|l| usize::try_from(l).ok()).filter(|&l| l <= bytes.len()) {
+        return crate::io_util::write_atomic(path, &bytes[..len]);
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let kept: Vec<&str> = text
         .lines()
         .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                .is_some_and(|s| s as usize <= step)
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else { return false };
+            let step = v.get("step").and_then(|s| s.as_u64()).map(|s| s as usize);
+            let early_stop = v.get("kind").and_then(|k| k.as_str()) == Some("early_stop");
+            step.is_some_and(|s| s < state.step || (s == state.step && !early_stop))
         })
         .collect();
     let mut out = kept.join("\n");
@@ -423,25 +435,34 @@ pub fn train_with_progress(
     bar: &dyn TrainProgress,
 ) -> Result<TrainReport> {
     ensure!(model.device.is_autodiff(), "the model must live on an autodiff device to train (Device::autodiff())");
+    // The commands change sizes (--min-size, --max-size) after the model is built.
+    model.config.validate().context("invalid model configuration")?;
     check_options(dataset, options, resume)?;
     std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let _lock = super::run_lock::RunLock::acquire(run_dir)?;
     let (state, optimizer) = start_or_resume(model, dataset, run_dir, options, resume)?;
+    let mut log = StepLog::from_state(&state.log);
     let mut trainer = Trainer {
         model,
         dataset,
         options,
         run_dir: run_dir.to_path_buf(),
+        unreadable: state.unreadable.clone(),
         state,
         optimizer,
-        unreadable: Default::default(),
         newly_unreadable: Vec::new(),
     };
     let total = trainer.state.total_steps;
     bar.start(total as u64, trainer.state.step as u64);
-    let mut log = StepLog::new();
     let mut steps_this_call = 0usize;
-    while trainer.state.step < total {
+    // The checkpoint at an epoch end is written before the early-stopping decision, so a run
+    // resumed from one makes that decision again (its metrics line was cut with the rest).
+    let resumed_at = trainer.state.step;
+    let resumed_at_epoch_end =
+        resumed_at > 0 && (resumed_at.is_multiple_of(trainer.state.steps_per_epoch) || resumed_at == total);
+    let stopped_early =
+        resumed_at_epoch_end && trainer.should_stop_early((resumed_at - 1) / trainer.state.steps_per_epoch, bar)?;
+    while trainer.state.step < total && !stopped_early {
         if options.stop_after.is_some_and(|n| steps_this_call >= n) {
             bar.finish(Some("stopped early"));
             return Ok(trainer.report(log.last_losses, None));
@@ -476,7 +497,7 @@ pub fn train_with_progress(
         }
         let periodic = options.checkpoint_every.is_some_and(|n| n > 0 && trainer.state.step.is_multiple_of(n));
         if epoch_end || periodic {
-            save_checkpoint(run_dir, trainer.model, &trainer.optimizer, &trainer.state)?;
+            trainer.checkpoint(&log)?;
         }
         if epoch_end {
             write_loss_curves(run_dir);
@@ -540,7 +561,7 @@ fn start_or_resume(
             .load_into(&mut model.net, "", &device)
             .with_context(|| format!("restoring weights from {}", ck.dir.display()))?;
         super::params::freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
-        truncate_metrics(&metrics_path, ck.state.step)?;
+        truncate_metrics(&metrics_path, &ck.state)?;
         eprintln!("resuming from {} (step {} of {})", ck.dir.display(), ck.state.step, ck.state.total_steps);
         return Ok((ck.state, ck.optimizer));
     }
@@ -572,6 +593,9 @@ fn start_or_resume(
         val_indices,
         train_indices,
         pixel_scale,
+        metrics_len: None,
+        log: LogState::default(),
+        unreadable: Default::default(),
     };
     if metrics_path.exists() {
         std::fs::remove_file(&metrics_path)?;
@@ -591,15 +615,33 @@ struct StepLog {
 }
 
 impl StepLog {
-    fn new() -> Self {
+    /// The averages a checkpoint left in progress (empty for a new run).
+    fn from_state(state: &LogState) -> Self {
+        let f64s = |bits: &[u64]| -> [f64; crate::train::forward::NUM_LOSS_TERMS] {
+            std::array::from_fn(|k| bits.get(k).map_or(0.0, |&b| f64::from_bits(b)))
+        };
         Self {
-            running: None,
-            last_losses: None,
-            window: [0.0; crate::train::forward::NUM_LOSS_TERMS],
-            window_n: 0,
-            epoch_sum: 0.0,
-            epoch_n: 0,
+            running: state.running.as_deref().map(f64s),
+            last_losses: state
+                .last_losses
+                .as_deref()
+                .map(|bits| std::array::from_fn(|k| bits.get(k).map_or(0.0, |&b| f32::from_bits(b)))),
+            window: f64s(&state.window),
+            window_n: state.window_n,
+            epoch_sum: f64::from_bits(state.epoch_sum),
+            epoch_n: state.epoch_n,
             clock: Instant::now(),
+        }
+    }
+
+    fn to_state(&self) -> LogState {
+        LogState {
+            window: self.window.iter().map(|v| v.to_bits()).collect(),
+            window_n: self.window_n,
+            epoch_sum: self.epoch_sum.to_bits(),
+            epoch_n: self.epoch_n,
+            running: self.running.map(|r| r.iter().map(|v| v.to_bits()).collect()),
+            last_losses: self.last_losses.map(|l| l.iter().map(|v| v.to_bits()).collect()),
         }
     }
 }
@@ -623,6 +665,21 @@ impl Trainer<'_> {
 
     fn metrics_path(&self) -> PathBuf {
         self.run_dir.join(METRICS_FILE)
+    }
+
+    /// Saves a checkpoint that also records how far `metrics.jsonl`, the loss averages and the
+    /// unreadable-item reports had got, so a resume continues all three exactly.
+    fn checkpoint(&mut self, log: &StepLog) -> Result<()> {
+        let metrics = self.metrics_path();
+        self.state.metrics_len = Some(match std::fs::metadata(&metrics) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).with_context(|| format!("reading the size of {}", metrics.display())),
+        });
+        self.state.log = log.to_state();
+        self.state.unreadable = self.unreadable.clone();
+        save_checkpoint(&self.run_dir, self.model, &self.optimizer, &self.state)?;
+        Ok(())
     }
 
     /// Progress message, `metrics.jsonl` step lines every `log_every` steps, skipped-step lines.
