@@ -208,6 +208,10 @@ struct DetectArgs {
     shards: Option<usize>,
     #[arg(long)]
     overwrite: bool,
+    /// Continue an interrupted run from <output>.journal (same raster, model and options); without
+    /// a journal, start from the first tile.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Args)]
@@ -753,8 +757,10 @@ fn detect(args: DetectArgs) -> Result<()> {
     };
     let job = crate::detect::DetectJob {
         raster: args.raster.clone(),
+        model_path: args.model.clone(),
         output: args.output.clone(),
         overwrite: args.overwrite,
+        resume: args.resume,
         options,
         classes: args.classes.clone(),
         test_time_augmentation: args.tta,

@@ -5,6 +5,7 @@
 //! * [`output`]: GeoJSON, FlatGeobuf and GeoPackage writers.
 //! * [`chips`]: training chips (RCNN_Masks or COCO) from a raster and label polygons.
 //! * [`grid`], [`tiling`] and [`merge`]: tile grid and sharding, streaming detection, seam stitching.
+//! * [`journal`]: a detect run's crash-safe journal, so a killed run continues where it stopped.
 
 pub mod raster;
 
@@ -21,14 +22,16 @@ pub use chips::{
     export_chips, read_label_polygons, ChipClass, ChipFormat, ChipImageFormat, ExportChipsOptions, ExportSummary,
 };
 pub mod grid;
+pub mod journal;
 pub mod merge;
 pub mod tiling;
 
+pub use journal::{digest_files, DetectJournal, RasterIdentity, RunFingerprint};
 pub use merge::{
     merge_outputs, merge_outputs_streaming, read_shard_headers, MergeOptions, MergedOutput, Merger, PendingInstance,
     PixelMask, ShardHeader, ShardWriter,
 };
 pub use tiling::{
-    detect_raster, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard, Tile, TileGrid, TileImage,
-    TileInstance,
+    detect_raster, detect_raster_journaled, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard,
+    Tile, TileGrid, TileImage, TileInstance,
 };
