@@ -257,10 +257,10 @@ fn a_run_stopped_by_an_error_resumes_and_a_resumed_run_can_stop_again() {
 
     let output = tmp.path().join("out.geojson");
     let journal = DetectJournal::dir_for(&output).unwrap();
-    // The detector fails at tile 6 (mid-row), then the resumed run fails at tile 13: the journal
+    // The detector fails at tile 7 (a row's last), then the resumed run at tile 13 (mid-row): the journal
     // is left behind each time, with no output.
-    let err = run(&raster, &output, &opts, false, Some(6), |_, _| {}).err().unwrap();
-    assert!(format!("{err:#}").contains("stopped at tile 6"), "{err:#}");
+    let err = run(&raster, &output, &opts, false, Some(7), |_, _| {}).err().unwrap();
+    assert!(format!("{err:#}").contains("stopped at tile 7"), "{err:#}");
     assert!(DetectJournal::exists(&journal) && !output.exists());
     let err = run(&raster, &output, &opts, true, Some(13), |_, _| {}).err().unwrap();
     assert!(format!("{err:#}").contains("stopped at tile 13"), "{err:#}");
