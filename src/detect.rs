@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use maskrcnn_geo::{
-    create_writer, detect_raster_journaled, DetectJournal, DetectOptions, DetectSummary, GeoTiff, Progress,
-    RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
+    create_writer, detect_raster_journaled, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink, GeoTiff,
+    Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
 };
 
 use crate::model::MaskRcnn;
@@ -95,8 +95,12 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         ("flips (--tta)".to_string(), job.test_time_augmentation.to_string()),
     ]);
     let fingerprint = RunFingerprint::new(&job.raster, model_fingerprint(&job.model_path, model)?, &options, extra)?;
-    let mut journal = open_journal(job, &fingerprint)?;
-    if options.shard.count > 1 {
+    enum Sink {
+        Shard(ShardWriter),
+        Vector(Box<dyn FeatureSink>),
+    }
+    // Before the journal: an output that cannot be created must not leave a journal behind.
+    let mut sink = if options.shard.count > 1 {
         let grid = TileGrid::new(info.width, info.height, options.tile_size, options.overlap)?;
         let header = ShardHeader::new(
             options.shard,
@@ -107,25 +111,31 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
             options.merge.clone(),
             options.vectorize.clone(),
         );
-        let mut writer = ShardWriter::create(&job.output, &header, job.overwrite)?;
-        let summary = detect_raster_journaled(
-            &mut raster,
-            detector,
-            &options,
-            &mut journal,
-            |f| writer.write(&f),
-            &mut progress,
-        )?;
-        writer.finish(&summary.pending)?;
-        journal.finish()?;
-        report_unreadable_tiles(&job.raster, &job.output, &summary)?;
-        return Ok(summary);
+        Sink::Shard(ShardWriter::create(&job.output, &header, job.overwrite)?)
+    } else {
+        let write_options = WriteOptions { overwrite: job.overwrite, ..WriteOptions::default() };
+        Sink::Vector(create_writer(&job.output, info.crs.as_ref(), &write_options)?)
+    };
+    let mut journal = open_journal(job, &fingerprint)?;
+    let write = |f: Feature| match &mut sink {
+        Sink::Shard(w) => w.write(&f),
+        Sink::Vector(s) => s.write(&f),
+    };
+    let summary = match detect_raster_journaled(&mut raster, detector, &options, &mut journal, write, &mut progress) {
+        Ok(summary) => summary,
+        Err(e) => {
+            // A run that failed before its first tile (bands the model cannot take, say) leaves
+            // nothing to resume, and its journal would only stand in the way of the corrected run.
+            if !journal.has_progress() {
+                let _ = journal.finish();
+            }
+            return Err(e);
+        }
+    };
+    match sink {
+        Sink::Shard(w) => w.finish(&summary.pending)?,
+        Sink::Vector(s) => s.finish()?,
     }
-    let write_options = WriteOptions { overwrite: job.overwrite, ..WriteOptions::default() };
-    let mut sink = create_writer(&job.output, info.crs.as_ref(), &write_options)?;
-    let summary =
-        detect_raster_journaled(&mut raster, detector, &options, &mut journal, |f| sink.write(&f), &mut progress)?;
-    sink.finish()?;
     // Only once the output is in place: a kill before this still leaves a run to resume.
     journal.finish()?;
     report_unreadable_tiles(&job.raster, &job.output, &summary)?;

@@ -274,6 +274,9 @@ pub struct DetectJournal {
     last_sync: Instant,
     resume: Option<ResumePoint>,
     resumed_tiles: usize,
+    recorded_tiles: usize,
+    /// Opened by [`DetectJournal::resume`] with a checkpoint or tile records in it.
+    opened_with_progress: bool,
 }
 
 impl DetectJournal {
@@ -312,6 +315,8 @@ impl DetectJournal {
             last_sync: Instant::now(),
             resume: None,
             resumed_tiles: 0,
+            recorded_tiles: 0,
+            opened_with_progress: false,
         })
     }
 
@@ -360,6 +365,7 @@ impl DetectJournal {
         let tiles = open_append(&tiles_path, false)?;
         tiles.set_len(valid).with_context(|| format!("cannot truncate {}", tiles_path.display()))?;
 
+        let opened_with_progress = checkpoint.is_some() || !records.is_empty();
         let (next_row, summary, merger) = match checkpoint {
             Some(c) => {
                 let s = c.summary;
@@ -385,11 +391,18 @@ impl DetectJournal {
             last_sync: Instant::now(),
             resume: Some(ResumePoint { next_row, summary, merger, tiles: records }),
             resumed_tiles: 0,
+            recorded_tiles: 0,
+            opened_with_progress,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Does the journal hold any tile, recorded by this run or an earlier one?
+    pub fn has_progress(&self) -> bool {
+        self.opened_with_progress || self.recorded_tiles > 0
     }
 
     /// Tiles a resumed run took from the journal instead of running them (after the run).
@@ -456,6 +469,7 @@ impl DetectJournal {
         line.push(b'\n');
         // One write per record: a kill leaves whole records and at most one torn tail.
         self.tiles.write_all(&line).with_context(|| format!("cannot write {}", self.dir.join(TILES).display()))?;
+        self.recorded_tiles += 1;
         if self.last_sync.elapsed() >= SYNC_INTERVAL {
             self.tiles.sync_data()?;
             self.last_sync = Instant::now();
