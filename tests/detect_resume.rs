@@ -82,9 +82,11 @@ fn a_killed_detect_resumes_to_the_uninterrupted_output() {
     let (ok, err) = detect(&raster, &output, &[]);
     assert!(!ok && err.contains("scene.geojson.journal") && err.contains("--resume") && err.contains("--overwrite"));
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    // Another tile size is another run: refused, saying what differs.
-    let (ok, err) = detect(&raster, &output, &["--resume", "--overlap", "16"]);
-    assert!(!ok && err.contains("overlap: 8 in the journal, 16 now") && err.contains("without --resume"), "{err}");
+    // Other polygon options are another run: refused, saying what differs.
+    let (ok, err) = detect(&raster, &output, &["--resume", "--simplify", "0.5"]);
+    let differs = "vectorize.simplify_tolerance: 0.0 in the journal, 0.5 now";
+    assert!(!ok && err.contains(differs) && err.contains("without --resume"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(journal.join("header.json").exists(), "a refused resume keeps the journal");
 
     let (ok, err) = detect(&raster, &output, &["--resume"]);
