@@ -191,6 +191,9 @@ struct DetectArgs {
     /// Minimum detection score.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
+    /// Read reduced-resolution level N of a cloud-optimised GeoTIFF (0: full resolution).
+    #[arg(long, default_value_t = 0)]
+    overview: usize,
     /// Keep up to this many objects per tile (the model's default is torchvision's 100; dense
     /// scenes of cars or houses need more).
     #[arg(long)]
@@ -215,6 +218,10 @@ struct DetectArgs {
     shards: Option<usize>,
     #[arg(long)]
     overwrite: bool,
+    /// Continue an interrupted run from <output>.journal (same raster, model and options); without
+    /// a journal, start from the first tile.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Args)]
@@ -801,11 +808,14 @@ fn detect(args: DetectArgs) -> Result<()> {
     };
     let job = crate::detect::DetectJob {
         raster: args.raster.clone(),
+        model_path: args.model.clone(),
         output: args.output.clone(),
         overwrite: args.overwrite,
+        resume: args.resume,
         options,
         classes: args.classes.clone(),
         test_time_augmentation: args.tta,
+        overview: args.overview,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

@@ -1,11 +1,12 @@
 //! Objects out of large georeferenced rasters: tiles in, polygons in map coordinates out.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use maskrcnn_geo::{
-    create_writer, detect_raster_streaming, DetectOptions, DetectSummary, GeoTiff, Progress, ShardHeader, ShardWriter,
-    TileGrid, TileImage, TileInstance, WriteOptions,
+    create_writer, detect_raster_journaled, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink, GeoTiff,
+    Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
 };
 
 use crate::model::MaskRcnn;
@@ -13,13 +14,19 @@ use crate::transform::ImageChw;
 
 pub struct DetectJob {
     pub raster: PathBuf,
+    /// Where the model was loaded from (its files are part of the journal's fingerprint).
+    pub model_path: PathBuf,
     pub output: PathBuf,
     pub overwrite: bool,
+    /// Continue the run recorded in `<output>.journal` (if there is one) instead of starting over.
+    pub resume: bool,
     pub options: DetectOptions,
     /// Class names to keep (empty: all).
     pub classes: Vec<String>,
     /// Average the model's masks over horizontal and vertical flips.
     pub test_time_augmentation: bool,
+    /// Reduced-resolution level of a COG to read (0: full resolution).
+    pub overview: usize,
 }
 
 /// Runs the model on one tile and turns its detections into tile-sized binary masks.
@@ -43,6 +50,13 @@ pub fn detect_tile(
     } else {
         model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default()
     };
+    let cap = model.config.roi_heads.box_detections_per_img;
+    if dets.len() >= cap {
+        eprintln!(
+            "warning: tile {}: {cap} objects, the most kept per tile; there may be more (--max-detections)",
+            tile.tile.name()
+        );
+    }
     Ok(dets
         .into_iter()
         .filter(|d| keep.is_empty() || keep.contains(&d.label))
@@ -57,7 +71,11 @@ pub fn detect_tile(
 /// Detects over the whole raster (or its shard) and writes the vector file, or a shard file for
 /// `maskrcnn merge` when the job is one shard of several.
 pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Progress)) -> Result<DetectSummary> {
-    let mut raster = GeoTiff::open(&job.raster)?;
+    let mut raster = GeoTiff::open_overview(&job.raster, job.overview)?;
+    if job.overview > 0 {
+        let i = raster.info();
+        eprintln!("{}: overview level {} ({}x{} pixels)", job.raster.display(), job.overview, i.width, i.height);
+    }
     let info = raster.info().clone();
     let choice = crate::bands::choose_bands(
         &job.raster,
@@ -91,7 +109,18 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     }
     let scale = model.config.transform.pixel_scale_for(info.sample_type);
     let detector = |tile: &TileImage| detect_tile(model, tile, scale, job.test_time_augmentation, &keep);
-    if options.shard.count > 1 {
+    let extra = BTreeMap::from([
+        ("classes kept".to_string(), format!("{keep:?}")),
+        ("flips (--tta)".to_string(), job.test_time_augmentation.to_string()),
+        ("overview level".to_string(), job.overview.to_string()),
+    ]);
+    let fingerprint = RunFingerprint::new(&job.raster, model_fingerprint(&job.model_path, model)?, &options, extra)?;
+    enum Sink {
+        Shard(ShardWriter),
+        Vector(Box<dyn FeatureSink>),
+    }
+    // Before the journal: an output that cannot be created must not leave a journal behind.
+    let mut sink = if options.shard.count > 1 {
         let grid = TileGrid::new(info.width, info.height, options.tile_size, options.overlap)?;
         let header = ShardHeader::new(
             options.shard,
@@ -102,21 +131,97 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
             options.merge.clone(),
             options.vectorize.clone(),
         );
-        let mut writer = ShardWriter::create(&job.output, &header, job.overwrite)?;
-        let summary = detect_raster_streaming(&mut raster, detector, &options, |f| writer.write(&f), &mut progress)?;
-        writer.finish(&summary.pending)?;
-        report_unreadable_tiles(&job.raster, &job.output, &summary)?;
-        return Ok(summary);
+        Sink::Shard(ShardWriter::create(&job.output, &header, job.overwrite)?)
+    } else {
+        let write_options = WriteOptions { overwrite: job.overwrite, ..WriteOptions::default() };
+        let sink = create_writer(&job.output, info.crs.as_ref(), &write_options)?;
+        if let Some(warning) = sink.crs_warning() {
+            eprintln!("warning: {warning}");
+        }
+        Sink::Vector(sink)
+    };
+    let mut journal = open_journal(job, &fingerprint)?;
+    let write = |f: Feature| match &mut sink {
+        Sink::Shard(w) => w.write(&f),
+        Sink::Vector(s) => s.write(&f),
+    };
+    let summary = match detect_raster_journaled(&mut raster, detector, &options, &mut journal, write, &mut progress) {
+        Ok(summary) => summary,
+        Err(e) => {
+            // A run that failed before its first tile (bands the model cannot take, say) leaves
+            // nothing to resume, and its journal would only stand in the way of the corrected run.
+            if !journal.has_progress() {
+                let _ = journal.finish();
+            }
+            return Err(e);
+        }
+    };
+    match sink {
+        Sink::Shard(w) => w.finish(&summary.pending)?,
+        Sink::Vector(s) => s.finish()?,
     }
-    let write_options = WriteOptions { overwrite: job.overwrite, ..WriteOptions::default() };
-    let mut sink = create_writer(&job.output, info.crs.as_ref(), &write_options)?;
-    if let Some(warning) = sink.crs_warning() {
-        eprintln!("warning: {warning}");
-    }
-    let summary = detect_raster_streaming(&mut raster, detector, &options, |f| sink.write(&f), &mut progress)?;
-    sink.finish()?;
+    // Only once the output is in place: a kill before this still leaves a run to resume.
+    journal.finish()?;
     report_unreadable_tiles(&job.raster, &job.output, &summary)?;
     Ok(summary)
+}
+
+/// Every run keeps `<output>.journal` so a killed run can be resumed. An existing journal is
+/// continued with `--resume`, discarded with `--overwrite`, and otherwise an error: a second run
+/// silently starting over would throw hours of tiles away. `--resume` without a journal starts
+/// a new run, so one command line serves the first attempt and every retry.
+fn open_journal(job: &DetectJob, fingerprint: &RunFingerprint) -> Result<DetectJournal> {
+    let dir = DetectJournal::dir_for(&job.output)?;
+    if DetectJournal::exists(&dir) {
+        if job.resume {
+            let journal = DetectJournal::resume(&dir, fingerprint)
+                .map_err(|e| anyhow!("{e:#}; to start over instead, run without --resume and with --overwrite"))?;
+            eprintln!("resuming the interrupted run recorded in {}", dir.display());
+            return Ok(journal);
+        }
+        if !job.overwrite {
+            bail!(
+                "{}: an interrupted detect left this journal; pass --resume to continue it, or --overwrite to \
+                 discard it and start over",
+                dir.display()
+            );
+        }
+        eprintln!("discarding the journal of an interrupted run, {} (--overwrite without --resume)", dir.display());
+        DetectJournal::discard(&dir)?;
+    } else if job.resume {
+        eprintln!("no journal at {}; starting from the first tile", dir.display());
+    }
+    DetectJournal::create(&dir, fingerprint)
+}
+
+/// The model's files (a model folder's, an .emd's folder's, or the one file given) and its
+/// configuration as loaded, digested: retrained weights under the same name are another model.
+fn model_fingerprint(path: &Path, model: &MaskRcnn) -> Result<String> {
+    let is_emd = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("emd"));
+    let folder = if path.is_dir() {
+        Some(path)
+    } else if is_emd {
+        Some(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+    } else {
+        None
+    };
+    let files = match folder {
+        Some(dir) => {
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+                let entry = entry?;
+                let hidden = entry.file_name().to_string_lossy().starts_with('.');
+                if entry.file_type()?.is_file() && !hidden {
+                    files.push(entry.path());
+                }
+            }
+            files.sort();
+            files
+        }
+        None => vec![path.to_path_buf()],
+    };
+    let config = serde_json::to_vec(&model.config)?;
+    maskrcnn_geo::digest_files(&files, &config).with_context(|| format!("fingerprinting the model {}", path.display()))
 }
 
 /// Names each tile that could not be read, then fails: the output holds every other tile's

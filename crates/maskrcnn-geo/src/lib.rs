@@ -6,6 +6,7 @@
 //! * [`chips`]: training chips (RCNN_Masks or COCO) from a raster and label polygons.
 //! * [`grid`], [`tiling`] and [`merge`]: tile grid and sharding, streaming detection, seam stitching.
 //! * [`units`]: metres and m² whatever the CRS, for the vectorising options and areas.
+//! * [`journal`]: a detect run's crash-safe journal, so a killed run continues where it stopped.
 
 pub mod raster;
 
@@ -22,17 +23,19 @@ pub use chips::{
     export_chips, read_label_polygons, ChipClass, ChipFormat, ChipImageFormat, ExportChipsOptions, ExportSummary,
 };
 pub mod grid;
+pub mod journal;
 pub mod merge;
 pub mod tiling;
 pub mod units;
 
 pub use units::MapUnits;
 
+pub use journal::{digest_files, DetectJournal, RasterIdentity, RunFingerprint};
 pub use merge::{
     merge_outputs, merge_outputs_streaming, read_shard_headers, MergeOptions, MergedOutput, Merger, PendingInstance,
     PixelMask, ShardHeader, ShardWriter,
 };
 pub use tiling::{
-    detect_raster, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard, Tile, TileGrid, TileImage,
-    TileInstance,
+    detect_raster, detect_raster_journaled, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard,
+    Tile, TileGrid, TileImage, TileInstance,
 };

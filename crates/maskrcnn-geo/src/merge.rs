@@ -132,6 +132,11 @@ impl PixelMask {
 
     pub fn from_runs(x0: u32, y0: u32, width: u32, height: u32, runs: &[u32]) -> Result<PixelMask> {
         let n = width as usize * height as usize;
+        // Summed first: runs from a file must not size an allocation beyond the box.
+        let total: u64 = runs.iter().map(|&r| r as u64).sum();
+        if total != n as u64 {
+            bail!("mask runs sum to {total} but the box is {width}x{height}");
+        }
         let mut data = Vec::with_capacity(n);
         for (i, &r) in runs.iter().enumerate() {
             data.extend(std::iter::repeat_n((i % 2) as u8, r as usize));
@@ -420,6 +425,106 @@ impl Merger {
     }
 }
 
+/// Is the nonempty box (x0, y0, width, height) inside `window`? (u64: journal values are untrusted.)
+pub(crate) fn mask_box_within(x0: u32, y0: u32, width: u32, height: u32, window: &PixelWindow) -> bool {
+    width > 0
+        && height > 0
+        && x0 >= window.x
+        && y0 >= window.y
+        && x0 as u64 + width as u64 <= window.right() as u64
+        && y0 as u64 + height as u64 <= window.bottom() as u64
+}
+
+/// A [`Merger`]'s instances and their grouping, for the detect journal ([`crate::journal`]): a
+/// merger restored from it decides and emits exactly what the original would have.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MergerSnapshot {
+    next_id: u64,
+    insts: Vec<SnapshotInstance>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SnapshotInstance {
+    id: u64,
+    /// The group's root. Union keeps the smallest id as root, so storing roots instead of the
+    /// (path-compressed) parent links loses nothing that later decisions depend on.
+    root: u64,
+    row: u32,
+    col: u32,
+    class_id: u32,
+    /// f32 widened to f64: exact, and JSON round-trips f64 exactly (serde_json's float_roundtrip).
+    score: f64,
+    x0: u32,
+    y0: u32,
+    width: u32,
+    height: u32,
+    runs: Vec<u32>,
+}
+
+impl Merger {
+    pub(crate) fn snapshot(&mut self) -> MergerSnapshot {
+        let ids: Vec<u64> = self.insts.keys().copied().collect();
+        let insts = ids
+            .into_iter()
+            .map(|id| {
+                let root = self.find(id);
+                let i = &self.insts[&id];
+                SnapshotInstance {
+                    id,
+                    root,
+                    row: i.tile.0,
+                    col: i.tile.1,
+                    class_id: i.class_id,
+                    score: i.score as f64,
+                    x0: i.mask.x0,
+                    y0: i.mask.y0,
+                    width: i.mask.width,
+                    height: i.mask.height,
+                    runs: i.mask.to_runs(),
+                }
+            })
+            .collect();
+        MergerSnapshot { next_id: self.next_id, insts }
+    }
+
+    /// Replaces this (fresh) merger's state by `snap`, checking it against the grid so a damaged
+    /// journal is an error, never an out-of-range panic later.
+    pub(crate) fn restore(&mut self, snap: MergerSnapshot) -> Result<()> {
+        if !self.insts.is_empty() || self.next_id != 0 {
+            bail!("merger state can only be restored into a fresh merger");
+        }
+        let ids: BTreeSet<u64> = snap.insts.iter().map(|i| i.id).collect();
+        if ids.len() != snap.insts.len() {
+            bail!("merger state lists an instance twice");
+        }
+        for s in snap.insts {
+            if s.id >= snap.next_id || !ids.contains(&s.root) || s.root > s.id {
+                bail!("merger state: instance {} has an inconsistent id or group", s.id);
+            }
+            if s.row >= self.grid.rows() || s.col >= self.grid.cols() {
+                bail!("merger state: instance {} is on tile r{}c{}, outside the grid", s.id, s.row, s.col);
+            }
+            let window = self.grid.tile(s.row, s.col).window;
+            // Before decoding: a damaged box must not size an allocation.
+            if !mask_box_within(s.x0, s.y0, s.width, s.height, &window) {
+                bail!("merger state: instance {} lies outside its tile r{}c{}", s.id, s.row, s.col);
+            }
+            let mask = PixelMask::from_runs(s.x0, s.y0, s.width, s.height, &s.runs)
+                .with_context(|| format!("merger state: instance {}", s.id))?;
+            self.by_tile.entry((s.row, s.col)).or_default().push(s.id);
+            self.parent.insert(s.id, s.root);
+            self.insts.insert(s.id, Inst { tile: (s.row, s.col), class_id: s.class_id, score: s.score as f32, mask });
+        }
+        for (&id, &root) in &self.parent {
+            if self.parent.get(&root) != Some(&root) {
+                bail!("merger state: instance {id} names {root} as its group, which is not a group root");
+            }
+        }
+        self.next_id = snap.next_id;
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------- shard files
 
 /// First line of a shard file: everything needed to merge shards consistently.
@@ -451,13 +556,13 @@ impl ShardHeader {
     }
 }
 
-fn feature_to_json(f: &Feature) -> serde_json::Value {
+pub(crate) fn feature_to_json(f: &Feature) -> serde_json::Value {
     serde_json::json!({"type": "Feature",
         "properties": {"class": f.class, "class_id": f.class_id, "score": f.score, "area": f.area, "tile": f.tile},
         "geometry": geometry_to_geojson(&f.geometry)})
 }
 
-fn feature_from_json(v: &serde_json::Value) -> Result<Feature> {
+pub(crate) fn feature_from_json(v: &serde_json::Value) -> Result<Feature> {
     let p = &v["properties"];
     Ok(Feature {
         geometry: geometry_from_geojson(&v["geometry"])?,

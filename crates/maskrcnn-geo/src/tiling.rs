@@ -3,15 +3,19 @@
 //! Memory: a tile's pixels live only while its detector call runs; each returned instance mask
 //! is cropped to its bounding box at once; instances are kept only until no later tile can
 //! touch them (see [`crate::merge`]), i.e. about one row of tiles plus the overlap band.
+//!
+//! Tiles run row-major within the shard's rows, always in the same order, so a run journaled by
+//! [`detect_raster_journaled`] can stop anywhere and continue to the same result.
 
 use anyhow::{bail, Context, Result};
 
 // Re-exported so `tiling::{Tile, TileGrid, Shard}` keep working after the grid moved out to
 // break the tiling <-> merge import cycle.
 pub use crate::grid::{Shard, Tile, TileGrid};
+use crate::journal::{DetectJournal, TileOutcome};
 use crate::merge::{MergeOptions, Merger, PendingInstance, PixelMask};
 use crate::output::Feature;
-use crate::raster::{GeoTiff, GeoTransform};
+use crate::raster::{GeoTiff, GeoTransform, RasterInfo};
 use crate::vectorize::VectorizeOptions;
 
 /// What the detector sees.
@@ -101,8 +105,44 @@ pub struct DetectSummary {
 /// Run `detector` over the raster (or its shard) and stream merged features to `on_feature`.
 pub fn detect_raster_streaming<D, F, P>(
     raster: &mut GeoTiff,
+    detector: D,
+    opts: &DetectOptions,
+    on_feature: F,
+    progress: P,
+) -> Result<DetectSummary>
+where
+    D: FnMut(&TileImage) -> Result<Vec<TileInstance>>,
+    F: FnMut(Feature) -> Result<()>,
+    P: FnMut(Progress),
+{
+    run_tiles(raster, detector, opts, None, on_feature, progress)
+}
+
+/// [`detect_raster_streaming`] keeping `journal` up to date after every tile, and first
+/// continuing from what it holds when it was opened with [`DetectJournal::resume`]: the
+/// journal's finished features go to `on_feature` first, its recorded tiles are not run again,
+/// and the features that follow are those an uninterrupted run gives.
+pub fn detect_raster_journaled<D, F, P>(
+    raster: &mut GeoTiff,
+    detector: D,
+    opts: &DetectOptions,
+    journal: &mut DetectJournal,
+    on_feature: F,
+    progress: P,
+) -> Result<DetectSummary>
+where
+    D: FnMut(&TileImage) -> Result<Vec<TileInstance>>,
+    F: FnMut(Feature) -> Result<()>,
+    P: FnMut(Progress),
+{
+    run_tiles(raster, detector, opts, Some(journal), on_feature, progress)
+}
+
+fn run_tiles<D, F, P>(
+    raster: &mut GeoTiff,
     mut detector: D,
     opts: &DetectOptions,
+    mut journal: Option<&mut DetectJournal>,
     mut on_feature: F,
     mut progress: P,
 ) -> Result<DetectSummary>
@@ -123,68 +163,91 @@ where
         opts.vectorize.clone(),
         opts.class_names.clone(),
     );
-    let tiles_total = (rows.end - rows.start) as usize * grid.cols() as usize;
+    let cols = grid.cols() as usize;
+    let tiles_total = (rows.end - rows.start) as usize * cols;
     let mut summary = DetectSummary::default();
-    let mut done = 0;
-    for row in rows.clone() {
-        for col in 0..grid.cols() {
-            let tile = grid.tile(row, col);
-            let win = tile.window;
-            let read = match raster.read_window(win, &opts.bands) {
-                Ok(read) => read,
-                Err(e) => {
-                    summary.unreadable_tiles.push((tile.name(), format!("{e:#}")));
-                    done += 1;
-                    progress(Progress { tiles_done: done, tiles_total, features_emitted: summary.features_emitted });
+    let mut first_row = rows.start;
+    let mut replay = std::collections::VecDeque::new();
+    if let Some(j) = journal.as_deref_mut() {
+        if let Some(point) = j.take_resume() {
+            let dir = j.dir().display().to_string();
+            let damaged = |what: &str| format!("{dir}: damaged journal ({what})");
+            if let Some(next_row) = point.next_row {
+                if next_row < rows.start || next_row > rows.end {
+                    bail!(damaged(&format!("checkpoint at tile row {next_row}, outside rows {rows:?}")));
+                }
+                first_row = next_row;
+            }
+            if let Some(snapshot) = point.merger {
+                merger.restore(snapshot).with_context(|| damaged("merger state"))?;
+            }
+            summary = point.summary;
+            let replayed = j.replay_features(&mut on_feature)?;
+            if replayed != summary.features_emitted {
+                bail!(damaged(&format!("{replayed} features, its checkpoint counts {}", summary.features_emitted)));
+            }
+            // Records of the row before the checkpoint are stale; the rest run on from `first_row`.
+            let mut expect = first_row as usize * cols;
+            for r in point.tiles {
+                if r.tile < expect {
                     continue;
                 }
-            };
-            let all_nodata = match info.nodata {
-                Some(nd) if opts.skip_nodata_tiles => {
-                    read.data.iter().all(|&v| v as f64 == nd || (nd.is_nan() && v.is_nan()))
+                if r.tile != expect || expect >= rows.end as usize * cols {
+                    break;
                 }
-                _ => false,
-            };
-            if all_nodata {
-                summary.tiles_skipped_nodata += 1;
-            } else {
-                let image = TileImage {
-                    tile,
-                    width: win.width,
-                    height: win.height,
-                    bands: read.bands,
-                    data: read.data,
-                    geotransform: gt.shifted(win.x as f64, win.y as f64),
-                    nodata: info.nodata,
-                };
-                let instances = detector(&image).with_context(|| format!("detector failed on tile {}", tile.name()))?;
-                drop(image);
-                let n_px = (win.width * win.height) as usize;
-                for (i, inst) in instances.into_iter().enumerate() {
-                    if inst.mask.len() != n_px {
-                        bail!(
-                            "detector returned a mask of {} values for tile {} ({}x{} = {n_px}) (instance {i})",
-                            inst.mask.len(),
-                            tile.name(),
-                            win.width,
-                            win.height
-                        );
-                    }
-                    if inst.score < opts.min_score {
-                        continue;
-                    }
-                    let Some(mask) = PixelMask::from_tile_mask(&inst.mask, win) else { continue };
-                    summary.instances_seen += 1;
-                    merger.add(tile, inst.class_id, inst.score, mask);
+                replay.push_back(r);
+                expect += 1;
+            }
+        }
+    }
+    let mut done = (first_row - rows.start) as usize * cols;
+    if let Some(j) = journal.as_deref_mut() {
+        j.count_resumed_tiles(done);
+    }
+    if done > 0 {
+        progress(Progress { tiles_done: done, tiles_total, features_emitted: summary.features_emitted });
+    }
+    for row in first_row..rows.end {
+        for col in 0..grid.cols() {
+            let tile = grid.tile(row, col);
+            let outcome = match replay.front() {
+                Some(r) if r.tile == tile.index => {
+                    let r = replay.pop_front().expect("front exists");
+                    let j = journal.as_deref_mut().expect("replay comes from a journal");
+                    j.count_resumed_tiles(1);
+                    r.into_outcome(&tile).with_context(|| format!("{}: damaged journal", j.dir().display()))?
                 }
-                summary.tiles_processed += 1;
+                _ => {
+                    let outcome = run_tile(raster, &info, gt, tile, &mut detector, opts)?;
+                    if let Some(j) = journal.as_deref_mut() {
+                        j.record_tile(tile.index, &outcome)?;
+                    }
+                    outcome
+                }
+            };
+            match outcome {
+                TileOutcome::Unreadable(why) => summary.unreadable_tiles.push((tile.name(), why)),
+                TileOutcome::Nodata => summary.tiles_skipped_nodata += 1,
+                TileOutcome::Detected(instances) => {
+                    for (class_id, score, mask) in instances {
+                        summary.instances_seen += 1;
+                        merger.add(tile, class_id, score, mask);
+                    }
+                    summary.tiles_processed += 1;
+                }
             }
             done += 1;
             progress(Progress { tiles_done: done, tiles_total, features_emitted: summary.features_emitted });
         }
         for f in merger.finish_row(row)? {
             summary.features_emitted += 1;
+            if let Some(j) = journal.as_deref_mut() {
+                j.append_feature(&f)?;
+            }
             on_feature(f)?;
+        }
+        if let Some(j) = journal.as_deref_mut() {
+            j.checkpoint(row + 1, &summary, &mut merger)?;
         }
     }
     let (features, pending) = merger.finish()?;
@@ -194,6 +257,83 @@ where
     }
     summary.pending = pending;
     Ok(summary)
+}
+
+/// Reads one tile and runs the detector on it: what the merger gets from it.
+fn run_tile<D>(
+    raster: &mut GeoTiff,
+    info: &RasterInfo,
+    gt: GeoTransform,
+    tile: Tile,
+    detector: &mut D,
+    opts: &DetectOptions,
+) -> Result<TileOutcome>
+where
+    D: FnMut(&TileImage) -> Result<Vec<TileInstance>>,
+{
+    let win = tile.window;
+    let read = match raster.read_window(win, &opts.bands) {
+        Ok(read) => read,
+        Err(e) => return Ok(TileOutcome::Unreadable(format!("{e:#}"))),
+    };
+    let all_nodata = match info.nodata {
+        Some(nd) if opts.skip_nodata_tiles => read.data.iter().all(|&v| v as f64 == nd || (nd.is_nan() && v.is_nan())),
+        _ => false,
+    };
+    if all_nodata {
+        return Ok(TileOutcome::Nodata);
+    }
+    // Alpha 0 and GDAL's internal mask 0 are nodata, never image: such tiles are skipped and no
+    // object keeps a pixel there.
+    let validity = if info.has_validity() {
+        match raster.read_validity(win) {
+            Ok(v) => v,
+            Err(e) => return Ok(TileOutcome::Unreadable(format!("{e:#}"))),
+        }
+    } else {
+        None
+    };
+    if let Some(valid) = &validity {
+        if opts.skip_nodata_tiles && !valid.iter().any(|&v| v) {
+            return Ok(TileOutcome::Nodata);
+        }
+    }
+    let image = TileImage {
+        tile,
+        width: win.width,
+        height: win.height,
+        bands: read.bands,
+        data: read.data,
+        geotransform: gt.shifted(win.x as f64, win.y as f64),
+        nodata: info.nodata,
+    };
+    let instances = detector(&image).with_context(|| format!("detector failed on tile {}", tile.name()))?;
+    drop(image);
+    let n_px = (win.width * win.height) as usize;
+    let mut kept = Vec::new();
+    for (i, mut inst) in instances.into_iter().enumerate() {
+        if inst.mask.len() != n_px {
+            bail!(
+                "detector returned a mask of {} values for tile {} ({}x{} = {n_px}) (instance {i})",
+                inst.mask.len(),
+                tile.name(),
+                win.width,
+                win.height
+            );
+        }
+        if inst.score < opts.min_score {
+            continue;
+        }
+        if let Some(valid) = &validity {
+            for (m, &v) in inst.mask.iter_mut().zip(valid) {
+                *m &= v as u8;
+            }
+        }
+        if let Some(mask) = PixelMask::from_tile_mask(&inst.mask, win) {
+            kept.push((inst.class_id, inst.score, mask));
+        }
+    }
+    Ok(TileOutcome::Detected(kept))
 }
 
 /// [`detect_raster_streaming`] collecting the features in memory.
