@@ -37,6 +37,9 @@ pub struct TileGrid {
     pub(crate) row_starts: Vec<u32>,
 }
 
+/// Most tiles a grid may have (a 10-gigapixel-per-side scene in 1 kpx tiles is 1e8).
+pub const MAX_TILES: u64 = 100_000_000;
+
 fn axis_starts(len: u32, tile: u32, overlap: u32) -> Vec<u32> {
     if len <= tile {
         return vec![0];
@@ -58,8 +61,17 @@ impl TileGrid {
         if width == 0 || height == 0 {
             bail!("cannot tile an empty raster ({width}x{height})");
         }
-        if tile_size == 0 || overlap * 2 > tile_size {
+        if tile_size == 0 || overlap.saturating_mul(2) > tile_size {
             bail!("tile size {tile_size} must be positive and at least twice the overlap {overlap}");
+        }
+        // The grid's start lists are allocated up front: bound them (a shard header says the sizes).
+        let step = u64::from(tile_size - overlap);
+        let tiles = (u64::from(width) / step + 2) * (u64::from(height) / step + 2);
+        if tiles > MAX_TILES {
+            bail!(
+                "{width}x{height} pixels in tiles of {tile_size} (overlap {overlap}) would be about {tiles} tiles, more \
+                 than {MAX_TILES}; use larger tiles"
+            );
         }
         Ok(TileGrid {
             width,

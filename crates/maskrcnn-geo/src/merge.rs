@@ -653,6 +653,12 @@ pub fn read_shard_headers(paths: &[impl AsRef<Path>]) -> Result<ShardHeader> {
         if h.format != SHARD_FORMAT {
             bail!("{}: shard format {:?}, expected {SHARD_FORMAT:?}", path.display(), h.format);
         }
+        let g = &h.grid;
+        let rebuilt = TileGrid::new(g.width, g.height, g.tile_size, g.overlap)
+            .with_context(|| format!("{}: the shard's tile grid", path.display()))?;
+        if &rebuilt != g {
+            bail!("{}: the shard's tile grid is not the grid its sizes give (a damaged shard file)", path.display());
+        }
         if let Some(prev) = &header {
             let mut a = prev.clone();
             a.shard = h.shard;
@@ -667,6 +673,9 @@ pub fn read_shard_headers(paths: &[impl AsRef<Path>]) -> Result<ShardHeader> {
     }
     let header = header.ok_or_else(|| anyhow!("no shard files given"))?;
     let n = header.shard.count;
+    if n > paths.len() {
+        bail!("the run has {n} shards but {} shard file(s) were given; the merge needs all of them", paths.len());
+    }
     if seen.len() != n {
         let missing: Vec<usize> = (0..n).filter(|k| !seen.contains(k)).collect();
         bail!("shards {missing:?} of {n} are missing; the merge needs all of them");
@@ -702,9 +711,18 @@ pub fn merge_outputs_streaming(
                     &runs,
                 )
                 .with_context(ctx)?;
+                let (tile_row, tile_col) = (num("tile_row")?, num("tile_col")?);
+                if tile_row >= u64::from(header.grid.rows()) || tile_col >= u64::from(header.grid.cols()) {
+                    bail!(
+                        "{}: pending instance of tile r{tile_row}c{tile_col}, outside the {}x{} tile grid",
+                        ctx(),
+                        header.grid.rows(),
+                        header.grid.cols()
+                    );
+                }
                 pending.push(PendingInstance {
-                    tile_row: num("tile_row")? as u32,
-                    tile_col: num("tile_col")? as u32,
+                    tile_row: tile_row as u32,
+                    tile_col: tile_col as u32,
                     class_id: num("class_id")? as u32,
                     score: p["score"]
                         .as_f64()

@@ -1,6 +1,3 @@
-//! FUZZ TESTS FOR THE GEO CRATE, ADDED BEFORE ITS TIFF READER REWRITE MERGED: to be run (and
-//! their findings fixed in `maskrcnn-geo`) by the lead after that merge.
-//!
 //! Fuzzing the GeoTIFF reader (`GeoTiff::open`, `read_window`) over striped, tiled, BigTIFF,
 //! planar, predictor, LZW/Deflate/PackBits and georeferenced seeds written by the test helpers,
 //! and the shard-file reader (`read_shard_headers`, `merge_outputs`) over a valid one-shard run.
@@ -69,7 +66,7 @@ fn mutate_ifd(rng: &mut Rng, seed: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[test]
-#[ignore = "finds crashes in the GeoTIFF reader being rewritten (see geotiff_declared_sizes_beyond_the_data); run after that merge"]
+
 fn fuzz_geotiff_reader() {
     let dir = fuzz_common::scratch_dir("geotiff");
     let seeds = tiff_seeds(&dir);
@@ -128,7 +125,7 @@ fn shard_seed() -> String {
 }
 
 #[test]
-#[ignore = "finds crashes in the shard reader (see the shard_* regressions below); run once they are fixed"]
+
 fn fuzz_shard_reader() {
     let dir = fuzz_common::scratch_dir("shards");
     let path = dir.join("s0of1.jsonl");
@@ -158,8 +155,7 @@ fn fuzz_shard_reader() {
     );
 }
 
-// ---- crashes found, to become regressions once `maskrcnn-geo` fixes them (ignored until then:
-// they abort or panic the test binary today) ----
+// ---- regressions: crashes the fuzzers found (each aborted or panicked before its fix) ----
 
 /// Found by `fuzz_geotiff_reader` (default seed): the PackBits planar seed with ImageWidth (256)
 /// set to 0xffffffff (the strip count follows the height, so the header stays consistent).
@@ -181,7 +177,7 @@ const GEOTIFF_HUGE_WIDTH_HEX: &[&str] = &[
 ];
 
 #[test]
-#[ignore = "aborts: maskrcnn-geo decode_raw_chunk trusts the declared strip size"]
+
 fn geotiff_declared_sizes_beyond_the_data() {
     let dir = fuzz_common::scratch_dir("geotiff_huge");
     let hex: String = GEOTIFF_HUGE_WIDTH_HEX.concat();
@@ -210,7 +206,7 @@ fn shard_with_pending(edit: impl Fn(&mut serde_json::Value)) -> std::path::PathB
 /// Found by `fuzz_shard_reader`: a pending instance whose tile_col is outside the header's grid
 /// panics with an index out of bounds in `TileGrid::tile` (grid.rs) during `merge_outputs`.
 #[test]
-#[ignore = "panics: merge_outputs_streaming does not check tile_row/tile_col against the grid"]
+
 fn shard_pending_tile_outside_the_grid_is_an_error() {
     let path = shard_with_pending(|p| p["tile_col"] = serde_json::json!(65535));
     let err = format!("{:#}", merge_outputs(&[&path]).expect_err("no such tile"));
@@ -221,7 +217,7 @@ fn shard_pending_tile_outside_the_grid_is_an_error() {
 /// 4294967295) makes `PixelMask::from_runs` reserve width x height bytes (12.9 GB, abort)
 /// before checking the runs.
 #[test]
-#[ignore = "aborts: PixelMask::from_runs reserves the declared size before checking the runs"]
+
 fn shard_pending_mask_with_a_huge_declared_size_is_an_error() {
     let path = shard_with_pending(|p| p["width"] = serde_json::json!(u64::MAX));
     let (result, peak) = fuzz_common::peak_during(|| merge_outputs(&[&path]).map(|_| ()));
