@@ -105,10 +105,10 @@ fn a_killed_detect_resumes_to_the_uninterrupted_output() {
     assert!(ok && err.contains("discarding"), "{err}");
     assert!(std::fs::read(&again).unwrap() == reference);
 
-    // A run that fails at its first tile leaves no journal to trip over.
+    // A run refused before its first tile leaves no journal to trip over.
     let wrong = dir.path().join("wrong.geojson");
     let (ok, err) = detect(&raster, &wrong, &["--bands", "1,2"]);
-    assert!(!ok && err.contains("expects 3"), "{err}");
+    assert!(!ok && err.contains("the model takes 3"), "{err}");
     assert!(!dir.path().join("wrong.geojson.journal").exists());
 
     // --resume without a journal simply runs (so one command line serves the first try and retries).

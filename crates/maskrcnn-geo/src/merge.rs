@@ -674,7 +674,10 @@ pub fn read_shard_headers(paths: &[impl AsRef<Path>]) -> Result<ShardHeader> {
     let header = header.ok_or_else(|| anyhow!("no shard files given"))?;
     let n = header.shard.count;
     if n > paths.len() {
-        bail!("the run has {n} shards but {} shard file(s) were given; the merge needs all of them", paths.len());
+        bail!(
+            "shards are missing: the run has {n} but {} shard file(s) were given; the merge needs all of them",
+            paths.len()
+        );
     }
     if seen.len() != n {
         let missing: Vec<usize> = (0..n).filter(|k| !seen.contains(k)).collect();

@@ -298,3 +298,69 @@ fn nodata_tiles_are_skipped_and_bad_masks_rejected() {
     let err = detect_raster(&mut r, |_: &TileImage| anyhow::bail!("model exploded"), &keep, |_| {}).err().unwrap();
     assert!(format!("{err:#}").contains("detector failed on tile r0c0"), "{err:#}");
 }
+
+/// Alpha 0 is nodata, never image: a tile entirely behind alpha 0 is skipped, and objects keep no
+/// pixel there (a detector claiming the whole tile gets only the visible half). RGBA made by GDAL.
+#[test]
+fn alpha_zero_pixels_are_nodata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rgba.tif");
+    let run = |tool: &str, args: &[&str]| {
+        let out = std::process::Command::new(tool).args(args).output().unwrap_or_else(|e| {
+            panic!("cannot run {tool} ({e}): this test needs GDAL's tools (apt-get install gdal-bin)")
+        });
+        assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let p = path.to_str().unwrap();
+    // 256x128 in 128-px tiles: the right tile fully transparent, the left tile's right half too.
+    run(
+        "gdal_create",
+        &[
+            "-q",
+            "-of",
+            "GTiff",
+            "-outsize",
+            "256",
+            "128",
+            "-bands",
+            "4",
+            "-burn",
+            "200",
+            "-co",
+            "ALPHA=YES",
+            "-a_srs",
+            "EPSG:32616",
+            "-a_ullr",
+            "0",
+            "128",
+            "256",
+            "0",
+            p,
+        ],
+    );
+    let cut = dir.path().join("cut.geojson");
+    std::fs::write(
+        &cut,
+        r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::32616"}},"features":[{"type":"Feature","properties":{},"geometry":{"type":"Polygon","coordinates":[[[64,0],[256,0],[256,128],[64,128],[64,0]]]}}]}"#,
+    )
+    .unwrap();
+    run("gdal_rasterize", &["-q", "-b", "4", "-burn", "0", cut.to_str().unwrap(), p]);
+
+    let mut r = GeoTiff::open(&path).unwrap();
+    assert_eq!(r.info().alpha_band, Some(4));
+    let opts = DetectOptions { tile_size: 128, overlap: 0, bands: vec![1, 2, 3], ..Default::default() };
+    let mut calls = 0;
+    let (features, s) = detect_raster(
+        &mut r,
+        |img: &TileImage| {
+            calls += 1;
+            Ok(vec![TileInstance { class_id: 1, score: 0.9, mask: vec![1; (img.width * img.height) as usize] }])
+        },
+        &opts,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!((calls, s.tiles_skipped_nodata), (1, 1));
+    assert_eq!(features.len(), 1);
+    assert_eq!(features[0].area, 64.0 * 128.0, "only the visible 64x128 pixels");
+}
