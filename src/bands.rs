@@ -48,17 +48,19 @@ pub fn choose_bands(
         );
     }
     let image: Vec<usize> = (1..=raster_bands).filter(|b| !alpha.contains(b)).collect();
-    if !trained.raster_bands.is_empty() && trained.raster_bands.len() == model_inputs {
-        if trained.raster_bands.iter().all(|&b| b <= raster_bands) && image.len() > model_inputs {
-            return Ok(BandChoice {
-                bands: trained.raster_bands.clone(),
-                note: Some(format!(
-                    "using bands {} of the raster's {raster_bands}, the bands the model's training chips were cut \
-                     from (--bands to choose others)",
-                    join(&trained.raster_bands)
-                )),
-            });
-        }
+    if !trained.raster_bands.is_empty()
+        && trained.raster_bands.len() == model_inputs
+        && trained.raster_bands.iter().all(|&b| b <= raster_bands)
+        && image.len() > model_inputs
+    {
+        return Ok(BandChoice {
+            bands: trained.raster_bands.clone(),
+            note: Some(format!(
+                "using bands {} of the raster's {raster_bands}, the bands the model's training chips were cut from \
+                 (--bands to choose others)",
+                join(&trained.raster_bands)
+            )),
+        });
     }
     if let ([band], Some(1)) = (trained.raster_bands.as_slice(), trained.image_bands) {
         if *band <= raster_bands && image.len() != 1 {
