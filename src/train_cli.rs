@@ -211,8 +211,46 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         if bands > 1 && (1..bands).all(|b| first_image.plane(b) == first_image.plane(0)) { 1 } else { bands };
     drop(first_image);
     let device = Device::default().autodiff();
-    let mut model = match &args.init {
-        Some(path) => {
+    // A bare classification ResNet (torchvision, timm, torchgeo) starts the backbone only.
+    let classification = match &args.init {
+        Some(path) if is_state_dict_file(path) => {
+            let sd = crate::weights::StateDict::read(path)?;
+            crate::weights::backbone_init::classification_resnet(&sd)
+                .with_context(|| format!("--init {}", path.display()))?
+                .map(|resnet| (sd, resnet))
+        }
+        _ => None,
+    };
+    let mut model = match (&args.init, classification) {
+        (Some(path), Some((sd, resnet))) => {
+            let mut config = MaskRcnnConfig::for_classes(
+                resnet.depth,
+                &class_names,
+                resnet.in_channels,
+                args.trainable_layers.map_or(3, usize::from),
+            );
+            if args.pointrend {
+                config.mask_head = crate::config::MaskHeadKind::PointRend;
+            }
+            // torchvision's resnet_fpn_backbone freezes a pretrained backbone's batch norm.
+            config.backbone.norm = args.norm.unwrap_or(crate::config::NormKind::Frozen);
+            let mut m = MaskRcnn::new(config, &device)?;
+            let loaded = crate::weights::backbone_init::load_backbone_body(&mut m, &sd, &device)
+                .with_context(|| format!("--init {}", path.display()))?;
+            let model_bands = if bands == 1 { 3 } else { bands };
+            if resnet.in_channels != model_bands {
+                m.adapt_input_bands(model_bands);
+            }
+            eprintln!(
+                "{}: a ResNet-{} classification checkpoint ({} bands): {loaded} tensors start the backbone; the FPN, \
+                 RPN and heads start fresh",
+                path.display(),
+                resnet.depth,
+                resnet.in_channels
+            );
+            m
+        }
+        (Some(path), None) => {
             let mut m = crate::weights::load_model(path, &device)?.model;
             if args.pointrend && !m.config.is_pointrend() {
                 if !args.new_pointrend_head {
@@ -234,7 +272,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             m.config.backbone.norm = args.norm.unwrap_or(crate::config::NormKind::Frozen);
             m
         }
-        None => {
+        (None, _) => {
             let mut config = MaskRcnnConfig::for_classes(
                 args.backbone,
                 &class_names,
@@ -368,4 +406,12 @@ mod backbone_name_tests {
             assert!(super::parse_backbone_depth(text).is_err(), "{text}");
         }
     }
+}
+
+/// A state dict file (rather than a model folder or package), which may hold a bare ResNet.
+fn is_state_dict_file(path: &std::path::Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| ["pth", "pt", "bin", "safetensors"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }

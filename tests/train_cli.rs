@@ -317,3 +317,42 @@ fn a_run_folder_inside_the_data_is_refused() {
     }
     assert!(!images.join("run").exists());
 }
+
+/// `--init resnet18.safetensors`, a bare classification ResNet as torchvision or timm save one
+/// (`conv1`, `bn1`, `layer1..4`, `fc`, batch-norm counters): its weights start the backbone
+/// (4-band data gets the first convolution adapted) and the run trains; the final model's body
+/// still holds the checkpoint's frozen stem.
+#[test]
+fn a_classification_resnet_starts_the_backbone() {
+    use maskrcnn::weights::{HostTensor, StateDict};
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::default();
+    let names = vec!["object".to_string()];
+    let mut source = maskrcnn::MaskRcnn::new(maskrcnn::MaskRcnnConfig::for_classes(18, &names, 3, 3), &device).unwrap();
+    let body = StateDict::from_module(&mut source.net.backbone.body, "backbone.body");
+    let mut tensors: std::collections::BTreeMap<String, HostTensor> =
+        body.tensors.into_iter().map(|(k, t)| (k["backbone.body.".len()..].to_string(), t)).collect();
+    tensors.insert("fc.weight".into(), HostTensor { shape: vec![10, 512], data: vec![0.1; 5120] });
+    tensors.insert("fc.bias".into(), HostTensor { shape: vec![10], data: vec![0.0; 10] });
+    let stem = tensors["conv1.weight"].clone();
+    let checkpoint = tmp.path().join("resnet18.safetensors");
+    StateDict { tensors }.write_safetensors(&checkpoint).unwrap();
+
+    let json = small_coco(tmp.path(), 2, 2, 5);
+    let out = tmp.path().join("run");
+    run_train(quick_run(&json, &out, 1, &["--init", checkpoint.to_str().unwrap()])).unwrap();
+    let mut trained = maskrcnn::weights::load_model(&out.join("model"), &device).unwrap().model;
+    let after = StateDict::from_module(&mut trained.net.backbone.body, "backbone.body");
+    // The stem is frozen (trainable layers 3, as torchvision's default for a pretrained backbone).
+    assert_eq!(after.tensors["backbone.body.conv1.weight"], stem);
+
+    // A ResNet of no torchvision depth is refused, naming the file.
+    let mut odd = StateDict::read(&checkpoint).unwrap();
+    odd.tensors.retain(|k, _| !k.starts_with("layer4.1."));
+    let odd_path = tmp.path().join("odd.safetensors");
+    odd.write_safetensors(&odd_path).unwrap();
+    let err =
+        run_train(quick_run(&json, &tmp.path().join("run2"), 1, &["--init", odd_path.to_str().unwrap()])).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("odd.safetensors") && err.contains("[2, 2, 2, 1]"), "{err}");
+}

@@ -2,6 +2,7 @@
 //! arcgis.learn `.emd` / `.dlpk` packages.
 
 pub mod arcgis;
+pub mod backbone_init;
 pub mod checkpoint;
 pub mod pth_writer;
 pub mod state_dict;
