@@ -395,6 +395,14 @@ pub fn parse_backbone_depth(text: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// A state dict file (rather than a model folder or package), which may hold a bare ResNet.
+fn is_state_dict_file(path: &std::path::Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| ["pth", "pt", "bin", "safetensors"].iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
 #[cfg(test)]
 mod backbone_name_tests {
     #[test]
@@ -406,12 +414,4 @@ mod backbone_name_tests {
             assert!(super::parse_backbone_depth(text).is_err(), "{text}");
         }
     }
-}
-
-/// A state dict file (rather than a model folder or package), which may hold a bare ResNet.
-fn is_state_dict_file(path: &std::path::Path) -> bool {
-    path.is_file()
-        && path
-            .extension()
-            .is_some_and(|e| ["pth", "pt", "bin", "safetensors"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
