@@ -20,6 +20,7 @@ pub mod esri;
 pub mod image_io;
 pub mod instance_masks;
 pub mod jpeg_check;
+pub mod process_lock;
 pub mod scaling;
 pub mod stats;
 pub mod synthetic;

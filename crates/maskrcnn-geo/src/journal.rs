@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use maskrcnn_data::process_lock::ProcessLock;
+
 use crate::grid::{Shard, Tile};
 use crate::merge::{
     feature_from_json, feature_to_json, mask_box_within, MergeOptions, Merger, MergerSnapshot, PixelMask,
@@ -593,57 +595,25 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// owner's process id; a killed run leaves it behind and the next run, seeing the process gone,
 /// takes it over.
 struct JournalLock {
-    path: PathBuf,
+    _lock: ProcessLock,
 }
 
 impl JournalLock {
     fn acquire(dir: &Path) -> Result<JournalLock> {
-        let path = dir.join(LOCK);
-        for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    writeln!(file, "{}", std::process::id())
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    return Ok(JournalLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
-                    if let Some(pid) = owner.filter(|&pid| pid != std::process::id() && process_is_running(pid)) {
-                        bail!(
-                            "{}: another detect (process {pid}) is writing this journal; wait for it to end \
-                             (delete {} if that process is not a detect)",
-                            dir.display(),
-                            path.display()
-                        );
-                    }
-                    std::fs::remove_file(&path)
-                        .with_context(|| format!("cannot remove the stale {}", path.display()))?;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    bail!("{}: no journal there", dir.display())
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
-            }
+        if !dir.is_dir() {
+            bail!("{}: no journal there", dir.display());
         }
-        bail!("{}: could not take the journal's lock", path.display())
+        let path = dir.join(LOCK);
+        let lock = ProcessLock::acquire(&path, |pid| {
+            format!(
+                "{}: another detect (process {pid}) is writing this journal; wait for it to end (delete {} if that \
+                 process is not a detect)",
+                dir.display(),
+                path.display()
+            )
+        })?;
+        Ok(JournalLock { _lock: lock })
     }
-}
-
-impl Drop for JournalLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn process_is_running(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Without a portable liveness check a lock is taken as held; its message says how to clear it.
-#[cfg(not(target_os = "linux"))]
-fn process_is_running(_pid: u32) -> bool {
-    true
 }
 
 #[cfg(test)]

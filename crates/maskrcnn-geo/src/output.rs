@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use geo::{Area, BoundingRect, MultiPolygon};
 
+use maskrcnn_data::process_lock::process_is_running;
+
 use crate::raster::Crs;
 
 /// One detected object in map coordinates.
@@ -149,17 +151,6 @@ fn remove_stale_temp_files(target: &Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-#[cfg(target_os = "linux")]
-fn process_is_running(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Without a portable liveness check every temporary is taken as another run's, and kept.
-#[cfg(not(target_os = "linux"))]
-fn process_is_running(_pid: u32) -> bool {
-    true
 }
 
 /// Temporary sibling file that is deleted unless committed.

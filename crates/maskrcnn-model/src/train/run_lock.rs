@@ -1,10 +1,10 @@
 //! One writer per run folder: a second `train` into a folder another run is writing would
 //! interleave its `metrics.jsonl` and race its checkpoints.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
+use maskrcnn_data::process_lock::ProcessLock;
 
 /// The lock file inside a run folder; it holds the owner's process id.
 pub const LOCK_FILE: &str = ".lock";
@@ -13,53 +13,22 @@ pub const LOCK_FILE: &str = ".lock";
 /// lock, which the next run recognises by its dead process id and takes over).
 #[derive(Debug)]
 pub struct RunLock {
-    path: PathBuf,
+    _lock: ProcessLock,
 }
 
 impl RunLock {
     pub fn acquire(run_dir: &Path) -> Result<Self> {
         let path = run_dir.join(LOCK_FILE);
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    writeln!(file, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
-                    return Ok(Self { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
-                    if let Some(pid) = owner.filter(|&pid| pid != std::process::id() && process_is_running(pid)) {
-                        bail!(
-                            "{}: another training run (process {pid}) is writing to this folder; wait for it to end \
-                             or choose another --output (delete {} if that process is not a training run)",
-                            run_dir.display(),
-                            path.display()
-                        );
-                    }
-                    std::fs::remove_file(&path)
-                        .with_context(|| format!("removing the stale lock {}", path.display()))?;
-                }
-                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-            }
-        }
-        bail!("{}: could not take the run folder's lock", path.display())
+        let lock = ProcessLock::acquire(&path, |pid| {
+            format!(
+                "{}: another training run (process {pid}) is writing to this folder; wait for it to end or choose \
+                 another --output (delete {} if that process is not a training run)",
+                run_dir.display(),
+                path.display()
+            )
+        })?;
+        Ok(Self { _lock: lock })
     }
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn process_is_running(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Without a portable liveness check a lock is taken as held; its message says how to clear it.
-#[cfg(not(target_os = "linux"))]
-fn process_is_running(_pid: u32) -> bool {
-    true
 }
 
 #[cfg(test)]
