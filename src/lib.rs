@@ -3,13 +3,14 @@
 //! weights, training) is the `maskrcnn-model` crate, re-exported here under its module names.
 
 pub use maskrcnn_model::{
-    backbone, config, io_util, layers, model, ops, proposal, roi_heads, tensor_util, train, transform, weights,
+    backbone, config, device, io_util, layers, model, ops, proposal, roi_heads, tensor_util, train, transform, weights,
     Detection, MaskRcnn, MaskRcnnConfig,
 };
 
 pub mod bands;
 pub mod cli;
 pub mod demo;
+pub mod device_arg;
 pub mod detect;
 pub mod evaluate;
 pub mod image_io;

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use maskrcnn_data::coco::CocoDataset;
 use maskrcnn_data::esri::EsriRcnnMasksDataset;
@@ -130,6 +129,8 @@ pub struct TrainArgs {
     /// Skip the validation mask/box AP at each epoch end (the validation loss is still computed).
     #[arg(long)]
     pub no_val_ap: bool,
+    #[command(flatten)]
+    pub device: crate::device_arg::DeviceArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -210,7 +211,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     let source_bands =
         if bands > 1 && (1..bands).all(|b| first_image.plane(b) == first_image.plane(0)) { 1 } else { bands };
     drop(first_image);
-    let device = Device::default().autodiff();
+    let device = args.device.resolve()?.autodiff();
     // A bare classification ResNet (torchvision, timm, torchgeo) starts the backbone only.
     let classification = match &args.init {
         Some(path) if is_state_dict_file(path) => {

@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn training_batch_norm_matches_pytorch_formulas() {
-        let device = Device::default().autodiff();
+        let device = Device::flex().autodiff();
         let (n, c, h, w) = (2, 3, 4, 5);
         let x = values(n * c * h * w, 0.1);
         let dy = values(n * c * h * w, 1.7);
@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn frozen_batch_norm_gives_no_gradient_to_its_affine_terms() {
-        let device = Device::default().autodiff();
+        let device = Device::flex().autodiff();
         let bn = BatchNorm::new(2, &device);
         let input = tensor_from_vec(values(16, 0.3), [1, 2, 2, 4], &device).require_grad();
         let grads = bn.forward(input.clone()).sum().backward();

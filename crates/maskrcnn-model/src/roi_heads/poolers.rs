@@ -53,7 +53,9 @@ pub fn roi_align_level(feature: &Tensor<4>, rois: &[(usize, Box)], params: &RoiA
         return Tensor::zeros([0, c, params.output_h, params.output_w], &device);
     }
     let flat: Tensor<2> = feature.clone().permute([0, 2, 3, 1]).reshape([n * h * w, c]);
-    if !feature.is_tracked() {
+    // Inference on the CPU accumulates on host memory (no gathered intermediate); on a GPU the
+    // gather below stays on the device, which beats reading the feature map back.
+    if !feature.is_tracked() && crate::device::is_cpu(&device) {
         return roi_align_level_host(flat, rois, c, h, w, params);
     }
     let mut chunks = Vec::new();
