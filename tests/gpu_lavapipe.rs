@@ -205,7 +205,7 @@ fn loss_batch() -> (Vec<ImageChw>, Vec<TrainTarget>, RecordedSampler) {
     (images, targets, sampler)
 }
 
-fn train_step(device: &Device) -> ([f32; 5], BTreeMap<String, Vec<f32>>) {
+fn train_step(device: &Device) -> ([f32; maskrcnn::train::forward::NUM_LOSS_TERMS], BTreeMap<String, Vec<f32>>) {
     let mut model = load("r18_tiny", &device.clone().autodiff());
     let trainable = model.config.backbone.trainable_layers;
     freeze_layers(&mut model.net, trainable);
