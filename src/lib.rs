@@ -10,8 +10,8 @@ pub use maskrcnn_model::{
 pub mod bands;
 pub mod cli;
 pub mod demo;
-pub mod device_arg;
 pub mod detect;
+pub mod device_arg;
 pub mod evaluate;
 pub mod image_io;
 pub mod output_policy;

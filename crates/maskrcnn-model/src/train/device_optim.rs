@@ -103,11 +103,19 @@ impl DeviceOptimizer {
     }
 
     pub fn to_host(&self) -> OptimizerState {
-        let download = |m: &BTreeMap<String, Tensor<1>>| m.iter().map(|(k, t)| (k.clone(), tensor_to_vec(t.clone()))).collect();
+        let download =
+            |m: &BTreeMap<String, Tensor<1>>| m.iter().map(|(k, t)| (k.clone(), tensor_to_vec(t.clone()))).collect();
         OptimizerState { steps: self.steps, first: download(&self.first), second: download(&self.second) }
     }
 
-    fn update(&mut self, config: &OptimizerConfig, lr: f64, net: &mut MaskRcnnNet, grads: Gradients, max_norm: f32) -> Update {
+    fn update(
+        &mut self,
+        config: &OptimizerConfig,
+        lr: f64,
+        net: &mut MaskRcnnNet,
+        grads: Gradients,
+        max_norm: f32,
+    ) -> Update {
         // Gradients and current values of every parameter that has a gradient, flattened.
         let mut work: BTreeMap<String, (Tensor<1>, Tensor<1>)> = BTreeMap::new();
         net.visit_named("", &mut |name, slot| {

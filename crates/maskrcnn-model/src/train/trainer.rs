@@ -20,8 +20,8 @@ use serde_json::json;
 use super::checkpoint::{
     load_latest_checkpoint, save_checkpoint, save_model_folder, LogState, RunState, BEST_DIR, FINAL_DIR,
 };
-use super::forward::{LossTerms, TrainTarget};
 use super::device_optim::{Optimizer, Update};
+use super::forward::{LossTerms, TrainTarget};
 use super::optim::{OptimizerConfig, OptimizerKind, OptimizerState, Schedule, ScheduleKind};
 use super::progress::{SilentProgress, StderrProgress, TrainProgress};
 use super::sampling::RandomSampler;

@@ -7,7 +7,9 @@ use crate::ops::interpolate::resize_bilinear;
 use crate::tensor_util::{tensor_from_vec, tensor_to_vec};
 
 use super::heads::{CoarseMaskHead, PointHead};
-use super::point_features::{regular_grid, sample_box_points, sample_box_points_host, sample_coarse_host, HostFeatures};
+use super::point_features::{
+    regular_grid, sample_box_points, sample_box_points_host, sample_coarse_host, HostFeatures,
+};
 use super::{COARSE_INPUT_SIDE, COARSE_OUTPUT_SIDE, SUBDIVISION_POINTS, SUBDIVISION_STEPS};
 
 /// Indices and box-relative centres of the `k` most uncertain cells (highest value) of an
