@@ -389,6 +389,27 @@ struct PredictArgs {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    match crate::hooks::LineProgress::from_env() {
+        Some(lines) => crate::hooks::with_hooks(std::rc::Rc::new(lines), || dispatch(cli)),
+        None => dispatch(cli),
+    }
+}
+
+/// [`run`] over the given arguments (the first is the program name) instead of the process's, for
+/// running a command in-process: a usage error is returned, as the one line clap prints first.
+pub fn run_from<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|e| {
+        let text = e.to_string();
+        anyhow::anyhow!("{}", text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string())
+    })?;
+    dispatch(cli)
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
     }
@@ -465,7 +486,7 @@ fn load_model(path: &std::path::Path, device: &burn::tensor::Device) -> Result<c
 
 /// `--max-detections`: more objects per image than torchvision's 100, with enough RPN proposals
 /// after NMS to give them.
-fn apply_max_detections(config: &mut crate::MaskRcnnConfig, max_detections: Option<usize>) -> Result<()> {
+pub fn apply_max_detections(config: &mut crate::MaskRcnnConfig, max_detections: Option<usize>) -> Result<()> {
     let Some(n) = max_detections else { return Ok(()) };
     if n == 0 {
         bail!("--max-detections must be at least 1");
@@ -828,6 +849,7 @@ fn detect(args: DetectArgs) -> Result<()> {
         bar.set_length(p.tiles_total as u64);
         bar.set_position(p.tiles_done as u64);
         bar.set_message(format!("{} objects", p.features_emitted));
+        crate::hooks::detect_progress(&p);
     })?;
     bar.finish_and_clear();
     eprintln!(

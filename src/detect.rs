@@ -108,7 +108,10 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", job.raster.display());
     }
     let scale = model.config.transform.pixel_scale_for(info.sample_type);
-    let detector = |tile: &TileImage| detect_tile(model, tile, scale, job.test_time_augmentation, &keep);
+    let detector = |tile: &TileImage| {
+        crate::hooks::check_stop()?;
+        detect_tile(model, tile, scale, job.test_time_augmentation, &keep)
+    };
     let extra = BTreeMap::from([
         ("classes kept".to_string(), format!("{keep:?}")),
         ("flips (--tta)".to_string(), job.test_time_augmentation.to_string()),

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod demo;
 pub mod detect;
 pub mod evaluate;
+pub mod hooks;
 pub mod image_io;
 pub mod output_policy;
 pub mod overlay;

@@ -363,7 +363,9 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         ..TrainOptions::default()
     };
     let bar = crate::cli::StepBar::new(args.quiet);
-    let report = train_with_progress(&mut model, dataset.as_ref(), &args.output, &options, args.resume, &bar)?;
+    let hooks = crate::hooks::current();
+    let progress = hooks.as_ref().and_then(|h| h.train_progress()).unwrap_or(&bar);
+    let report = train_with_progress(&mut model, dataset.as_ref(), &args.output, &options, args.resume, progress)?;
     if !report.unreadable.is_empty() {
         eprintln!(
             "warning: {} training item(s) could not be read and were skipped (each is named above and in {})",
