@@ -404,7 +404,7 @@ where
 {
     let cli = Cli::try_parse_from(args).map_err(|e| {
         let text = e.to_string();
-        anyhow::anyhow!("{}", text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string())
+        crate::hooks::UsageError(text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string())
     })?;
     dispatch(cli)
 }

@@ -61,6 +61,19 @@ pub fn check_stop() -> Result<()> {
     Ok(())
 }
 
+/// Arguments the command line does not accept (clap's first line, without `error: `), from
+/// [`crate::cli::run_from`]: the caller's mistake rather than the data's.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// `MASKRCNN_PROGRESS=lines`: progress as plain stderr lines, for a program reading the command's
 /// output through a pipe (the QGIS plugin), where the terminal's bars are not drawn:
 ///

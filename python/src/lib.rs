@@ -86,7 +86,9 @@ enum ImageArg {
     Raw(maskrcnn_data::ImageTensor, SampleType),
 }
 
-fn raw_from_array<T: numpy::Element + Copy + Into<f32>>(array: PyReadonlyArrayDyn<'_, T>) -> PyResult<maskrcnn_data::ImageTensor> {
+fn raw_from_array<T: numpy::Element + Copy + Into<f32>>(
+    array: PyReadonlyArrayDyn<'_, T>,
+) -> PyResult<maskrcnn_data::ImageTensor> {
     let view = array.as_array();
     let shape = view.shape().to_vec();
     let (height, width, channels) = match shape.as_slice() {
@@ -100,7 +102,8 @@ fn raw_from_array<T: numpy::Element + Copy + Into<f32>>(array: PyReadonlyArrayDy
             .into_py(array.py()))
         }
     };
-    let view = view.into_shape_with_order((height, width, channels)).map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    let view =
+        view.into_shape_with_order((height, width, channels)).map_err(|e| PyTypeError::new_err(e.to_string()))?;
     let mut data = Vec::with_capacity(height * width * channels);
     for c in 0..channels {
         data.extend(view.index_axis(numpy::ndarray::Axis(2), c).iter().map(|&v| v.into()));
@@ -170,8 +173,11 @@ impl Model {
     ) -> PyResult<Vec<Bound<'py, PyList>>> {
         if let Some(t) = score_threshold {
             if !(0.0..=1.0).contains(&t) {
-                return Err(EngineError::new(ErrorKind::Invalid, format!("score_threshold must be within 0..1, got {t}"))
-                    .into_py(py));
+                return Err(EngineError::new(
+                    ErrorKind::Invalid,
+                    format!("score_threshold must be within 0..1, got {t}"),
+                )
+                .into_py(py));
             }
         }
         if max_detections == Some(0) {
@@ -431,7 +437,6 @@ fn run_command(
     args: Vec<String>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Option<(usize, usize, usize)>> {
-    let usage = args.first().map_or(true, |a| a.starts_with('-'));
     let (result, raised, tiles) = py.detach(move || {
         let hooks = Rc::new(PyHooks::new(progress));
         let argv = std::iter::once("maskrcnn".to_string()).chain(args);
@@ -440,7 +445,15 @@ fn run_command(
         });
         let result = match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(EngineError::from_anyhow(&e)),
+            Ok(Err(e)) => {
+                let mut error = EngineError::from_anyhow(&e);
+                // Usage errors (clap's), and option values the command refuses (`--max-detections
+                // must be at least 1`), are the caller's: ValueError.
+                if e.downcast_ref::<maskrcnn::hooks::UsageError>().is_some() || error.message.starts_with("--") {
+                    error.kind = ErrorKind::Invalid;
+                }
+                Err(error)
+            }
             Err(panic) => {
                 let text = panic
                     .downcast_ref::<&str>()
@@ -457,23 +470,7 @@ fn run_command(
     if let Some(e) = raised {
         return Err(e);
     }
-    match result {
-        Ok(()) => Ok(tiles),
-        Err(mut e) => {
-            // Usage errors (clap's) say what was wrong with the arguments, not with the data.
-            if usage || is_usage_error(&e.message) {
-                e.kind = ErrorKind::Invalid;
-            }
-            Err(e.into_py(py))
-        }
-    }
-}
-
-fn is_usage_error(message: &str) -> bool {
-    ["unexpected argument", "invalid value", "the following required arguments", "cannot be used with", "a value is required"]
-        .iter()
-        .any(|m| message.contains(m))
-        || message.starts_with("--")
+    result.map(|()| tiles).map_err(|e| e.into_py(py))
 }
 
 #[pymodule]
