@@ -1,6 +1,7 @@
 """Type stubs of the compiled extension (``maskrcnn._maskrcnn``)."""
 
 import os
+import pathlib
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypedDict, Union
 
 import numpy as np
@@ -34,23 +35,26 @@ class Model:
     def config(self) -> Dict[str, Any]:
         """The model configuration (``config.json`` of a model folder)."""
     @property
-    def path(self) -> str:
+    def path(self) -> pathlib.Path:
         """The path given to :func:`load`."""
     @property
-    def weights_path(self) -> str:
+    def weights_path(self) -> pathlib.Path:
         """The weights file read."""
     def predict(
         self,
         image: Image,
-        score_threshold: Optional[float] = 0.05,
-        max_detections: Optional[int] = 100,
+        score_threshold: Optional[float] = None,
+        max_detections: Optional[int] = None,
     ) -> List[Detection]:
-        """Objects in one image (HxWxC or HxW array of raw values, or an image path), best first."""
+        """Objects in one image (HxWxC or HxW array of raw values, or an image path), best first.
+
+        None keeps the model's own score threshold and detection cap (torchvision's 0.05 and 100
+        unless the model stored others), as ``maskrcnn predict`` without flags does."""
     def predict_batch(
         self,
         images: Sequence[Image],
-        score_threshold: Optional[float] = 0.05,
-        max_detections: Optional[int] = 100,
+        score_threshold: Optional[float] = None,
+        max_detections: Optional[int] = None,
     ) -> List[List[Detection]]:
         """:meth:`predict` for each image."""
 

@@ -89,11 +89,13 @@ enum ImageArg {
 fn raw_from_array<T: numpy::Element + Copy + Into<f32>>(
     array: PyReadonlyArrayDyn<'_, T>,
 ) -> PyResult<maskrcnn_data::ImageTensor> {
+    use numpy::ndarray::{Axis, Ix2, Ix3};
     let view = array.as_array();
     let shape = view.shape().to_vec();
-    let (height, width, channels) = match shape.as_slice() {
-        [h, w] => (*h, *w, 1),
-        [h, w, c] => (*h, *w, *c),
+    // Any strides (slices, flips, Fortran order): the pixels are read as they index.
+    let view = match shape.len() {
+        2 => view.into_dimensionality::<Ix2>().map(|v| v.insert_axis(Axis(2))),
+        3 => view.into_dimensionality::<Ix3>(),
         _ => {
             return Err(EngineError::new(
                 ErrorKind::Invalid,
@@ -101,12 +103,12 @@ fn raw_from_array<T: numpy::Element + Copy + Into<f32>>(
             )
             .into_py(array.py()))
         }
-    };
-    let view =
-        view.into_shape_with_order((height, width, channels)).map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    }
+    .map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    let (height, width, channels) = view.dim();
     let mut data = Vec::with_capacity(height * width * channels);
     for c in 0..channels {
-        data.extend(view.index_axis(numpy::ndarray::Axis(2), c).iter().map(|&v| v.into()));
+        data.extend(view.index_axis(Axis(2), c).iter().map(|&v| v.into()));
     }
     Ok(maskrcnn_data::ImageTensor { channels, height, width, data })
 }
@@ -121,15 +123,13 @@ fn image_arg(image: &Bound<'_, PyAny>) -> PyResult<ImageArg> {
     if let Ok(a) = image.extract::<PyReadonlyArrayDyn<'_, f32>>() {
         return Ok(ImageArg::Raw(raw_from_array(a)?, SampleType::F32));
     }
-    if let Ok(a) = image.downcast::<numpy::PyUntypedArray>() {
+    if let Ok(a) = image.cast::<numpy::PyUntypedArray>() {
         return Err(PyTypeError::new_err(format!(
             "image: arrays of dtype {} are not supported; pass uint8, uint16 or float32",
             a.dtype()
         )));
     }
-    let os = image.py().import("os")?;
-    if image.is_instance_of::<pyo3::types::PyString>() || image.is_instance(&os.getattr("PathLike")?)? {
-        let path: PathBuf = os.call_method1("fspath", (image,))?.extract()?;
+    if let Ok(path) = image.extract::<PathBuf>() {
         return Ok(ImageArg::Path(path));
     }
     Err(PyTypeError::new_err(format!(
@@ -226,8 +226,9 @@ impl Model {
     /// `image` is a numpy array (HxWxC or HxW, uint8, uint16 or float32, raw values: they are
     /// divided by the pixel scale stored with the model, else by the dtype's range, 255 or 65535)
     /// or the path of an image file. Detections scoring below `score_threshold` are dropped; at
-    /// most `max_detections` are kept (None: the model's own, torchvision's 100).
-    #[pyo3(signature = (image, score_threshold=0.05, max_detections=100))]
+    /// most `max_detections` are kept. None, the default for both, keeps the model's own settings
+    /// (torchvision's 0.05 and 100 unless the model stored others), as `maskrcnn predict` does.
+    #[pyo3(signature = (image, score_threshold=None, max_detections=None))]
     fn predict<'py>(
         &self,
         py: Python<'py>,
@@ -240,7 +241,7 @@ impl Model {
     }
 
     /// `predict` over a list of images (arrays or paths): one list of detections per image.
-    #[pyo3(signature = (images, score_threshold=0.05, max_detections=100))]
+    #[pyo3(signature = (images, score_threshold=None, max_detections=None))]
     fn predict_batch<'py>(
         &self,
         py: Python<'py>,

@@ -61,7 +61,7 @@ def trained(tmp_path_factory):
 def test_every_model_form_loads_to_the_same_model(r18, packaged, trained, tmp_path):
     image = R18_TINY / "image.png"
     reference = r18.predict(image)
-    assert r18.classes == ["person", "tie", "cup"] or len(r18.classes) == 3, r18.classes
+    assert r18.classes == ["person", "tie", "scissors"]
     assert isinstance(r18.config, dict) and r18.config["num_classes"] == len(r18.classes) + 1
     for form in [R18_TINY / "model.safetensors", packaged / "r18.pth", packaged / "r18.emd", packaged / "r18.dlpk"]:
         model = maskrcnn.load(form)
@@ -113,8 +113,8 @@ def test_float_arrays_are_taken_as_scaled_and_thresholds_apply(r18):
     assert np.allclose([d["box"] for d in as_floats], [d["box"] for d in as_bytes], atol=0.05)
     few = r18.predict(array, score_threshold=0.5, max_detections=3)
     assert len(few) <= 3 and all(d["score"] >= 0.5 for d in few)
-    # The model's own settings are back after a call with others.
-    assert r18.config["roi_heads"]["box_detections_per_img"] == 100
+    # The model's own settings (this one keeps 20) are back after a call with others.
+    assert r18.config["roi_heads"]["box_detections_per_img"] == 20
     batch = r18.predict_batch([array, R18_TINY / "image.png"])
     assert len(batch) == 2 and len(batch[0]) == len(as_bytes) and len(batch[1]) == 4
 
