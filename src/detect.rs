@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use maskrcnn_geo::{
-    create_writer_in, detect_raster_journaled, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink, GeoTiff,
-    Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
+    create_writer_in, detect_raster_journaled, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink,
+    GeoTiff, Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
 };
 
 use crate::model::MaskRcnn;
@@ -110,7 +110,10 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     }
     if info.geotransform.is_none() {
         if job.output_crs.is_some() {
-            bail!("--output-crs: {} has no georeferencing, so its polygons cannot be reprojected", job.raster.display());
+            bail!(
+                "--output-crs: {} has no georeferencing, so its polygons cannot be reprojected",
+                job.raster.display()
+            );
         }
         eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", job.raster.display());
     }

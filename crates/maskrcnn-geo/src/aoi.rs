@@ -51,8 +51,9 @@ impl Aoi {
         let gt = info.geotransform.with_context(|| {
             format!("--aoi {}: raster {} has no georeferencing to place it on", path.display(), raster_path.display())
         })?;
-        let layer = read_labels_in_crs(path, None, info.crs.as_ref(), raster_path, AOI_TOLERANCE_PIXELS, gt.pixel_size())
-            .with_context(|| format!("--aoi {}", path.display()))?;
+        let layer =
+            read_labels_in_crs(path, None, info.crs.as_ref(), raster_path, AOI_TOLERANCE_PIXELS, gt.pixel_size())
+                .with_context(|| format!("--aoi {}", path.display()))?;
         let mut edges = Vec::new();
         let mut pixel_polygons = Vec::new();
         for (geometry, _) in &layer.features {
@@ -125,7 +126,11 @@ impl Aoi {
         for row in 0..win.height as usize {
             let yc = wy0 + row as f64 + 0.5;
             xs.clear();
-            xs.extend(band.iter().filter(|e| e[1] <= yc && yc < e[3]).map(|e| e[0] + (yc - e[1]) * (e[2] - e[0]) / (e[3] - e[1])));
+            xs.extend(
+                band.iter()
+                    .filter(|e| e[1] <= yc && yc < e[3])
+                    .map(|e| e[0] + (yc - e[1]) * (e[2] - e[0]) / (e[3] - e[1])),
+            );
             xs.sort_by(f64::total_cmp);
             for pair in xs.chunks_exact(2) {
                 // Window columns whose centre lies in [pair0, pair1).
@@ -212,7 +217,10 @@ mod tests {
     #[test]
     fn combined_validity_is_both() {
         let aoi = AoiCover::Partial(vec![true, true, false, false]);
-        assert_eq!(combine_validity(Some(vec![true, false, true, false]), Some(&aoi), 4), Some(vec![true, false, false, false]));
+        assert_eq!(
+            combine_validity(Some(vec![true, false, true, false]), Some(&aoi), 4),
+            Some(vec![true, false, false, false])
+        );
         assert_eq!(combine_validity(None, Some(&AoiCover::Inside), 4), None);
         assert_eq!(combine_validity(None, Some(&aoi), 4), Some(vec![true, true, false, false]));
         assert_eq!(combine_validity(None, Some(&AoiCover::Outside), 2), Some(vec![false, false]));

@@ -79,11 +79,8 @@ impl Projection {
     }
 
     fn from_proj_string(proj_string: &str, name: String) -> Result<Projection> {
-        let method = proj_string
-            .split_whitespace()
-            .find_map(|t| t.strip_prefix("+proj="))
-            .unwrap_or("(no +proj)")
-            .to_string();
+        let method =
+            proj_string.split_whitespace().find_map(|t| t.strip_prefix("+proj=")).unwrap_or("(no +proj)").to_string();
         if method == "geocent" {
             bail!("{name} is a geocentric (X/Y/Z) CRS, not a map CRS; choose a geographic or projected CRS");
         }
@@ -277,11 +274,10 @@ impl Reprojector {
             }
             Ok(LineString::new(out))
         };
-        let polygons = mp
-            .0
-            .iter()
-            .map(|p| Ok(Polygon::new(ring(p.exterior())?, p.interiors().iter().map(ring).collect::<Result<_>>()?)))
-            .collect::<Result<Vec<_>>>()?;
+        let polygons =
+            mp.0.iter()
+                .map(|p| Ok(Polygon::new(ring(p.exterior())?, p.interiors().iter().map(ring).collect::<Result<_>>()?)))
+                .collect::<Result<Vec<_>>>()?;
         Ok(MultiPolygon::new(polygons))
     }
 

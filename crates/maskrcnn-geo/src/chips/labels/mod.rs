@@ -285,16 +285,16 @@ pub(super) fn labels_to_raster(
     };
     match (raster_crs, label_epsg) {
         (Some(_), Some(l)) if raster_epsg == Some(l) => Ok(None),
-        (Some(raster), Some(l)) if raster.is_described() => Reprojector::new(&Crs::from_epsg(l), raster)
-            .map(Some)
-            .with_context(|| {
+        (Some(raster), Some(l)) if raster.is_described() => {
+            Reprojector::new(&Crs::from_epsg(l), raster).map(Some).with_context(|| {
                 format!(
                     "labels {} are in {} and raster {} in {raster_desc}, and they cannot be reprojected",
                     labels.path.display(),
                     labels.crs.describe(),
                     raster_path.display()
                 )
-            }),
+            })
+        }
         (Some(_), None) if raster_epsg.is_some() => bail!(
             "labels {} have an {}, so they cannot be checked against raster {} ({raster_desc}); {}",
             labels.path.display(),
@@ -328,11 +328,7 @@ pub fn read_labels_in_crs(
 
 /// Label polygons moved into the raster's CRS, edges densified so each stays within
 /// `max_error` raster units of its true course.
-pub(super) fn reproject_features(
-    labels: &mut LabelLayer,
-    reprojector: &Reprojector,
-    max_error: f64,
-) -> Result<()> {
+pub(super) fn reproject_features(labels: &mut LabelLayer, reprojector: &Reprojector, max_error: f64) -> Result<()> {
     for (i, (geometry, _)) in labels.features.iter_mut().enumerate() {
         let (moved, _) = reprojector
             .multipolygon_valid(geometry, max_error)
