@@ -209,6 +209,14 @@ struct DetectArgs {
     tta: bool,
     #[command(flatten)]
     polygons: PolygonArgs,
+    /// Write the output in this CRS: EPSG:XXXX (EPSG:4326 GeoJSON is RFC 7946 lon/lat) or a WKT
+    /// file. --simplify, --min-area and the area field are computed in the raster's CRS first.
+    #[arg(long)]
+    output_crs: Option<String>,
+    /// Only detect inside these polygons (.geojson, .gpkg, .fgb or .shp, any CRS): tiles outside
+    /// are never read and objects are cut at the boundary.
+    #[arg(long)]
+    aoi: Option<PathBuf>,
     /// K/N: process shard K of N (0-based), or `auto`: the index from JOB_COMPLETION_INDEX or
     /// SLURM_ARRAY_TASK_ID (the environment is read only then, or with --shards).
     #[arg(long)]
@@ -231,6 +239,9 @@ struct MergeArgs {
     inputs: Vec<PathBuf>,
     #[arg(long)]
     output: PathBuf,
+    /// Write the output in this CRS (EPSG:XXXX or a WKT file) instead of the raster's.
+    #[arg(long)]
+    output_crs: Option<String>,
     #[arg(long)]
     overwrite: bool,
 }
@@ -247,6 +258,10 @@ struct VectorizeArgs {
     band: usize,
     #[command(flatten)]
     polygons: PolygonArgs,
+    /// Write the output in this CRS (EPSG:XXXX or a WKT file) instead of the raster's; metric
+    /// options and areas are computed in the raster's CRS first.
+    #[arg(long)]
+    output_crs: Option<String>,
     #[arg(long)]
     overwrite: bool,
 }
@@ -815,6 +830,10 @@ fn detect(args: DetectArgs) -> Result<()> {
             shard.index
         );
     }
+    let output_crs = args.output_crs.as_deref().map(maskrcnn_geo::reproject::parse_crs).transpose()?;
+    if let Some(aoi) = &args.aoi {
+        refuse_output(&args.output, args.overwrite, &[(aoi, "--aoi")])?;
+    }
     let device = burn::tensor::Device::default();
     let mut model = load_model(&args.model, &device)?.model;
     apply_max_detections(&mut model.config, args.max_detections)?;
@@ -837,6 +856,8 @@ fn detect(args: DetectArgs) -> Result<()> {
         classes: args.classes.clone(),
         test_time_augmentation: args.tta,
         overview: args.overview,
+        aoi: args.aoi.clone(),
+        output_crs,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -870,7 +891,8 @@ fn detect(args: DetectArgs) -> Result<()> {
 fn merge(args: MergeArgs) -> Result<()> {
     let inputs: Vec<(&std::path::Path, &str)> = args.inputs.iter().map(|p| (p.as_path(), "--inputs")).collect();
     refuse_output(&args.output, args.overwrite, &inputs)?;
-    let n = crate::detect::merge_shards(&args.inputs, &args.output, args.overwrite)?;
+    let output_crs = args.output_crs.as_deref().map(maskrcnn_geo::reproject::parse_crs).transpose()?;
+    let n = crate::detect::merge_shards(&args.inputs, &args.output, args.overwrite, output_crs.as_ref())?;
     eprintln!("{n} objects from {} shards -> {}", args.inputs.len(), args.output.display());
     Ok(())
 }
@@ -878,6 +900,7 @@ fn merge(args: MergeArgs) -> Result<()> {
 fn vectorize(args: VectorizeArgs) -> Result<()> {
     use maskrcnn_geo::{Feature, GeoTiff, PixelWindow, Samples, WriteOptions};
     refuse_output(&args.output, args.overwrite, &[(&args.labels, "--labels")])?;
+    let output_crs = args.output_crs.as_deref().map(maskrcnn_geo::reproject::parse_crs).transpose()?;
     let mut raster = GeoTiff::open(&args.labels)?;
     let info = raster.info().clone();
     if args.band == 0 || args.band > info.bands {
@@ -920,10 +943,18 @@ fn vectorize(args: VectorizeArgs) -> Result<()> {
         })
         .collect();
     let write = WriteOptions { overwrite: args.overwrite, ..WriteOptions::default() };
-    if let Some(warning) = maskrcnn_geo::output::crs_warning(&args.output, info.crs.as_ref()) {
+    if output_crs.is_some() && info.geotransform.is_none() {
+        bail!("--output-crs: {} has no georeferencing, so its polygons cannot be reprojected", args.labels.display());
+    }
+    let mut sink = maskrcnn_geo::create_writer_in(&args.output, info.crs.as_ref(), output_crs.as_ref(), &write)?;
+    if let Some(warning) = sink.crs_warning() {
         eprintln!("warning: {warning}");
     }
-    maskrcnn_geo::write_features(&args.output, &features, info.crs.as_ref(), &write)?;
+    for f in &features {
+        sink.write(f)?;
+    }
+    sink.warnings().iter().for_each(|w| eprintln!("warning: {}: {w}", args.output.display()));
+    sink.finish()?;
     eprintln!("{} objects -> {}", features.len(), args.output.display());
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use maskrcnn_geo::{
-    create_writer, detect_raster_journaled, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink, GeoTiff,
-    Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
+    create_writer_in, detect_raster_journaled, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink,
+    GeoTiff, Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
 };
 
 use crate::model::MaskRcnn;
@@ -27,6 +27,10 @@ pub struct DetectJob {
     pub test_time_augmentation: bool,
     /// Reduced-resolution level of a COG to read (0: full resolution).
     pub overview: usize,
+    /// Polygons limiting detection to the tiles they touch, objects cut at their edge (`--aoi`).
+    pub aoi: Option<PathBuf>,
+    /// CRS the output is written in (`--output-crs`); None: the raster's.
+    pub output_crs: Option<maskrcnn_geo::Crs>,
 }
 
 /// Runs the model on one tile and turns its detections into tile-sized binary masks.
@@ -105,7 +109,17 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         options.vectorize.units = maskrcnn_geo::MapUnits::of_crs(info.crs.as_ref());
     }
     if info.geotransform.is_none() {
+        if job.output_crs.is_some() {
+            bail!(
+                "--output-crs: {} has no georeferencing, so its polygons cannot be reprojected",
+                job.raster.display()
+            );
+        }
         eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", job.raster.display());
+    }
+    if let Some(path) = &job.aoi {
+        let aoi = maskrcnn_geo::aoi::Aoi::load(path, &info, &job.raster)?;
+        options.aoi = Some(std::sync::Arc::new(aoi));
     }
     let scale = model.config.transform.pixel_scale_for(info.sample_type);
     let detector = |tile: &TileImage| {
@@ -116,6 +130,8 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         ("classes kept".to_string(), format!("{keep:?}")),
         ("flips (--tta)".to_string(), job.test_time_augmentation.to_string()),
         ("overview level".to_string(), job.overview.to_string()),
+        ("output CRS".to_string(), job.output_crs.as_ref().map(|c| c.describe()).unwrap_or_default()),
+        ("area of interest".to_string(), aoi_fingerprint(job.aoi.as_deref())?),
     ]);
     let fingerprint = RunFingerprint::new(&job.raster, model_fingerprint(&job.model_path, model)?, &options, extra)?;
     enum Sink {
@@ -123,6 +139,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         Vector(Box<dyn FeatureSink>),
     }
     // Before the journal: an output that cannot be created must not leave a journal behind.
+    if options.shard.count > 1 && job.output_crs.is_some() {
+        bail!("--output-crs applies to the merged file: pass it to `maskrcnn merge`, not to each shard");
+    }
     let mut sink = if options.shard.count > 1 {
         let grid = TileGrid::new(info.width, info.height, options.tile_size, options.overlap)?;
         let header = ShardHeader::new(
@@ -137,7 +156,7 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         Sink::Shard(ShardWriter::create(&job.output, &header, job.overwrite)?)
     } else {
         let write_options = WriteOptions { overwrite: job.overwrite, ..WriteOptions::default() };
-        let sink = create_writer(&job.output, info.crs.as_ref(), &write_options)?;
+        let sink = create_writer_in(&job.output, info.crs.as_ref(), job.output_crs.as_ref(), &write_options)?;
         if let Some(warning) = sink.crs_warning() {
             eprintln!("warning: {warning}");
         }
@@ -161,7 +180,10 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     };
     match sink {
         Sink::Shard(w) => w.finish(&summary.pending)?,
-        Sink::Vector(s) => s.finish()?,
+        Sink::Vector(s) => {
+            s.warnings().iter().for_each(|w| eprintln!("warning: {}: {w}", job.output.display()));
+            s.finish()?
+        }
     }
     // Only once the output is in place: a kill before this still leaves a run to resume.
     journal.finish()?;
@@ -245,11 +267,25 @@ fn report_unreadable_tiles(raster: &Path, output: &Path, summary: &DetectSummary
     )
 }
 
-/// Joins shard files into one vector file, stitching objects across shard seams.
-pub fn merge_shards(inputs: &[PathBuf], output: &Path, overwrite: bool) -> Result<usize> {
+/// What identifies an AOI for the journal: its path and content digest.
+fn aoi_fingerprint(aoi: Option<&Path>) -> Result<String> {
+    let Some(path) = aoi else { return Ok(String::new()) };
+    let digest = maskrcnn_geo::digest_files(&[path.to_path_buf()], b"")
+        .with_context(|| format!("--aoi {}: cannot read it", path.display()))?;
+    Ok(format!("{} {digest}", path.display()))
+}
+
+/// Joins shard files into one vector file, stitching objects across shard seams; written in
+/// `output_crs` when given, else the raster's CRS.
+pub fn merge_shards(
+    inputs: &[PathBuf],
+    output: &Path,
+    overwrite: bool,
+    output_crs: Option<&maskrcnn_geo::Crs>,
+) -> Result<usize> {
     let header = maskrcnn_geo::read_shard_headers(inputs)?;
     let options = WriteOptions { overwrite, ..WriteOptions::default() };
-    let mut sink = create_writer(output, header.crs.as_ref(), &options)?;
+    let mut sink = create_writer_in(output, header.crs.as_ref(), output_crs, &options)?;
     if let Some(warning) = sink.crs_warning() {
         eprintln!("warning: {warning}");
     }
@@ -258,6 +294,7 @@ pub fn merge_shards(inputs: &[PathBuf], output: &Path, overwrite: bool) -> Resul
         count += 1;
         sink.write(&f)
     })?;
+    sink.warnings().iter().for_each(|w| eprintln!("warning: {}: {w}", output.display()));
     sink.finish()?;
     Ok(count)
 }

@@ -61,6 +61,8 @@ pub struct DetectOptions {
     pub shard: Shard,
     /// Do not call the detector on tiles whose pixels are all nodata.
     pub skip_nodata_tiles: bool,
+    /// Area of interest: tiles outside it are never read, masks are cleared outside it.
+    pub aoi: Option<std::sync::Arc<crate::aoi::Aoi>>,
 }
 
 impl Default for DetectOptions {
@@ -75,6 +77,7 @@ impl Default for DetectOptions {
             vectorize: VectorizeOptions::default(),
             shard: Shard::WHOLE,
             skip_nodata_tiles: true,
+            aoi: None,
         }
     }
 }
@@ -272,6 +275,10 @@ where
     D: FnMut(&TileImage) -> Result<Vec<TileInstance>>,
 {
     let win = tile.window;
+    let aoi = opts.aoi.as_ref().map(|a| a.cover(win));
+    if aoi == Some(crate::aoi::AoiCover::Outside) {
+        return Ok(TileOutcome::Nodata);
+    }
     let read = match raster.read_window(win, &opts.bands) {
         Ok(read) => read,
         Err(e) => return Ok(TileOutcome::Unreadable(format!("{e:#}"))),
@@ -293,6 +300,7 @@ where
     } else {
         None
     };
+    let validity = crate::aoi::combine_validity(validity, aoi.as_ref(), (win.width * win.height) as usize);
     if let Some(valid) = &validity {
         if opts.skip_nodata_tiles && !valid.iter().any(|&v| v) {
             return Ok(TileOutcome::Nodata);
