@@ -207,6 +207,13 @@ struct DetectArgs {
     /// Average predictions over flipped tiles.
     #[arg(long)]
     tta: bool,
+    /// The raster's cell size in metres per pixel, in place of its georeferencing's (tiles are
+    /// resampled to the model's training cell size when they differ by more than 5%).
+    #[arg(long)]
+    cell_size: Option<f64>,
+    /// Run at the raster's own resolution even when the model was trained at another cell size.
+    #[arg(long, conflicts_with = "cell_size")]
+    no_resample: bool,
     #[command(flatten)]
     polygons: PolygonArgs,
     /// K/N: process shard K of N (0-based), or `auto`: the index from JOB_COMPLETION_INDEX or
@@ -816,6 +823,7 @@ fn detect(args: DetectArgs) -> Result<()> {
         classes: args.classes.clone(),
         test_time_augmentation: args.tta,
         overview: args.overview,
+        cell_size: crate::cell_size::CellSizeRequest { raster_cell_size: args.cell_size, no_resample: args.no_resample },
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

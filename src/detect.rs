@@ -27,6 +27,8 @@ pub struct DetectJob {
     pub test_time_augmentation: bool,
     /// Reduced-resolution level of a COG to read (0: full resolution).
     pub overview: usize,
+    /// `--cell-size` / `--no-resample`: how tiles are matched to the model's training cell size.
+    pub cell_size: crate::cell_size::CellSizeRequest,
 }
 
 /// Runs the model on one tile and turns its detections into tile-sized binary masks.
@@ -77,6 +79,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         eprintln!("{}: overview level {} ({}x{} pixels)", job.raster.display(), job.overview, i.width, i.height);
     }
     let info = raster.info().clone();
+    let plan = crate::cell_size::CellSizePlan::new(&job.raster, &info, model.config.cell_size, job.cell_size)?;
+    let resampling_model = plan.model_for(model, job.options.tile_size)?;
+    let model = resampling_model.as_ref().unwrap_or(model);
     let choice = crate::bands::choose_bands(
         &job.raster,
         info.bands,
@@ -108,11 +113,12 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", job.raster.display());
     }
     let scale = model.config.transform.pixel_scale_for(info.sample_type);
-    let detector = |tile: &TileImage| detect_tile(model, tile, scale, job.test_time_augmentation, &keep);
+    let detector = plan.wrap(|tile: &TileImage| detect_tile(model, tile, scale, job.test_time_augmentation, &keep));
     let extra = BTreeMap::from([
         ("classes kept".to_string(), format!("{keep:?}")),
         ("flips (--tta)".to_string(), job.test_time_augmentation.to_string()),
         ("overview level".to_string(), job.overview.to_string()),
+        ("cell size resampling".to_string(), format!("{plan:?}")),
     ]);
     let fingerprint = RunFingerprint::new(&job.raster, model_fingerprint(&job.model_path, model)?, &options, extra)?;
     enum Sink {
