@@ -207,6 +207,13 @@ struct DetectArgs {
     /// Average predictions over flipped tiles.
     #[arg(long)]
     tta: bool,
+    /// The raster's cell size in metres per pixel, in place of its georeferencing's (tiles are
+    /// resampled to the model's training cell size when they differ by more than 5%).
+    #[arg(long)]
+    cell_size: Option<f64>,
+    /// Run at the raster's own resolution even when the model was trained at another cell size.
+    #[arg(long, conflicts_with = "cell_size")]
+    no_resample: bool,
     #[command(flatten)]
     polygons: PolygonArgs,
     /// Write the output in this CRS: EPSG:XXXX (EPSG:4326 GeoJSON is RFC 7946 lon/lat) or a WKT
@@ -858,6 +865,7 @@ fn detect(args: DetectArgs) -> Result<()> {
         overview: args.overview,
         aoi: args.aoi.clone(),
         output_crs,
+        cell_size: crate::cell_size::CellSizeRequest { raster_cell_size: args.cell_size, no_resample: args.no_resample },
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

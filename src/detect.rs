@@ -31,6 +31,8 @@ pub struct DetectJob {
     pub aoi: Option<PathBuf>,
     /// CRS the output is written in (`--output-crs`); None: the raster's.
     pub output_crs: Option<maskrcnn_geo::Crs>,
+    /// `--cell-size` / `--no-resample`: how tiles are matched to the model's training cell size.
+    pub cell_size: crate::cell_size::CellSizeRequest,
 }
 
 /// Runs the model on one tile and turns its detections into tile-sized binary masks.
@@ -81,6 +83,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         eprintln!("{}: overview level {} ({}x{} pixels)", job.raster.display(), job.overview, i.width, i.height);
     }
     let info = raster.info().clone();
+    let plan = crate::cell_size::CellSizePlan::new(&job.raster, &info, model.config.cell_size, job.cell_size)?;
+    let resampling_model = plan.model_for(model, job.options.tile_size)?;
+    let model = resampling_model.as_ref().unwrap_or(model);
     let choice = crate::bands::choose_bands(
         &job.raster,
         info.bands,
@@ -122,16 +127,17 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         options.aoi = Some(std::sync::Arc::new(aoi));
     }
     let scale = model.config.transform.pixel_scale_for(info.sample_type);
-    let detector = |tile: &TileImage| {
+    let detector = plan.wrap(|tile: &TileImage| {
         crate::hooks::check_stop()?;
         detect_tile(model, tile, scale, job.test_time_augmentation, &keep)
-    };
+    });
     let extra = BTreeMap::from([
         ("classes kept".to_string(), format!("{keep:?}")),
         ("flips (--tta)".to_string(), job.test_time_augmentation.to_string()),
         ("overview level".to_string(), job.overview.to_string()),
         ("output CRS".to_string(), job.output_crs.as_ref().map(|c| c.describe()).unwrap_or_default()),
         ("area of interest".to_string(), aoi_fingerprint(job.aoi.as_deref())?),
+        ("cell size resampling".to_string(), format!("{plan:?}")),
     ]);
     let fingerprint = RunFingerprint::new(&job.raster, model_fingerprint(&job.model_path, model)?, &options, extra)?;
     enum Sink {

@@ -8,6 +8,7 @@ pub use maskrcnn_model::{
 };
 
 pub mod bands;
+pub mod cell_size;
 pub mod cli;
 pub mod demo;
 pub mod detect;

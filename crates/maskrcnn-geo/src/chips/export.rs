@@ -170,11 +170,17 @@ pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
             summary.chips_nodata_skipped
         );
     }
+    // One number for the export, at the raster's centre (the side of the pixel's square in metres).
+    let cell_metres = info
+        .geotransform
+        .as_ref()
+        .and_then(|g| crate::units::cell_size_metres(g, info.crs.as_ref(), info.width, info.height))
+        .map(|(x, y)| (x * y).sqrt());
     match opts.format {
-        ChipFormat::RcnnMasks => esri.finish(out, &summary, &classes, &bands, tile, &gt)?,
+        ChipFormat::RcnnMasks => esri.finish(out, &summary, &classes, &bands, tile, &gt, cell_metres)?,
         ChipFormat::Coco => {
             let description = format!("chips of {} labelled from {}", opts.raster.display(), opts.labels.display());
-            coco.finish(out, description, info.crs.as_ref(), &classes, tile, opts.stride)?
+            coco.finish(out, description, info.crs.as_ref(), &classes, tile, opts.stride, cell_metres)?
         }
     }
     summary.classes = classes;
