@@ -882,9 +882,10 @@ fn detect(args: DetectArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     eprintln!(
-        "{} tiles ({} skipped as nodata), {} objects -> {}{}",
+        "{} tiles ({} skipped as nodata{}), {} objects -> {}{}",
         summary.tiles_processed,
         summary.tiles_skipped_nodata,
+        if args.aoi.is_some() { " or outside --aoi" } else { "" },
         summary.features_emitted,
         args.output.display(),
         if shard.count > 1 {

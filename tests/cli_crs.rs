@@ -92,13 +92,9 @@ fn label_raster(dir: &Path, epsg: u32, x0: f64, y0: f64) -> PathBuf {
             e = cx + 1.5,
             f = cy + 12.0
         );
-        let hole = format!(
-            "[[{a},{b}],[{a},{c}],[{d},{c}],[{d},{b}],[{a},{b}]]",
-            a = cx - 6.0,
-            b = cy - 6.0,
-            c = cy - 2.0,
-            d = cx - 2.0
-        );
+        // 64 m²: above --min-area, so the hole stays.
+        let hole =
+            format!("[[{a},{b}],[{a},{c}],[{d},{c}],[{d},{b}],[{a},{b}]]", a = cx - 8.0, b = cy - 8.0, c = cy, d = cx);
         let rings = if i % 5 == 0 { format!("[{outer},{hole}]") } else { format!("[{outer}]") };
         features.push(format!(
             r#"{{"type":"Feature","properties":{{"id":{}}},"geometry":{{"type":"Polygon","coordinates":{rings}}}}}"#,
@@ -213,7 +209,13 @@ fn vectorize_wgs84_output_is_rfc7946() {
     eprintln!("EPSG:32616 -> EPSG:4326: {diff:.2e} degrees from GDAL");
     // Valid polygons, as GDAL's GEOS sees them.
     let out = Command::new("ogrinfo")
-        .args(["-q", "-dialect", "SQLite", "-sql", "SELECT COUNT(*) AS bad FROM ours WHERE NOT ST_IsValid(geometry)"])
+        .args([
+            "-q",
+            "-dialect",
+            "SQLite",
+            "-sql",
+            "SELECT COUNT(*) AS bad FROM detections WHERE NOT ST_IsValid(geometry)",
+        ])
         .arg(&ours)
         .output()
         .unwrap();
