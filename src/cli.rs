@@ -823,7 +823,10 @@ fn detect(args: DetectArgs) -> Result<()> {
         classes: args.classes.clone(),
         test_time_augmentation: args.tta,
         overview: args.overview,
-        cell_size: crate::cell_size::CellSizeRequest { raster_cell_size: args.cell_size, no_resample: args.no_resample },
+        cell_size: crate::cell_size::CellSizeRequest {
+            raster_cell_size: args.cell_size,
+            no_resample: args.no_resample,
+        },
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
