@@ -59,9 +59,9 @@ fn chip_folder_cell_size(folder: &Path) -> Option<(f64, String)> {
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                ["tif", "tiff", "png", "jpg", "jpeg"].iter().any(|x| e.eq_ignore_ascii_case(x))
-            })
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["tif", "tiff", "png", "jpg", "jpeg"].iter().any(|x| e.eq_ignore_ascii_case(x)))
         })
         .collect();
     files.sort();
@@ -124,7 +124,8 @@ fn aux_xml_crs(path: &Path) -> Option<Crs> {
 /// What `export-chips` wrote about its cell size: `CellSizeMeters` in the chips' `.emd` (ours)
 /// or `cell_size_m` in COCO's `info`, else the `.emd`'s arcgis `MinCellSize`/`MaxCellSize`.
 fn export_metadata_cell_size(root: &Path, data: &Path) -> Option<(f64, String)> {
-    let read = |p: &Path| std::fs::read_to_string(p).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let read =
+        |p: &Path| std::fs::read_to_string(p).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
     let positive = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
     let emd_path = root.join("esri_model_definition.emd");
     if let Some(emd) = read(&emd_path) {

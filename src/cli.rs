@@ -865,7 +865,10 @@ fn detect(args: DetectArgs) -> Result<()> {
         overview: args.overview,
         aoi: args.aoi.clone(),
         output_crs,
-        cell_size: crate::cell_size::CellSizeRequest { raster_cell_size: args.cell_size, no_resample: args.no_resample },
+        cell_size: crate::cell_size::CellSizeRequest {
+            raster_cell_size: args.cell_size,
+            no_resample: args.no_resample,
+        },
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

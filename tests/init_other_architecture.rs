@@ -45,7 +45,8 @@ fn a_vit_checkpoint_is_refused_in_one_line() {
         ("head.weight", &[10, 8]),
     ];
     for (name, keys) in [("vit_b_16", torchvision), ("vit_base_patch16_224", timm)] {
-        let sd = StateDict { tensors: keys.iter().map(|(k, s)| (k.to_string(), tensor(s))).collect::<BTreeMap<_, _>>() };
+        let sd =
+            StateDict { tensors: keys.iter().map(|(k, s)| (k.to_string(), tensor(s))).collect::<BTreeMap<_, _>>() };
         let checkpoint = dir.path().join(format!("{name}.safetensors"));
         sd.write_safetensors(&checkpoint).unwrap();
         let run = dir.path().join(format!("run-{name}"));

@@ -33,7 +33,8 @@ const MIN_METRIC_CELL_SIZE: f64 = 1e-4;
 /// The cell size an `.emd` records: `MinCellSize` and `MaxCellSize` (arcgis.learn writes both,
 /// equal for one training raster), unless `ImageSpaceUsed` is `PIXEL_SPACE`.
 pub fn emd_cell_size(emd: &Value) -> Option<f64> {
-    let pixel_space = emd.get("ImageSpaceUsed").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("PIXEL_SPACE"));
+    let pixel_space =
+        emd.get("ImageSpaceUsed").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("PIXEL_SPACE"));
     if pixel_space {
         return None;
     }
@@ -166,10 +167,8 @@ impl EmdPackage {
             config.input_bands.raster_bands = self.extract_bands.iter().map(|b| b + 1).collect();
         } else if self.extract_bands.len() == 1 && config.backbone.in_channels == 3 {
             // One band repeated to the three inputs, as training on single-band chips does.
-            config.input_bands = crate::config::InputBands {
-                image_bands: Some(1),
-                raster_bands: vec![self.extract_bands[0] + 1],
-            };
+            config.input_bands =
+                crate::config::InputBands { image_bands: Some(1), raster_bands: vec![self.extract_bands[0] + 1] };
         }
         Ok(())
     }
@@ -462,6 +461,49 @@ fn default_color(label: usize) -> [u8; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cell_size_comes_from_min_and_max_cell_size_in_map_space() {
+        let emd = |v: Value| emd_cell_size(&v);
+        assert_eq!(emd(serde_json::json!({"MinCellSize": 0.3, "MaxCellSize": 0.3})), Some(0.3));
+        assert_eq!(emd(serde_json::json!({"MinCellSize": 0.25, "MaxCellSize": 1.0})), Some(0.5));
+        assert_eq!(emd(serde_json::json!({"MaxCellSize": 2.0, "ImageSpaceUsed": "MAP_SPACE"})), Some(2.0));
+        assert_eq!(emd(serde_json::json!({"MinCellSize": 0.3, "ImageSpaceUsed": "PIXEL_SPACE"})), None);
+        assert_eq!(emd(serde_json::json!({"MinCellSize": 2.7e-6, "MaxCellSize": 2.7e-6})), None, "degrees");
+        assert_eq!(emd(serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn emd_round_trips_cell_size_and_bands() {
+        let mut config = MaskRcnnConfig { num_classes: 2, ..Default::default() };
+        config.cell_size = Some(0.3);
+        config.input_bands.raster_bands = vec![4, 3, 2];
+        let written = emd_json(&config, "m");
+        assert_eq!(written["MinCellSize"], 0.3);
+        assert_eq!(written["MaxCellSize"], 0.3);
+        assert_eq!(written["ExtractBands"], serde_json::json!([3, 2, 1]));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.pth"), b"x").unwrap();
+        let path = dir.path().join("m.emd");
+        std::fs::write(&path, serde_json::to_vec(&written).unwrap()).unwrap();
+        let package = read_emd(&path).unwrap();
+        let mut read = MaskRcnnConfig { num_classes: 2, ..Default::default() };
+        package.apply_to(&mut read).unwrap();
+        assert_eq!(read.cell_size, Some(0.3));
+        assert_eq!(read.input_bands.raster_bands, vec![4, 3, 2]);
+
+        // arcgis.learn's own RGB package: bands 0, 1, 2 say nothing beyond the default.
+        let mut rgb = written.clone();
+        rgb["ExtractBands"] = serde_json::json!([0, 1, 2]);
+        std::fs::write(&path, serde_json::to_vec(&rgb).unwrap()).unwrap();
+        let mut read = MaskRcnnConfig { num_classes: 2, ..Default::default() };
+        read_emd(&path).unwrap().apply_to(&mut read).unwrap();
+        assert!(read.input_bands.raster_bands.is_empty());
+        rgb["ExtractBands"] = serde_json::json!("0,1,2");
+        std::fs::write(&path, serde_json::to_vec(&rgb).unwrap()).unwrap();
+        let err = read_emd(&path).unwrap_err().to_string();
+        assert!(err.contains("m.emd") && err.contains("ExtractBands"), "{err}");
+    }
 
     #[test]
     fn archive_names_stay_inside_the_folder() {

@@ -79,6 +79,12 @@ fn other_classification_architecture(sd: &StateDict) -> Option<(&'static str, St
         ("RegNet", "trunk_output."),
     ];
     let swin = sd.tensors.keys().any(|k| k.contains(".attn.relative_position_bias_table"));
+    // torchvision's ConvNeXt blocks are `features.i.j.block` like EfficientNet's, with a layer scale.
+    if let Some(key) = sd.tensors.keys().find(|k| k.ends_with(".layer_scale") || k.ends_with(".gamma")) {
+        if !sd.tensors.contains_key("conv1.weight") {
+            return Some(("ConvNeXt", key.clone()));
+        }
+    }
     for (name, prefix) in SIGNS {
         if let Some(key) = sd.tensors.keys().find(|k| k.starts_with(prefix)) {
             // torchvision's Swin, EfficientNet and MobileNet all begin with `features.0.0`; only
@@ -147,5 +153,24 @@ mod tests {
         odd.tensors.retain(|k, _| !k.starts_with("layer3.1."));
         let err = classification_resnet(&odd).unwrap_err().to_string();
         assert!(err.contains("[2, 2, 1, 2]"), "{err}");
+    }
+
+    #[test]
+    fn other_architectures_are_named() {
+        let tensor = || super::super::HostTensor { shape: vec![2], data: vec![0.0; 2] };
+        let sd = |keys: &[&str]| StateDict { tensors: keys.iter().map(|k| (k.to_string(), tensor())).collect() };
+        for (keys, name) in [
+            (&["conv_proj.weight", "encoder.layers.encoder_layer_0.ln_1.weight"][..], "ViT"),
+            (&["patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "cls_token"][..], "ViT"),
+            (&["features.0.0.weight", "features.1.0.attn.relative_position_bias_table"][..], "Swin"),
+            (&["features.0.0.weight", "features.1.0.block.0.0.weight"][..], "EfficientNet"),
+            (&["stem.0.weight", "stages.0.blocks.0.conv_dw.weight"][..], "ConvNeXt"),
+        ] {
+            let err = classification_resnet(&sd(keys)).unwrap_err().to_string();
+            assert!(err.contains(&format!("a {name} classification checkpoint")), "{keys:?}: {err}");
+            assert!(err.contains("only ResNet-18/34/50/101/152"), "{err}");
+        }
+        // Something unknown is not guessed at: the loader says what it lacks.
+        assert_eq!(classification_resnet(&sd(&["foo.weight"])).unwrap(), None);
     }
 }
