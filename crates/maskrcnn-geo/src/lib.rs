@@ -6,6 +6,7 @@
 //! * [`chips`]: training chips (RCNN_Masks or COCO) from a raster and label polygons.
 //! * [`grid`], [`tiling`] and [`merge`]: tile grid and sharding, streaming detection, seam stitching.
 //! * [`units`]: metres and m² whatever the CRS, for the vectorising options and areas.
+//! * [`pipeline`]: the same detection with reading, batched inference and merging overlapped on every core.
 //! * [`journal`]: a detect run's crash-safe journal, so a killed run continues where it stopped.
 
 pub mod raster;
@@ -25,6 +26,7 @@ pub use chips::{
 pub mod grid;
 pub mod journal;
 pub mod merge;
+pub mod pipeline;
 pub mod tiling;
 pub mod units;
 
@@ -35,6 +37,7 @@ pub use merge::{
     merge_outputs, merge_outputs_streaming, read_shard_headers, MergeOptions, MergedOutput, Merger, PendingInstance,
     PixelMask, ShardHeader, ShardWriter,
 };
+pub use pipeline::{detect_raster_pipelined, per_tile, BatchDetector, PipelineOptions};
 pub use tiling::{
     detect_raster, detect_raster_journaled, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard,
     Tile, TileGrid, TileImage, TileInstance,
