@@ -31,13 +31,13 @@ SPACENET = REPO.parent / "shared/data/spacenet-atlanta-sample/sample_geotiff.tif
 
 
 def raster_facts(path):
-    """(width, height, cell size in CRS units) from gdalinfo."""
+    """(width, height, cell size x and y in CRS units, band count) from gdalinfo."""
     import json
 
     info = json.loads(subprocess.run(["gdalinfo", "-json", str(path)], check=True, capture_output=True, text=True).stdout)
     w, h = info["size"]
     gt = info.get("geoTransform", [0, 1, 0, 0, 0, -1])
-    return w, h, abs(gt[1]), abs(gt[5])
+    return w, h, abs(gt[1]), abs(gt[5]), len(info.get("bands", []))
 
 
 def run_once(binary, model, raster, out, threads, batch, extra):
@@ -96,14 +96,16 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for raster in rasters:
-            w, h, cx, cy = raster_facts(raster)
+            w, h, cx, cy, bands = raster_facts(raster)
             km2 = w * h * cx * cy / 1e6
+            # A one-band scene (the panchromatic SpaceNet sample) feeds its band to each of the model's inputs.
+            raster_extra = extra + (["--bands", "1,1,1"] if bands == 1 else [])
             runs = {s: [] for s in settings}
             reference = None
             for rep in range(args.reps):
                 for (t, b) in settings:
                     out = Path(tmp) / "out.geojson"
-                    r = run_once(args.binary, args.model, raster, out, t, b, extra)
+                    r = run_once(args.binary, args.model, raster, out, t, b, raster_extra)
                     r["load"] = float(open("/proc/loadavg").read().split()[0])
                     if reference is None:
                         reference = r["output"]
@@ -113,9 +115,10 @@ def main():
                     runs[(t, b)].append(r)
                     print(f"{raster.name} rep {rep + 1} threads {t} batch {b}: {r['wall']:.1f} s wall, "
                           f"{r['user'] + r['sys']:.1f} s CPU, {r['rss_mb']:.0f} MB, load {r['load']}", file=sys.stderr)
-            results[raster] = (w, h, cx, cy, km2, runs)
-    load_end = open("/proc/loadavg").read().split()[:3]
-    write_report(args, results, settings, started, load_start, load_end)
+            results[raster] = (w, h, cx, cy, km2, runs, raster_extra != extra)
+            # After each raster, so a long run stopped part way still leaves its figures.
+            load_end = open("/proc/loadavg").read().split()[:3]
+            write_report(args, results, settings, started, load_start, load_end)
 
 
 def write_report(args, results, settings, started, load_start, load_end):
@@ -137,10 +140,11 @@ def write_report(args, results, settings, started, load_start, load_end):
           "time of the whole process (model load, reading, inference, stitching, writing). km²/h is the raster's "
           "area at its cell size over the same wall time. CPU is user+system seconds. `identical`: every run's "
           "output file equals the first setting's byte for byte.", ""]
-    for raster, (w, h, cx, cy, km2, runs) in results.items():
+    for raster, (w, h, cx, cy, km2, runs, one_band) in results.items():
         md += [f"## {raster.name}", "",
                f"{w} x {h} px, cell {cx:g} x {cy:g} (CRS units), {km2:.2f} km², "
-               f"{runs[settings[0]][0]['tiles']} tiles, {runs[settings[0]][0]['objects']} objects.", "",
+               f"{runs[settings[0]][0]['tiles']} tiles, {runs[settings[0]][0]['objects']} objects"
+               + (" (one band, fed as `--bands 1,1,1`)." if one_band else "."), "",
                "| threads | batch | wall s | CPU s | tiles/s | km²/h | speed-up vs 1 thread, same batch | peak RSS MB "
                "| load (1 min) | identical |",
                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender, TryRecvError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Result};
 
@@ -111,7 +111,8 @@ where
         token_tx.send(()).expect("the receiver is alive");
     }
     let (job_tx, job_rx) = sync_channel::<Vec<Job>>(pipeline.workers);
-    let job_rx = Mutex::new(job_rx);
+    // Shared by the workers alone: once they have all stopped, the reader's next send fails.
+    let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = channel::<(usize, Result<TileOutcome>)>();
     std::thread::scope(|scope| {
         let reader_done = done_tx.clone();
@@ -121,10 +122,11 @@ where
         });
         for _ in 0..pipeline.workers {
             let done = done_tx.clone();
-            let jobs = &job_rx;
-            scope.spawn(move || work(jobs, detector, opts, done));
+            let jobs = Arc::clone(&job_rx);
+            scope.spawn(move || work(&jobs, detector, opts, done));
         }
         drop(done_tx);
+        drop(job_rx);
 
         // Consumed in tile order whatever order the workers finish in.
         let mut arrived: BTreeMap<usize, Result<TileOutcome>> = BTreeMap::new();
@@ -170,13 +172,18 @@ fn read_ahead(
     let mut batch: Vec<Job> = Vec::with_capacity(batch_size);
     for tile in todo {
         // Out of tokens, the tile the consumer waits for may be in the unfinished batch: send it.
-        if let Err(TryRecvError::Empty) = tokens.try_recv() {
-            if !batch.is_empty() && jobs.send(std::mem::take(&mut batch)).is_err() {
-                return;
+        match tokens.try_recv() {
+            Ok(()) => {}
+            Err(TryRecvError::Empty) => {
+                if !batch.is_empty() && jobs.send(std::mem::take(&mut batch)).is_err() {
+                    return;
+                }
+                if tokens.recv().is_err() {
+                    return;
+                }
             }
-            if tokens.recv().is_err() {
-                return;
-            }
+            // The consumer stopped (the run failed): nothing more is wanted.
+            Err(TryRecvError::Disconnected) => return,
         }
         match read_tile(raster, info, gt, tile, opts) {
             ReadTile::Done(outcome) => {
@@ -216,7 +223,7 @@ fn work<D>(
         let names = || tiles.iter().map(Tile::name).collect::<Vec<_>>().join(", ");
         // A panic would leave the consumer waiting for this batch forever: it is an error instead.
         let answers = catch_unwind(AssertUnwindSafe(|| detector.detect_batch(&images)))
-            .unwrap_or_else(|panic| Err(anyhow!("panicked: {}", panic_message(&panic))))
+            .unwrap_or_else(|panic| Err(anyhow!("panicked: {}", panic_message(&*panic))))
             .and_then(|answers| {
                 if answers.len() != images.len() {
                     bail!("the detector returned {} results for {} tiles", answers.len(), images.len());
@@ -245,7 +252,7 @@ fn work<D>(
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {
