@@ -252,35 +252,52 @@ impl CellSizePlan {
         Ok(Some(crate::MaskRcnn { config, net: model.net.clone(), device: model.device.clone() }))
     }
 
-    /// `detector` (tile in, tile-sized masks out) running at the model's cell size: each tile is
-    /// resampled by the plan, detected, and its masks resampled back to the tile's pixels.
-    pub fn wrap<'a, D>(&'a self, mut detector: D) -> impl FnMut(&TileImage) -> Result<Vec<TileInstance>> + 'a
+    /// `detector` (a batch of tiles in, tile-sized masks out, as the detect pipeline calls it)
+    /// running at the model's cell size: each tile is resampled by the plan, the batch detected,
+    /// and each tile's masks resampled back to its own pixels.
+    pub fn wrap_batch<'a, D>(
+        &'a self,
+        detector: D,
+    ) -> impl Fn(&[TileImage]) -> Result<Vec<Vec<TileInstance>>> + Sync + 'a
     where
-        D: FnMut(&TileImage) -> Result<Vec<TileInstance>> + 'a,
+        D: Fn(&[TileImage]) -> Result<Vec<Vec<TileInstance>>> + Sync + 'a,
     {
-        move |tile: &TileImage| {
+        move |tiles: &[TileImage]| {
             if self.is_identity() {
-                return detector(tile);
+                return detector(tiles);
             }
-            let resampled = self.resample_tile(tile);
-            let (w, h) = (resampled.width as usize, resampled.height as usize);
-            let instances = detector(&resampled)?;
-            let back_x = Axis::new(w, tile.width as usize);
-            let back_y = Axis::new(h, tile.height as usize);
-            instances
-                .into_iter()
-                .map(|inst| {
-                    if inst.mask.len() != w * h {
-                        bail!("the detector returned a mask of {} values for a {w}x{h} tile", inst.mask.len());
-                    }
-                    let probs: Vec<f32> = inst.mask.iter().map(|&m| (m != 0) as u8 as f32).collect();
-                    let back = resample_plane(&probs, w, None, &back_x, &back_y);
-                    // Half the pixel covered (or interpolated to more than half) is inside.
-                    let mask = back.iter().map(|&p| (p >= 0.5) as u8).collect();
-                    Ok(TileInstance { mask, ..inst })
-                })
+            let resampled: Vec<TileImage> = tiles.iter().map(|t| self.resample_tile(t)).collect();
+            let found = detector(&resampled)?;
+            if found.len() != tiles.len() {
+                bail!("the detector returned {} answers for a batch of {} tiles", found.len(), tiles.len());
+            }
+            tiles
+                .iter()
+                .zip(&resampled)
+                .zip(found)
+                .map(|((tile, seen), instances)| self.map_back(tile, seen, instances))
                 .collect()
         }
+    }
+
+    /// Masks found on `seen` (the resampled `tile`) brought back onto `tile`'s pixels.
+    fn map_back(&self, tile: &TileImage, seen: &TileImage, instances: Vec<TileInstance>) -> Result<Vec<TileInstance>> {
+        let (w, h) = (seen.width as usize, seen.height as usize);
+        let back_x = Axis::new(w, tile.width as usize);
+        let back_y = Axis::new(h, tile.height as usize);
+        instances
+            .into_iter()
+            .map(|inst| {
+                if inst.mask.len() != w * h {
+                    bail!("the detector returned a mask of {} values for a {w}x{h} tile", inst.mask.len());
+                }
+                let probs: Vec<f32> = inst.mask.iter().map(|&m| (m != 0) as u8 as f32).collect();
+                let back = resample_plane(&probs, w, None, &back_x, &back_y);
+                // Half the pixel covered (or interpolated to more than half) is inside.
+                let mask = back.iter().map(|&p| (p >= 0.5) as u8).collect();
+                Ok(TileInstance { mask, ..inst })
+            })
+            .collect()
     }
 
     /// The tile at the model's cell size: area averaging where it shrinks, bilinear where it
@@ -449,19 +466,21 @@ mod tests {
         // pixels 4..12 x 2..6, which is tile pixels 2..6 x 1..3.
         let t = tile(8, 4, vec![0.0; 32], None);
         let plan = CellSizePlan { fx: 2.0, fy: 2.0 };
-        let mut seen = None;
-        let mut wrapped = plan.wrap(|t: &TileImage| {
-            seen = Some((t.width, t.height));
+        let seen = std::sync::Mutex::new(None);
+        let wrapped = plan.wrap_batch(|tiles: &[TileImage]| {
+            let t = &tiles[0];
+            *seen.lock().unwrap() = Some((t.width, t.height));
             let mut mask = vec![0u8; 16 * 8];
             for y in 2..6 {
                 for x in 4..12 {
                     mask[y * 16 + x] = 1;
                 }
             }
-            Ok(vec![TileInstance { class_id: 1, score: 0.9, mask }])
+            Ok(vec![vec![TileInstance { class_id: 1, score: 0.9, mask }]])
         });
-        let out = wrapped(&t).unwrap();
+        let out = wrapped(std::slice::from_ref(&t)).unwrap().remove(0);
         drop(wrapped);
+        let seen = seen.into_inner().unwrap();
         assert_eq!(seen, Some((16, 8)));
         let mut want = vec![0u8; 32];
         for y in 1..3 {

@@ -185,9 +185,13 @@ struct DetectArgs {
     /// Pixels shared by neighbouring tiles.
     #[arg(long, default_value_t = 64)]
     overlap: u32,
-    /// Kept for arcgis.learn users; tiles are processed one at a time.
+    /// Tiles run through the model in one call (the output is the same for any batch size).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
+    /// Tiles run at the same time, each by its own worker (default: one per --threads thread);
+    /// the --threads threads are split between them. Fewer workers use less memory.
+    #[arg(long)]
+    workers: Option<usize>,
     /// Minimum detection score.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
@@ -815,6 +819,9 @@ fn detect(args: DetectArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if args.workers == Some(0) {
+        bail!("--workers must be at least 1");
+    }
     // The environment is read only when asked: a job on a cluster must not shard by accident.
     let from_env = |flag: &str| {
         Shard::from_env(args.shards)?.with_context(|| {
@@ -869,6 +876,7 @@ fn detect(args: DetectArgs) -> Result<()> {
             raster_cell_size: args.cell_size,
             no_resample: args.no_resample,
         },
+        parallelism: crate::detect::Parallelism { batch_size: args.batch_size, workers: args.workers },
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

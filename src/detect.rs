@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use maskrcnn_geo::{
-    create_writer_in, detect_raster_journaled, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink,
-    GeoTiff, Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
+    create_writer_in, detect_raster_pipelined, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink,
+    GeoTiff, PipelineOptions, Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance,
+    WriteOptions,
 };
 
-use crate::model::MaskRcnn;
+use crate::model::{Detection, MaskRcnn};
 use crate::transform::ImageChw;
 
 pub struct DetectJob {
@@ -33,6 +34,8 @@ pub struct DetectJob {
     pub output_crs: Option<maskrcnn_geo::Crs>,
     /// `--cell-size` / `--no-resample`: how tiles are matched to the model's training cell size.
     pub cell_size: crate::cell_size::CellSizeRequest,
+    /// Batch size and workers; the output does not depend on them.
+    pub parallelism: Parallelism,
 }
 
 /// Runs the model on one tile and turns its detections into tile-sized binary masks.
@@ -43,35 +46,125 @@ pub fn detect_tile(
     tta: bool,
     keep: &[usize],
 ) -> Result<Vec<TileInstance>> {
-    let (w, h) = (tile.width as usize, tile.height as usize);
-    let channels = tile.bands.len();
-    if channels != model.config.backbone.in_channels {
-        bail!("tile has {channels} bands but the model expects {}", model.config.backbone.in_channels);
+    Ok(detect_tiles(model, std::slice::from_ref(tile), scale, tta, keep)?.pop().unwrap_or_default())
+}
+
+/// [`detect_tile`] for several tiles, run through the model as one batch. Tiles of one size
+/// share a batch and nothing else, so no tile is padded beyond what it gets alone and each tile's
+/// answer is the one it gets on its own.
+pub fn detect_tiles(
+    model: &MaskRcnn,
+    tiles: &[TileImage],
+    scale: maskrcnn_data::scaling::PixelScale,
+    tta: bool,
+    keep: &[usize],
+) -> Result<Vec<Vec<TileInstance>>> {
+    let mut images = Vec::with_capacity(tiles.len());
+    for tile in tiles {
+        let channels = tile.bands.len();
+        if channels != model.config.backbone.in_channels {
+            bail!("tile has {channels} bands but the model expects {}", model.config.backbone.in_channels);
+        }
+        let mut data = tile.data.clone();
+        scale.apply(&mut data);
+        images.push(Some(ImageChw { channels, height: tile.height as usize, width: tile.width as usize, data }));
     }
-    let mut data = tile.data.clone();
-    scale.apply(&mut data);
-    let image = ImageChw { channels, height: h, width: w, data };
-    let dets = if tta {
-        crate::tta::predict_with_flips(model, &image)
+    let mut dets: Vec<Vec<Detection>> = vec![Vec::new(); tiles.len()];
+    if tta {
+        for (image, out) in images.iter().flatten().zip(&mut dets) {
+            *out = crate::tta::predict_with_flips(model, image);
+        }
     } else {
-        model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default()
-    };
-    let cap = model.config.roi_heads.box_detections_per_img;
-    if dets.len() >= cap {
-        eprintln!(
-            "warning: tile {}: {cap} objects, the most kept per tile; there may be more (--max-detections)",
-            tile.tile.name()
-        );
+        let size_of = |t: &TileImage| (t.height, t.width);
+        let mut sizes: Vec<(u32, u32)> = tiles.iter().map(size_of).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for size in sizes {
+            let members: Vec<usize> = (0..tiles.len()).filter(|&i| size_of(&tiles[i]) == size).collect();
+            let batch: Vec<ImageChw> = members.iter().filter_map(|&i| images[i].take()).collect();
+            for (i, found) in members.into_iter().zip(model.predict(&batch)) {
+                dets[i] = found;
+            }
+        }
     }
-    Ok(dets
-        .into_iter()
-        .filter(|d| keep.is_empty() || keep.contains(&d.label))
-        .map(|d| TileInstance {
-            class_id: model.config.category_id(d.label) as u32,
-            score: d.score,
-            mask: d.mask.to_binary_full(h, w),
+    let cap = model.config.roi_heads.box_detections_per_img;
+    Ok(tiles
+        .iter()
+        .zip(dets)
+        .map(|(tile, dets)| {
+            if dets.len() >= cap {
+                eprintln!(
+                    "warning: tile {}: {cap} objects, the most kept per tile; there may be more (--max-detections)",
+                    tile.tile.name()
+                );
+            }
+            let (w, h) = (tile.width as usize, tile.height as usize);
+            dets.into_iter()
+                .filter(|d| keep.is_empty() || keep.contains(&d.label))
+                .map(|d| TileInstance {
+                    class_id: model.config.category_id(d.label) as u32,
+                    score: d.score,
+                    mask: d.mask.to_binary_full(h, w),
+                })
+                .collect()
         })
         .collect())
+}
+
+/// How the tiles of a run share the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    /// Tiles per model call.
+    pub batch_size: usize,
+    /// Threads running the model at once, each on its own batch (None: one per thread of the
+    /// global rayon pool, i.e. `--threads`).
+    pub workers: Option<usize>,
+}
+
+impl Default for Parallelism {
+    fn default() -> Self {
+        Parallelism { batch_size: 1, workers: None }
+    }
+}
+
+impl Parallelism {
+    /// Workers and the threads each one's model ops may use: `threads` (the rayon pool's size)
+    /// split between them, never more in all.
+    fn plan(&self, threads: usize) -> Result<(usize, usize)> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let threads = threads.max(1);
+        let workers = match self.workers {
+            Some(0) => bail!("--workers must be at least 1"),
+            Some(w) => w,
+            None => threads,
+        };
+        Ok((workers, (threads / workers).max(1)))
+    }
+}
+
+thread_local! {
+    /// Each pipeline worker's own pool for the model's parallel ops, so workers do not steal each
+    /// other's work and a tile is computed the same way whatever the number of workers.
+    static WORKER_POOL: std::cell::RefCell<Option<(usize, rayon::ThreadPool)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's pool of `threads` threads (built on first use).
+fn in_worker_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    WORKER_POOL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(n, _)| *n != threads) {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("detect-op-{i}"))
+                .build()
+                .context("starting a detect worker's threads")?;
+            *slot = Some((threads, pool));
+        }
+        let (_, pool) = slot.as_ref().expect("just set");
+        Ok(pool.install(f))
+    })
 }
 
 /// Detects over the whole raster (or its shard) and writes the vector file, or a shard file for
@@ -127,9 +220,12 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         options.aoi = Some(std::sync::Arc::new(aoi));
     }
     let scale = model.config.transform.pixel_scale_for(info.sample_type);
-    let detector = plan.wrap(|tile: &TileImage| {
+    let (workers, threads_per_worker) = job.parallelism.plan(rayon::current_num_threads())?;
+    let pipeline = PipelineOptions { batch_size: job.parallelism.batch_size, workers };
+    let tta = job.test_time_augmentation;
+    let detector = plan.wrap_batch(|tiles: &[TileImage]| {
         crate::hooks::check_stop()?;
-        detect_tile(model, tile, scale, job.test_time_augmentation, &keep)
+        in_worker_pool(threads_per_worker, || detect_tiles(model, tiles, scale, tta, &keep))?
     });
     let extra = BTreeMap::from([
         ("classes kept".to_string(), format!("{keep:?}")),
@@ -173,7 +269,15 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         Sink::Shard(w) => w.write(&f),
         Sink::Vector(s) => s.write(&f),
     };
-    let summary = match detect_raster_journaled(&mut raster, detector, &options, &mut journal, write, &mut progress) {
+    let summary = match detect_raster_pipelined(
+        &mut raster,
+        &detector,
+        &options,
+        pipeline,
+        Some(&mut journal),
+        write,
+        &mut progress,
+    ) {
         Ok(summary) => summary,
         Err(e) => {
             // A run that failed before its first tile (bands the model cannot take, say) leaves

@@ -8,6 +8,7 @@
 //! * [`aoi`]: `detect --aoi`: the tiles an area of interest touches, objects cut at its edge.
 //! * [`reproject`]: CRS to CRS (proj4rs): labels, `--output-crs`, areas of interest.
 //! * [`units`]: metres and m² whatever the CRS, for the vectorising options and areas.
+//! * [`pipeline`]: the same detection with reading, batched inference and merging overlapped on every core.
 //! * [`journal`]: a detect run's crash-safe journal, so a killed run continues where it stopped.
 
 pub mod aoi;
@@ -28,6 +29,7 @@ pub use chips::{
 pub mod grid;
 pub mod journal;
 pub mod merge;
+pub mod pipeline;
 pub mod reproject;
 pub mod tiling;
 pub mod units;
@@ -39,6 +41,7 @@ pub use merge::{
     merge_outputs, merge_outputs_streaming, read_shard_headers, MergeOptions, MergedOutput, Merger, PendingInstance,
     PixelMask, ShardHeader, ShardWriter,
 };
+pub use pipeline::{detect_raster_pipelined, per_tile, BatchDetector, PipelineOptions};
 pub use tiling::{
     detect_raster, detect_raster_journaled, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard,
     Tile, TileGrid, TileImage, TileInstance,
