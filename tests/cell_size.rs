@@ -148,8 +148,19 @@ fn training_records_the_chips_cell_size_and_detect_resamples_to_it() {
     // A raster without georeferencing has no cell size: one warning, no resampling.
     let (plain, _) = squares_raster(d, "plain", 64, None);
     let out = d.join("d.geojson");
-    let said =
-        run(&["detect", "--model", &s(&run_dir), "--raster", &s(&plain), "--output", &s(&out), "--tile-size", "64"]);
+    let said = run(&[
+        "detect",
+        "--model",
+        &s(&run_dir),
+        "--raster",
+        &s(&plain),
+        "--output",
+        &s(&out),
+        "--tile-size",
+        "64",
+        "--overlap",
+        "16",
+    ]);
     let warning: Vec<&str> = said.lines().filter(|l| l.contains("cell size unknown")).collect();
     assert_eq!(warning.len(), 1, "{said}");
     assert!(warning[0].contains("pass --cell-size METRES"), "{said}");
