@@ -17,6 +17,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Flex};
 use burn::tensor::ops::ConvOptions;
 
+use crate::forward::{conv2d_forward, forward_algorithm, ForwardAlgorithm, FORWARD_ENV};
 use crate::generic;
 
 /// conv2d forward and backward as a backend extension.
@@ -40,6 +41,26 @@ pub trait ConvKernels: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), options)
+    }
+
+    /// [`Self::kernel_conv2d`] for inference only (no autodiff): the backend may use an algorithm
+    /// that rounds differently from the training forward (Winograd on flex).
+    fn kernel_conv2d_inference(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::kernel_conv2d(x, weight, options)
+    }
+
+    /// [`Self::kernel_conv2d_with_bias`] for inference only; see [`Self::kernel_conv2d_inference`].
+    fn kernel_conv2d_inference_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::kernel_conv2d_with_bias(x, weight, bias, options)
     }
 
     /// Gradient of [`Self::kernel_conv2d_with_bias`] with respect to `x`.
@@ -72,9 +93,39 @@ pub trait ConvKernels: Backend {
     }
 }
 
-/// Forward is flex's own; the gradients are this crate's kernels unless
-/// [`generic::BACKWARD_ENV`]`=generic`.
+/// Forward: im2col + GEMM (and Winograd at inference) unless [`FORWARD_ENV`]`=flex`; gradients:
+/// this crate's kernels unless [`generic::BACKWARD_ENV`]`=generic`.
 impl ConvKernels for Flex {
+    fn kernel_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+        flex_forward(x, weight, None, options, false)
+    }
+
+    fn kernel_conv2d_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        flex_forward(x, weight, Some(bias), options, false)
+    }
+
+    fn kernel_conv2d_inference(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        flex_forward(x, weight, None, options, true)
+    }
+
+    fn kernel_conv2d_inference_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        flex_forward(x, weight, Some(bias), options, true)
+    }
+
     fn kernel_conv2d_x_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -109,6 +160,25 @@ impl ConvKernels for Flex {
         }
         crate::conv2d_bias_backward(bias, output_grad)
     }
+}
+
+/// This crate's forward on flex tensors, or flex's own conv2d when [`FORWARD_ENV`] says so or the
+/// dtype has no kernel here.
+fn flex_forward(
+    x: FloatTensor<Flex>,
+    weight: FloatTensor<Flex>,
+    bias: Option<FloatTensor<Flex>>,
+    options: ConvOptions<2>,
+    inference: bool,
+) -> FloatTensor<Flex> {
+    let algorithm = forward_algorithm();
+    if algorithm != ForwardAlgorithm::Flex {
+        let winograd = inference && algorithm == ForwardAlgorithm::Fast;
+        if let Some(y) = conv2d_forward(&x, &weight, bias.as_ref(), &options, winograd) {
+            return y;
+        }
+    }
+    <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options)
 }
 
 /// Backward step of a conv2d with bias: parents (x, weight, bias).
