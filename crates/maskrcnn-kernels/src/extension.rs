@@ -15,10 +15,11 @@ use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Flex};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
-use crate::forward::{conv2d_forward, forward_algorithm, ForwardAlgorithm, FORWARD_ENV};
+use crate::forward::{conv2d_forward, forward_algorithm, ForwardAlgorithm};
 use crate::generic;
+use crate::transpose::conv_transpose2d_nonoverlapping;
 
 /// conv2d forward and backward as a backend extension.
 ///
@@ -63,6 +64,16 @@ pub trait ConvKernels: Backend {
         Self::kernel_conv2d_with_bias(x, weight, bias, options)
     }
 
+    /// `conv_transpose2d(x, weight, bias)` for inference only (no autodiff).
+    fn kernel_conv_transpose2d_inference_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv_transpose2d(x, weight, Some(bias), options)
+    }
+
     /// Gradient of [`Self::kernel_conv2d_with_bias`] with respect to `x`.
     fn kernel_conv2d_x_backward(
         x: FloatTensor<Self>,
@@ -93,7 +104,7 @@ pub trait ConvKernels: Backend {
     }
 }
 
-/// Forward: im2col + GEMM (and Winograd at inference) unless [`FORWARD_ENV`]`=flex`; gradients:
+/// Forward: im2col + GEMM (and Winograd at inference) unless [`crate::forward::FORWARD_ENV`]`=flex`; gradients:
 /// this crate's kernels unless [`generic::BACKWARD_ENV`]`=generic`.
 impl ConvKernels for Flex {
     fn kernel_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
@@ -124,6 +135,20 @@ impl ConvKernels for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         flex_forward(x, weight, Some(bias), options, true)
+    }
+
+    fn kernel_conv_transpose2d_inference_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Self> {
+        if forward_algorithm() != ForwardAlgorithm::Flex {
+            if let Some(y) = conv_transpose2d_nonoverlapping(&x, &weight, Some(&bias), &options) {
+                return y;
+            }
+        }
+        <Flex as ModuleOps<Flex>>::conv_transpose2d(x, weight, Some(bias), options)
     }
 
     fn kernel_conv2d_x_backward(
@@ -162,7 +187,7 @@ impl ConvKernels for Flex {
     }
 }
 
-/// This crate's forward on flex tensors, or flex's own conv2d when [`FORWARD_ENV`] says so or the
+/// This crate's forward on flex tensors, or flex's own conv2d when [`crate::forward::FORWARD_ENV`] says so or the
 /// dtype has no kernel here.
 fn flex_forward(
     x: FloatTensor<Flex>,

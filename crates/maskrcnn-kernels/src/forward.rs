@@ -253,7 +253,7 @@ fn winograd_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Conv2dGeom
     let block_len = rows_per_block * tiles_x;
     // Padded input row length the input transform reads: 2 * tiles_x + 2 columns.
     let row_len = 2 * tiles_x + 2;
-    let scratch_len = 16 * (ci + co) * block_len + 8 * row_len;
+    let scratch_len = 16 * (ci + co) * block_len + 4 * row_len + 8 * (tiles_x + 1) + 4 * block_len;
     let out_ptr = SendPtr(y.as_mut_ptr());
     let run_block = |block: usize, parallel: bool| {
         let first_row = block * rows_per_block;
@@ -261,7 +261,8 @@ fn winograd_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Conv2dGeom
         let tiles = rows * tiles_x;
         with_scratch::<f32, _>(scratch_len, |scratch| {
             let (v, rest) = scratch.split_at_mut(16 * ci * block_len);
-            let (mm, rows_buf) = rest.split_at_mut(16 * co * block_len);
+            let (mm, rest) = rest.split_at_mut(16 * co * block_len);
+            let (corners, rows_buf) = rest.split_at_mut(4 * block_len);
             input_transform(x, geo, first_row, rows, tiles_x, tiles_y, block_len, v, rows_buf);
             for xi in 0..16 {
                 // SAFETY: u[ξ] is [co, ci], v[ξ] [ci, tiles] with row stride block_len, mm[ξ]
@@ -280,7 +281,7 @@ fn winograd_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Conv2dGeom
                     );
                 }
             }
-            output_transform(mm, bias, geo, first_row, rows, tiles_x, tiles_y, block_len, out_ptr);
+            output_transform(mm, bias, geo, first_row, rows, tiles_x, tiles_y, block_len, out_ptr, corners);
         });
     };
     let threads = rayon::current_num_threads();
@@ -309,6 +310,10 @@ impl SendPtr {
 /// `V[ξ][c][t] = (B^T d B)[ξ]` for the 4x4 input tile `d` of every tile `t` in the block and
 /// channel `c`, with B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]; taps
 /// outside the input read as zero.
+///
+/// Per (tile row, channel): the four input rows (zero-padded) are combined column-wise (B^T d)
+/// straight into even and odd columns, so that the row-wise step (· B) is contiguous arithmetic
+/// over the tiles of the row that the compiler vectorises.
 #[allow(clippy::too_many_arguments)]
 fn input_transform(
     x: &[f32],
@@ -323,56 +328,65 @@ fn input_transform(
 ) {
     let ci_n = geo.channels_in;
     let row_len = 2 * tiles_x + 2;
+    let half = tiles_x + 1;
     let (pad_h, pad_w) = (geo.padding_begin[0] as isize, geo.padding_begin[1] as isize);
     let (in_h, in_w) = (geo.in_h as isize, geo.in_w as isize);
     // Input columns the padded row covers: iw = col - pad_w for col in 0..row_len.
-    let col_start = (pad_w.max(0)) as usize;
-    let col_end = ((in_w + pad_w).max(0) as usize).min(row_len);
-    let (d, t) = rows_buf.split_at_mut(4 * row_len);
+    let col_start = (pad_w.max(0) as usize).min(row_len);
+    let col_end = ((in_w + pad_w).max(0) as usize).clamp(col_start, row_len);
+    let iw0 = (col_start as isize - pad_w) as usize;
+    let (d, eo) = rows_buf.split_at_mut(4 * row_len);
+    let (even, odd) = eo[..8 * half].split_at_mut(4 * half);
     for local in 0..rows {
         let r = first_row + local;
         let (b, ty) = (r / tiles_y, r % tiles_y);
+        let base = local * tiles_x;
         for c in 0..ci_n {
             let plane = &x[(b * ci_n + c) * geo.in_plane()..][..geo.in_plane()];
             for i in 0..4 {
                 let row = &mut d[i * row_len..(i + 1) * row_len];
                 let ih = (2 * ty) as isize + i as isize - pad_h;
-                if ih < 0 || ih >= in_h || col_start >= col_end {
+                if ih < 0 || ih >= in_h || col_start == col_end {
                     row.fill(0.0);
                     continue;
                 }
-                let src = &plane[ih as usize * geo.in_w..][..geo.in_w];
+                let src = &plane[ih as usize * geo.in_w + iw0..][..col_end - col_start];
                 row[..col_start].fill(0.0);
                 row[col_end..].fill(0.0);
-                let iw0 = (col_start as isize - pad_w) as usize;
-                row[col_start..col_end].copy_from_slice(&src[iw0..iw0 + (col_end - col_start)]);
+                for (dst, &s) in row[col_start..col_end].iter_mut().zip(src) {
+                    *dst = s;
+                }
             }
-            // Column combinations (B^T d), whole rows at once.
             {
                 let (d0, rest) = d.split_at(row_len);
                 let (d1, rest) = rest.split_at(row_len);
                 let (d2, d3) = rest.split_at(row_len);
-                let (t0, rest) = t.split_at_mut(row_len);
-                let (t1, rest) = rest.split_at_mut(row_len);
-                let (t2, t3) = rest.split_at_mut(row_len);
-                for j in 0..row_len {
-                    t0[j] = d0[j] - d2[j];
-                    t1[j] = d1[j] + d2[j];
-                    t2[j] = d2[j] - d1[j];
-                    t3[j] = d1[j] - d3[j];
+                for k in 0..half {
+                    let (j0, j1) = (2 * k, 2 * k + 1);
+                    even[k] = d0[j0] - d2[j0];
+                    even[half + k] = d1[j0] + d2[j0];
+                    even[2 * half + k] = d2[j0] - d1[j0];
+                    even[3 * half + k] = d1[j0] - d3[j0];
+                    odd[k] = d0[j1] - d2[j1];
+                    odd[half + k] = d1[j1] + d2[j1];
+                    odd[2 * half + k] = d2[j1] - d1[j1];
+                    odd[3 * half + k] = d1[j1] - d3[j1];
                 }
             }
-            let base = local * tiles_x;
             for i in 0..4 {
-                let ti = &t[i * row_len..(i + 1) * row_len];
-                let o = |k: usize| ((i * 4 + k) * ci_n + c) * block_len + base;
-                let (o0, o1, o2, o3) = (o(0), o(1), o(2), o(3));
+                let e = &even[i * half..(i + 1) * half];
+                let o = &odd[i * half..(i + 1) * half];
+                let at = |k: usize| ((i * 4 + k) * ci_n + c) * block_len + base;
+                let (v0, rest) = v[at(0)..].split_at_mut(at(1) - at(0));
+                let (v1, rest) = rest.split_at_mut(at(2) - at(1));
+                let (v2, v3) = rest.split_at_mut(at(3) - at(2));
+                let (v0, v1, v2, v3) = (&mut v0[..tiles_x], &mut v1[..tiles_x], &mut v2[..tiles_x], &mut v3[..tiles_x]);
                 for tx in 0..tiles_x {
-                    let (a, bb, cc, dd) = (ti[2 * tx], ti[2 * tx + 1], ti[2 * tx + 2], ti[2 * tx + 3]);
-                    v[o0 + tx] = a - cc;
-                    v[o1 + tx] = bb + cc;
-                    v[o2 + tx] = cc - bb;
-                    v[o3 + tx] = bb - dd;
+                    let (e0, e1, o0, o1) = (e[tx], e[tx + 1], o[tx], o[tx + 1]);
+                    v0[tx] = e0 - e1;
+                    v1[tx] = o0 + e1;
+                    v2[tx] = e1 - o0;
+                    v3[tx] = o0 - o1;
                 }
             }
         }
@@ -381,6 +395,9 @@ fn input_transform(
 
 /// `y = A^T M A + bias` for every tile of the block, A^T = [[1, 1, 1, 0], [0, 1, -1, -1]],
 /// written into the NCHW output (the last row/column of a tile is dropped at odd output sizes).
+///
+/// Per output channel the arithmetic runs over all tiles of the block at once (contiguous in the
+/// products), into four planes of tile corners that are then interleaved into the output rows.
 #[allow(clippy::too_many_arguments)]
 fn output_transform(
     mm: &[f32],
@@ -392,56 +409,58 @@ fn output_transform(
     tiles_y: usize,
     block_len: usize,
     y: SendPtr,
+    corners: &mut [f32],
 ) {
     let co_n = geo.channels_out;
     let (out_h, out_w) = (geo.out_h, geo.out_w);
-    let even_w = out_w / 2;
-    for local in 0..rows {
-        let r = first_row + local;
-        let (b, ty) = (r / tiles_y, r % tiles_y);
-        let oh = 2 * ty;
-        let second_row = oh + 1 < out_h;
-        for co in 0..co_n {
-            let bias_v = bias.map_or(0.0, |bias| bias[co]);
-            let m = |xi: usize| &mm[(xi * co_n + co) * block_len + local * tiles_x..][..tiles_x];
-            let ms: [&[f32]; 16] = std::array::from_fn(m);
+    let tiles = rows * tiles_x;
+    let (y00, rest) = corners.split_at_mut(block_len);
+    let (y01, rest) = rest.split_at_mut(block_len);
+    let (y10, y11) = rest.split_at_mut(block_len);
+    for co in 0..co_n {
+        let bias_v = bias.map_or(0.0, |bias| bias[co]);
+        let m: [&[f32]; 16] = std::array::from_fn(|xi| &mm[(xi * co_n + co) * block_len..][..tiles]);
+        let (y00, y01, y10, y11) = (&mut y00[..tiles], &mut y01[..tiles], &mut y10[..tiles], &mut y11[..tiles]);
+        for t in 0..tiles {
+            // SAFETY: every m[k] has exactly `tiles` elements (sliced above) and t < tiles; the
+            // checked form kept LLVM from vectorising this loop over 16 streams.
+            let at = |k: usize| unsafe { *m[k].get_unchecked(t) };
+            let s0: [f32; 4] = std::array::from_fn(|j| at(j) + at(4 + j) + at(8 + j));
+            let s1: [f32; 4] = std::array::from_fn(|j| at(4 + j) - at(8 + j) - at(12 + j));
+            y00[t] = s0[0] + s0[1] + s0[2] + bias_v;
+            y01[t] = s0[1] - s0[2] - s0[3] + bias_v;
+            y10[t] = s1[0] + s1[1] + s1[2] + bias_v;
+            y11[t] = s1[1] - s1[2] - s1[3] + bias_v;
+        }
+        for local in 0..rows {
+            let r = first_row + local;
+            let (b, ty) = (r / tiles_y, r % tiles_y);
+            let oh = 2 * ty;
             let row_start = (b * co_n + co) * geo.out_plane() + oh * out_w;
+            let tile_range = local * tiles_x..(local + 1) * tiles_x;
             // SAFETY: output rows oh and oh + 1 (when it exists) of plane (b, co) lie inside the
             // `[batch, co, out_h, out_w]` output; blocks own disjoint tile rows, hence disjoint
             // output rows, so no other thread touches them.
             let top = unsafe { std::slice::from_raw_parts_mut(y.get().add(row_start), out_w) };
-            let bottom: &mut [f32] = if second_row {
-                unsafe { std::slice::from_raw_parts_mut(y.get().add(row_start + out_w), out_w) }
-            } else {
-                &mut []
-            };
-            let tile = |tx: usize| {
-                let s0: [f32; 4] = std::array::from_fn(|j| ms[j][tx] + ms[4 + j][tx] + ms[8 + j][tx]);
-                let s1: [f32; 4] = std::array::from_fn(|j| ms[4 + j][tx] - ms[8 + j][tx] - ms[12 + j][tx]);
-                [
-                    s0[0] + s0[1] + s0[2] + bias_v,
-                    s0[1] - s0[2] - s0[3] + bias_v,
-                    s1[0] + s1[1] + s1[2] + bias_v,
-                    s1[1] - s1[2] - s1[3] + bias_v,
-                ]
-            };
-            for tx in 0..even_w {
-                let [a, bb, c, d] = tile(tx);
-                top[2 * tx] = a;
-                top[2 * tx + 1] = bb;
-                if second_row {
-                    bottom[2 * tx] = c;
-                    bottom[2 * tx + 1] = d;
-                }
-            }
-            if out_w % 2 == 1 {
-                let [a, _, c, _] = tile(even_w);
-                top[out_w - 1] = a;
-                if second_row {
-                    bottom[out_w - 1] = c;
-                }
+            interleave(top, &y00[tile_range.clone()], &y01[tile_range.clone()]);
+            if oh + 1 < out_h {
+                let bottom = unsafe { std::slice::from_raw_parts_mut(y.get().add(row_start + out_w), out_w) };
+                interleave(bottom, &y10[tile_range.clone()], &y11[tile_range]);
             }
         }
+    }
+}
+
+/// `row[2k] = left[k]`, `row[2k + 1] = right[k]`, stopping at the row's end (odd widths).
+fn interleave(row: &mut [f32], left: &[f32], right: &[f32]) {
+    let tail = left.get(row.len() / 2).copied();
+    let mut pairs = row.chunks_exact_mut(2);
+    for ((pair, &l), &r) in (&mut pairs).zip(left).zip(right) {
+        pair[0] = l;
+        pair[1] = r;
+    }
+    if let ([last], Some(l)) = (pairs.into_remainder(), tail) {
+        *last = l;
     }
 }
 

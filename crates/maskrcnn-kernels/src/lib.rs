@@ -21,10 +21,11 @@ mod geometry;
 mod input_grad;
 mod matmul;
 mod scratch;
+pub mod transpose;
 mod weight_grad;
 
 use burn::backend::{Dispatch, DispatchDevice};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::Tensor;
 
 pub use bias_grad::conv2d_bias_backward;
@@ -68,4 +69,28 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
         (None, false) => <Dispatch as ConvKernels>::kernel_conv2d(x, weight, options),
         (None, true) => <Dispatch as ConvKernels>::kernel_conv2d_inference(x, weight, options),
     })
+}
+
+/// `burn::tensor::module::conv_transpose2d(x, weight, bias, options)`; on flex without autodiff,
+/// a stride-equals-kernel layer (the mask head's 2x2 upsampling) runs as one GEMM per image
+/// ([`transpose::conv_transpose2d_nonoverlapping`]). Anything else is burn's own op.
+pub fn conv_transpose2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvTransposeOptions<2>,
+) -> Tensor<4> {
+    let flex = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    let [_, _, kh, kw] = weight.dims();
+    match bias {
+        Some(bias) if flex && !x.device().is_autodiff() && transpose::is_nonoverlapping(&options, [kh, kw]) => {
+            Tensor::from_dispatch(<Dispatch as ConvKernels>::kernel_conv_transpose2d_inference_with_bias(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.into_dispatch(),
+                options,
+            ))
+        }
+        bias => burn::tensor::module::conv_transpose2d(x, weight, bias, options),
+    }
 }
