@@ -164,18 +164,21 @@ def tv_model(min_size, max_size):
     return model
 
 
-def worker_predict(key, min_size, max_size):
+def worker_predict(key, min_size, max_size, runs):
     import torch
 
     torch.set_num_threads(1)
     model = tv_model(min_size, max_size)
     image = load_image_tensor(os.path.join(FIX_DIR, f"image_{key}.png"))
+    records = []
     with torch.inference_mode():
         model([image])
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        out = model([image])
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    print(json.dumps({"runs": [{"cpu_s": cpu, "wall_s": wall, "detections": int(out[0]["boxes"].shape[0])}]}))
+        for _ in range(runs):
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            out = model([image])
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            records.append({"cpu_s": cpu, "wall_s": wall, "detections": int(out[0]["boxes"].shape[0])})
+    print(json.dumps({"runs": records}))
 
 
 def worker_folder(folder, output):
@@ -319,10 +322,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="predict,folder,train")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds for predict and folder (median)")
+    ap.add_argument("--runs", type=int, default=1, help="timed predictions per predict process (after a warm-up)")
     ap.add_argument("--folder-images", type=int, default=4)
     ap.add_argument("--train-steps", type=int, default=5, help="timed steps per training process (median)")
     ap.add_argument("--train-depths", default="18,50")
     ap.add_argument("--with-flex", action="store_true", help="also time ours with burn-flex's own conv2d")
+    ap.add_argument("--with-system-malloc", action="store_true",
+                    help="also time our training step with glibc's malloc (MASKRCNN_BENCH_ALLOC=system)")
+    ap.add_argument("--merge", action="store_true", help="keep the other parts of an existing --out json")
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, "bench", "side_by_side"))
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -330,7 +337,7 @@ def main():
     if args.worker:
         kind, *rest = args.worker
         if kind == "predict":
-            worker_predict(rest[0], int(rest[1]), int(rest[2]))
+            worker_predict(rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
         elif kind == "folder":
             worker_folder(rest[0], rest[1])
         elif kind == "train":
@@ -347,6 +354,16 @@ def main():
     info = machine()
     info["load_start"] = os.getloadavg()
     results = {"meta": meta, "machine": info, "predict": {}, "folder": {}, "train": {}}
+    if args.merge and os.path.exists(args.out + ".json"):
+        # Keep the parts measured by an earlier invocation (with its own settings line).
+        earlier = json.load(open(args.out + ".json"))
+        for part in ("predict", "folder", "train"):
+            if part not in parts and earlier.get(part):
+                results[part] = earlier[part]
+                results.setdefault("earlier", {})[part] = {"machine": earlier["machine"],
+                                                           "settings": earlier.get("settings")}
+    results["settings"] = {k: getattr(args, k) for k in ("parts", "rounds", "runs", "folder_images", "train_steps",
+                                                          "train_depths", "with_flex", "with_system_malloc")}
     print(f"machine: {info['cpu']}, load {info['load_start']}", flush=True)
 
     model_dir = os.path.join(FIX_DIR, "model")
@@ -354,8 +371,8 @@ def main():
         for key, _, _, mn, mx in SIZES:
             image = os.path.join(FIX_DIR, f"image_{key}.png")
             impls = {
-                "ours": ([BENCH_PREDICT, model_dir, image, "1", str(mn), str(mx)], None),
-                "torchvision": (this_script("predict", key, mn, mx), None),
+                "ours": ([BENCH_PREDICT, model_dir, image, str(args.runs), str(mn), str(mx)], None),
+                "torchvision": (this_script("predict", key, mn, mx, args.runs), None),
             }
             if args.with_flex:
                 impls["ours (flex conv2d)"] = (impls["ours"][0], {"MASKRCNN_CONV_FORWARD": "flex"})
@@ -365,13 +382,13 @@ def main():
                 for name in order:
                     cmd, env = impls[name]
                     m = run_measured(cmd, env)
-                    rep = last_json(m["stdout"])["runs"][0]
-                    rows[name].append({"cpu_s": rep["cpu_s"], "wall_s": rep["wall_s"],
-                                       "detections": rep["detections"], "process_cpu_s": m["cpu_s"],
-                                       "process_sys_s": m["sys_s"], "peak_rss_kb": m["peak_rss_kb"],
-                                       "load": [m["load_before"], m["load_after"]]})
-                    print(f"predict {key} {name}: {rep['cpu_s']:.3f} CPU-s {rep['wall_s']:.3f} s wall "
-                          f"({rep['detections']} detections), load {m['load_after']:.2f}", flush=True)
+                    for rep in last_json(m["stdout"])["runs"]:
+                        rows[name].append({"cpu_s": rep["cpu_s"], "wall_s": rep["wall_s"],
+                                           "detections": rep["detections"], "process_cpu_s": m["cpu_s"],
+                                           "process_sys_s": m["sys_s"], "peak_rss_kb": m["peak_rss_kb"],
+                                           "round": r, "load": [m["load_before"], m["load_after"]]})
+                        print(f"predict {key} {name}: {rep['cpu_s']:.3f} CPU-s {rep['wall_s']:.3f} s wall "
+                              f"({rep['detections']} detections), load {m['load_after']:.2f}", flush=True)
             results["predict"][key] = rows
 
     if "folder" in parts:
@@ -401,13 +418,13 @@ def main():
     if "train" in parts:
         ann, images = os.path.join(NWPU, "instances.json"), os.path.join(NWPU, "images")
         for depth in map(int, args.train_depths.split(",")):
-            impls = {
-                "ours": [TRAIN_BENCH, str(depth), ann, images, "512", "2", str(args.train_steps), "1"],
-                "torchvision": this_script("train", depth, 512, 2, args.train_steps, 1),
-            }
+            ours = [TRAIN_BENCH, str(depth), ann, images, "512", "2", str(args.train_steps), "1"]
+            impls = {"ours": (ours, None), "torchvision": (this_script("train", depth, 512, 2, args.train_steps, 1), None)}
+            if args.with_system_malloc:
+                impls["ours (glibc malloc)"] = (ours, {"MASKRCNN_BENCH_ALLOC": "system"})
             rows = {}
-            for name, cmd in impls.items():
-                m = run_measured(cmd)
+            for name, (cmd, env) in impls.items():
+                m = run_measured(cmd, env)
                 rep = last_json(m["stdout"])
                 rows[name] = {"steps": rep["steps"], "process_cpu_s": m["cpu_s"], "process_sys_s": m["sys_s"],
                               "wall_s": m["wall_s"], "peak_rss_kb": m["peak_rss_kb"],
@@ -428,22 +445,28 @@ def write_markdown(results, args, path):
     lines = [
         "# Ours vs torchvision, side by side (one thread, process CPU time)",
         "",
-        f"Generated by `tools/bench/side_by_side.py --parts {args.parts} --rounds {args.rounds}"
-        f"{' --with-flex' if args.with_flex else ''}` on {info['date']} (raw: `{os.path.basename(path)[:-3]}.json`).",
+        f"Generated by `tools/bench/side_by_side.py --parts {args.parts} --rounds {args.rounds} --runs {args.runs} "
+        f"--folder-images {args.folder_images} --train-steps {args.train_steps} --train-depths {args.train_depths}"
+        f"{' --with-flex' if args.with_flex else ''}{' --with-system-malloc' if args.with_system_malloc else ''}` on {info['date']} (raw: `{os.path.basename(path)[:-3]}.json`).",
         "",
         f"- Machine: {info['cpu']}, {info['cores']} cores (shared VM), Linux {info['kernel']}; "
         f"1-minute load average {info['load_start'][0]:.2f} at the start, {info['load_end'][0]:.2f} at the end.",
         f"- Ours: commit `{info['commit']}`"
         + (f" plus {info['uncommitted_files']} uncommitted files" if info["uncommitted_files"] else "")
         + f"; torch {info['torch']}, torchvision {info['torchvision']}, Python {info['python']}.",
+        *([f"- Parts {', '.join(results['earlier'])} come from an earlier invocation of the same day: "
+           + "; ".join(f"{p}: {v['settings']} at {v['machine']['date']}, load {v['machine']['load_start'][0]:.2f}"
+                       f"->{v['machine']['load_end'][0]:.2f}" for p, v in results["earlier"].items())]
+          if results.get("earlier") else []),
         "- One thread on both sides. Ratios are ours / torchvision (below 1: we use less). CPU time is the measure;",
         "  wall time moves with the other tenants' load.",
         "",
     ]
     if results["predict"]:
         lines += ["## Predict, one image (R50-FPN, 100 detections)", "",
-                  "Per round one process per side: load, one warm-up prediction, one timed prediction. "
-                  f"Median of {args.rounds} rounds.", "",
+                  f"Per round one process per side: load, one warm-up prediction, {args.runs} timed prediction(s); "
+                  f"{args.rounds} alternating round(s); median of all {args.rounds * args.runs} timed predictions. "
+                  "Peak RSS is the whole process's (load included).", "",
                   "| image | impl | CPU s | wall s | CPU ratio | wall ratio | peak RSS MB (process) | detections |",
                   "|---|---|---|---|---|---|---|---|"]
         for key, rows in results["predict"].items():
@@ -462,7 +485,7 @@ def write_markdown(results, args, path):
         lines += [f"## Predict, whole process over a folder ({n} images, 800x1216, model load included)", "",
                   "`maskrcnn --threads 1 predict --model M --input DIR --output results.json` against a torchvision "
                   "script that loads the same safetensors, predicts each image, RLE-encodes the masks and writes COCO "
-                  f"results. CPU = user + sys of the process (wait4). Median of {args.rounds} alternating rounds.", "",
+                  f"results. CPU = user + sys of the process (wait4). Median of {args.rounds} alternating round(s).", "",
                   "| impl | CPU s | of which sys | wall s | CPU ratio | wall ratio | peak RSS MB | ratio | results |",
                   "|---|---|---|---|---|---|---|---|---|"]
         tv = {k: med([r[k] for r in rows["torchvision"]]) for k in ("cpu_s", "wall_s", "peak_rss_kb")}

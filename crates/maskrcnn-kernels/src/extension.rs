@@ -44,26 +44,6 @@ pub trait ConvKernels: Backend {
         <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), options)
     }
 
-    /// [`Self::kernel_conv2d`] for inference only (no autodiff): the backend may use an algorithm
-    /// that rounds differently from the training forward (Winograd on flex).
-    fn kernel_conv2d_inference(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::kernel_conv2d(x, weight, options)
-    }
-
-    /// [`Self::kernel_conv2d_with_bias`] for inference only; see [`Self::kernel_conv2d_inference`].
-    fn kernel_conv2d_inference_with_bias(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::kernel_conv2d_with_bias(x, weight, bias, options)
-    }
-
     /// `conv_transpose2d(x, weight, bias)` for inference only (no autodiff).
     fn kernel_conv_transpose2d_inference_with_bias(
         x: FloatTensor<Self>,
@@ -104,11 +84,13 @@ pub trait ConvKernels: Backend {
     }
 }
 
-/// Forward: im2col + GEMM (and Winograd at inference) unless [`crate::forward::FORWARD_ENV`]`=flex`; gradients:
+/// Forward: im2col + GEMM, Winograd for eligible 3x3 layers, unless [`crate::forward::FORWARD_ENV`]`=flex`; gradients:
 /// this crate's kernels unless [`generic::BACKWARD_ENV`]`=generic`.
 impl ConvKernels for Flex {
+    // Also the forward of training (autodiff calls it): Winograd's values differ from direct
+    // convolution by rounding only, and the gradients come from x and w, not from the forward.
     fn kernel_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
-        flex_forward(x, weight, None, options, false)
+        flex_forward(x, weight, None, options)
     }
 
     fn kernel_conv2d_with_bias(
@@ -117,24 +99,7 @@ impl ConvKernels for Flex {
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        flex_forward(x, weight, Some(bias), options, false)
-    }
-
-    fn kernel_conv2d_inference(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        flex_forward(x, weight, None, options, true)
-    }
-
-    fn kernel_conv2d_inference_with_bias(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        flex_forward(x, weight, Some(bias), options, true)
+        flex_forward(x, weight, Some(bias), options)
     }
 
     fn kernel_conv_transpose2d_inference_with_bias(
@@ -194,11 +159,10 @@ fn flex_forward(
     weight: FloatTensor<Flex>,
     bias: Option<FloatTensor<Flex>>,
     options: ConvOptions<2>,
-    inference: bool,
 ) -> FloatTensor<Flex> {
     let algorithm = forward_algorithm();
     if algorithm != ForwardAlgorithm::Flex {
-        let winograd = inference && algorithm == ForwardAlgorithm::Fast;
+        let winograd = algorithm == ForwardAlgorithm::Fast;
         if let Some(y) = conv2d_forward(&x, &weight, bias.as_ref(), &options, winograd) {
             return y;
         }

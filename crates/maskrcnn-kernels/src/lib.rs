@@ -55,19 +55,10 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
         weight.dims(),
         options.groups
     );
-    // Without autodiff nothing is differentiated, so the backend may take its inference-only
-    // algorithms (Winograd).
-    let inference = !x.device().is_autodiff();
     let (x, weight) = (x.into_dispatch(), weight.into_dispatch());
-    Tensor::from_dispatch(match (bias, inference) {
-        (Some(bias), false) => {
-            <Dispatch as ConvKernels>::kernel_conv2d_with_bias(x, weight, bias.into_dispatch(), options)
-        }
-        (Some(bias), true) => {
-            <Dispatch as ConvKernels>::kernel_conv2d_inference_with_bias(x, weight, bias.into_dispatch(), options)
-        }
-        (None, false) => <Dispatch as ConvKernels>::kernel_conv2d(x, weight, options),
-        (None, true) => <Dispatch as ConvKernels>::kernel_conv2d_inference(x, weight, options),
+    Tensor::from_dispatch(match bias {
+        Some(bias) => <Dispatch as ConvKernels>::kernel_conv2d_with_bias(x, weight, bias.into_dispatch(), options),
+        None => <Dispatch as ConvKernels>::kernel_conv2d(x, weight, options),
     })
 }
 
