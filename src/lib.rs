@@ -7,6 +7,7 @@ pub use maskrcnn_model::{
     Detection, MaskRcnn, MaskRcnnConfig,
 };
 
+pub mod allocator;
 pub mod bands;
 pub mod cell_size;
 pub mod cli;
