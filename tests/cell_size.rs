@@ -211,9 +211,9 @@ fn objects_on_resampled_tiles_land_at_their_map_place() {
     // The model was trained at 0.5 m: each 1 m raster pixel becomes 2 x 2 model pixels.
     let plan = CellSizePlan::new(&raster_path, &info, Some(0.5), CellSizeRequest::default()).unwrap();
     assert_eq!(plan, CellSizePlan { fx: 2.0, fy: 2.0 });
-    let mut seen = Vec::new();
+    let seen = std::sync::Mutex::new(Vec::new());
     let inner = |tile: &TileImage| -> anyhow::Result<Vec<TileInstance>> {
-        seen.push((tile.width, tile.height));
+        seen.lock().unwrap().push((tile.width, tile.height));
         if tile.tile.name() != "r0c0" {
             return Ok(Vec::new());
         }
@@ -228,7 +228,11 @@ fn objects_on_resampled_tiles_land_at_their_map_place() {
         Ok(vec![TileInstance { class_id: 1, score: 0.9, mask }])
     };
     let options = DetectOptions { tile_size: 64, overlap: 0, ..DetectOptions::default() };
-    let (features, _) = maskrcnn_geo::detect_raster(&mut raster, plan.wrap(inner), &options, |_| {}).unwrap();
+    let batch = plan.wrap_batch(|tiles: &[TileImage]| tiles.iter().map(inner).collect());
+    let per_tile = |tile: &TileImage| Ok(batch(std::slice::from_ref(tile))?.remove(0));
+    let (features, _) = maskrcnn_geo::detect_raster(&mut raster, per_tile, &options, |_| {}).unwrap();
+    drop(batch);
+    let seen = seen.into_inner().unwrap();
     assert!(seen.iter().all(|&s| s == (128, 128)), "the detector sees 64 px tiles at twice the size: {seen:?}");
     assert_eq!(features.len(), 1);
     let r = features[0].geometry.bounding_rect().unwrap();

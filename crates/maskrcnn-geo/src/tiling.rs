@@ -346,7 +346,7 @@ pub(crate) fn read_tile(
     let win = tile.window;
     let aoi = opts.aoi.as_ref().map(|a| a.cover(win));
     if aoi == Some(crate::aoi::AoiCover::Outside) {
-        return Ok(TileOutcome::Nodata);
+        return ReadTile::Done(TileOutcome::Nodata);
     }
     let read = match raster.read_window(win, &opts.bands) {
         Ok(read) => read,
