@@ -57,9 +57,10 @@ pub fn forward_algorithm() -> ForwardAlgorithm {
 /// channels x tiles each) stay in the last-level cache.
 const WINOGRAD_BLOCK_TILES: usize = 384;
 
-/// Below this many tiles the per-call weight transform (16 x co x ci) costs more than the GEMM
-/// work Winograd saves (e.g. ResNet's layer4 at 512²: 8x8 tiles), so GEMM runs instead.
-const WINOGRAD_MIN_TILES: usize = 200;
+/// Winograd runs for feature maps of at least this many tiles per image (the mask head's 14x14
+/// RoIs have 49). Counted per image, never per batch: the algorithm, and so the rounding, of one
+/// image must not depend on what it is batched with (`detect --batch-size` gives the same file).
+const WINOGRAD_MIN_TILES: usize = 49;
 
 /// `y = conv2d(x, weight) + bias` for f32 tensors; `None` for any other dtype (the caller then
 /// runs flex's own conv2d). `winograd` allows Winograd F(2x2, 3x3) for eligible layers.
@@ -205,7 +206,7 @@ fn gemm_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Conv2dGeometry
 }
 
 fn winograd_eligible(geo: &Conv2dGeometry) -> bool {
-    let tiles = geo.batch * geo.out_h.div_ceil(2) * geo.out_w.div_ceil(2);
+    let tiles = geo.out_h.div_ceil(2) * geo.out_w.div_ceil(2);
     geo.kernel_h == 3
         && geo.kernel_w == 3
         && geo.stride == [1, 1]
