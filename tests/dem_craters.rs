@@ -214,7 +214,7 @@ fn craters_of_a_float_dem_are_found_on_another_dem() {
         "--output",
         &s(&run_dir),
         "--steps",
-        "160",
+        "320",
         "--batch-size",
         "4",
         "--lr",

@@ -628,11 +628,11 @@ fn bad_inputs_give_clear_errors() {
     let e = error_of(&opts(&raster, &wrong, &out, ChipFormat::RcnnMasks, 256, 256));
     assert!(e.contains("mercator.geojson") && e.contains("overlaps") && e.contains("EPSG:32616"), "{e}");
 
-    // RFC 7946 GeoJSON (no crs member) against a projected raster.
+    // GeoJSON with no crs member is RFC 7946 lon/lat: projected coordinates in it cannot be reprojected.
     let rfc = tmp.path().join("rfc7946.geojson");
     write_geojson(&rfc, &fp.polygons, None);
     let e = error_of(&opts(&raster, &rfc, &out, ChipFormat::RcnnMasks, 256, 256));
-    assert!(e.contains("RFC 7946") && e.contains("EPSG:32616") && e.contains("ogr2ogr"), "{e}");
+    assert!(e.contains("rfc7946.geojson") && e.contains("EPSG:4326") && e.contains("cannot be reprojected"), "{e}");
 
     // Class field that does not exist.
     let o = ExportChipsOptions {
