@@ -309,7 +309,7 @@ impl CellSizePlan {
         let nh = ((h as f64 * self.fy).round() as usize).max(1);
         let (ax, ay) = (Axis::new(w, nw), Axis::new(h, nh));
         let plane = w * h;
-        let bands = if plane == 0 { 0 } else { tile.data.len() / plane };
+        let bands = tile.data.len().checked_div(plane).unwrap_or(0);
         let mut data = Vec::with_capacity(bands * nw * nh);
         for b in 0..bands {
             let src = &tile.data[b * plane..(b + 1) * plane];
@@ -384,7 +384,7 @@ impl Axis {
 /// One row-major plane `w` pixels wide resampled along x then y. With `valid` (1 = valid, 0 = not) the average
 /// is over valid sources only and an output with none is `nodata` (NaN without one).
 fn resample_plane(src: &[f32], w: usize, valid: Option<(&[f32], Option<f64>)>, ax: &Axis, ay: &Axis) -> Vec<f32> {
-    let h = if w == 0 { 0 } else { src.len() / w };
+    let h = src.len().checked_div(w).unwrap_or(0);
     let pass = |plane: &[f32]| -> Vec<f32> {
         let nw = ax.len();
         let mut rows = vec![0.0f32; nw * h];
