@@ -34,6 +34,10 @@ use maskrcnn::roi_heads::postprocess_detections;
 use maskrcnn::tensor_util::tensor_to_vec;
 use maskrcnn::weights::load_model;
 
+/// The `maskrcnn` binary's allocator, so the timings are the binary's.
+#[global_allocator]
+static ALLOCATOR: maskrcnn::allocator::Allocator = mimalloc::MiMalloc;
+
 #[repr(C)]
 struct Timespec {
     tv_sec: i64,
@@ -240,6 +244,7 @@ fn conv_probe() -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    maskrcnn::allocator::configure();
     if std::env::args().nth(1).as_deref() == Some("--conv-probe") {
         return conv_probe();
     }

@@ -189,9 +189,13 @@ struct DetectArgs {
     /// Pixels shared by neighbouring tiles.
     #[arg(long, default_value_t = 64)]
     overlap: u32,
-    /// Kept for arcgis.learn users; tiles are processed one at a time.
+    /// Tiles run through the model in one call (the output is the same for any batch size).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
+    /// Tiles run at the same time, each by its own worker (default: one per --threads thread);
+    /// the --threads threads are split between them. Fewer workers use less memory.
+    #[arg(long)]
+    workers: Option<usize>,
     /// Minimum detection score.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
@@ -211,8 +215,23 @@ struct DetectArgs {
     /// Average predictions over flipped tiles.
     #[arg(long)]
     tta: bool,
+    /// The raster's cell size in metres per pixel, in place of its georeferencing's (tiles are
+    /// resampled to the model's training cell size when they differ by more than 5%).
+    #[arg(long)]
+    cell_size: Option<f64>,
+    /// Run at the raster's own resolution even when the model was trained at another cell size.
+    #[arg(long, conflicts_with = "cell_size")]
+    no_resample: bool,
     #[command(flatten)]
     polygons: PolygonArgs,
+    /// Write the output in this CRS: EPSG:XXXX (EPSG:4326 GeoJSON is RFC 7946 lon/lat) or a WKT
+    /// file. --simplify, --min-area and the area field are computed in the raster's CRS first.
+    #[arg(long)]
+    output_crs: Option<String>,
+    /// Only detect inside these polygons (.geojson, .gpkg, .fgb or .shp, any CRS): tiles outside
+    /// are never read and objects are cut at the boundary.
+    #[arg(long)]
+    aoi: Option<PathBuf>,
     /// K/N: process shard K of N (0-based), or `auto`: the index from JOB_COMPLETION_INDEX or
     /// SLURM_ARRAY_TASK_ID (the environment is read only then, or with --shards).
     #[arg(long)]
@@ -237,6 +256,9 @@ struct MergeArgs {
     inputs: Vec<PathBuf>,
     #[arg(long)]
     output: PathBuf,
+    /// Write the output in this CRS (EPSG:XXXX or a WKT file) instead of the raster's.
+    #[arg(long)]
+    output_crs: Option<String>,
     #[arg(long)]
     overwrite: bool,
 }
@@ -253,6 +275,10 @@ struct VectorizeArgs {
     band: usize,
     #[command(flatten)]
     polygons: PolygonArgs,
+    /// Write the output in this CRS (EPSG:XXXX or a WKT file) instead of the raster's; metric
+    /// options and areas are computed in the raster's CRS first.
+    #[arg(long)]
+    output_crs: Option<String>,
     #[arg(long)]
     overwrite: bool,
 }
@@ -399,6 +425,27 @@ struct PredictArgs {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    match crate::hooks::LineProgress::from_env() {
+        Some(lines) => crate::hooks::with_hooks(std::rc::Rc::new(lines), || dispatch(cli)),
+        None => dispatch(cli),
+    }
+}
+
+/// [`run`] over the given arguments (the first is the program name) instead of the process's, for
+/// running a command in-process: a usage error is returned, as the one line clap prints first.
+pub fn run_from<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|e| {
+        let text = e.to_string();
+        crate::hooks::UsageError(text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string())
+    })?;
+    dispatch(cli)
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
     }
@@ -475,7 +522,7 @@ fn load_model(path: &std::path::Path, device: &burn::tensor::Device) -> Result<c
 
 /// `--max-detections`: more objects per image than torchvision's 100, with enough RPN proposals
 /// after NMS to give them.
-fn apply_max_detections(config: &mut crate::MaskRcnnConfig, max_detections: Option<usize>) -> Result<()> {
+pub fn apply_max_detections(config: &mut crate::MaskRcnnConfig, max_detections: Option<usize>) -> Result<()> {
     let Some(n) = max_detections else { return Ok(()) };
     if n == 0 {
         bail!("--max-detections must be at least 1");
@@ -782,6 +829,9 @@ fn detect(args: DetectArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if args.workers == Some(0) {
+        bail!("--workers must be at least 1");
+    }
     // The environment is read only when asked: a job on a cluster must not shard by accident.
     let from_env = |flag: &str| {
         Shard::from_env(args.shards)?.with_context(|| {
@@ -803,6 +853,10 @@ fn detect(args: DetectArgs) -> Result<()> {
             args.output.display(),
             shard.index
         );
+    }
+    let output_crs = args.output_crs.as_deref().map(maskrcnn_geo::reproject::parse_crs).transpose()?;
+    if let Some(aoi) = &args.aoi {
+        refuse_output(&args.output, args.overwrite, &[(aoi, "--aoi")])?;
     }
     let device = args.device.resolve()?;
     let mut model = load_model(&args.model, &device)?.model;
@@ -826,6 +880,13 @@ fn detect(args: DetectArgs) -> Result<()> {
         classes: args.classes.clone(),
         test_time_augmentation: args.tta,
         overview: args.overview,
+        aoi: args.aoi.clone(),
+        output_crs,
+        cell_size: crate::cell_size::CellSizeRequest {
+            raster_cell_size: args.cell_size,
+            no_resample: args.no_resample,
+        },
+        parallelism: crate::detect::Parallelism { batch_size: args.batch_size, workers: args.workers },
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -838,12 +899,14 @@ fn detect(args: DetectArgs) -> Result<()> {
         bar.set_length(p.tiles_total as u64);
         bar.set_position(p.tiles_done as u64);
         bar.set_message(format!("{} objects", p.features_emitted));
+        crate::hooks::detect_progress(&p);
     })?;
     bar.finish_and_clear();
     eprintln!(
-        "{} tiles ({} skipped as nodata), {} objects -> {}{}",
+        "{} tiles ({} skipped as nodata{}), {} objects -> {}{}",
         summary.tiles_processed,
         summary.tiles_skipped_nodata,
+        if args.aoi.is_some() { " or outside --aoi" } else { "" },
         summary.features_emitted,
         args.output.display(),
         if shard.count > 1 {
@@ -858,7 +921,8 @@ fn detect(args: DetectArgs) -> Result<()> {
 fn merge(args: MergeArgs) -> Result<()> {
     let inputs: Vec<(&std::path::Path, &str)> = args.inputs.iter().map(|p| (p.as_path(), "--inputs")).collect();
     refuse_output(&args.output, args.overwrite, &inputs)?;
-    let n = crate::detect::merge_shards(&args.inputs, &args.output, args.overwrite)?;
+    let output_crs = args.output_crs.as_deref().map(maskrcnn_geo::reproject::parse_crs).transpose()?;
+    let n = crate::detect::merge_shards(&args.inputs, &args.output, args.overwrite, output_crs.as_ref())?;
     eprintln!("{n} objects from {} shards -> {}", args.inputs.len(), args.output.display());
     Ok(())
 }
@@ -866,6 +930,7 @@ fn merge(args: MergeArgs) -> Result<()> {
 fn vectorize(args: VectorizeArgs) -> Result<()> {
     use maskrcnn_geo::{Feature, GeoTiff, PixelWindow, Samples, WriteOptions};
     refuse_output(&args.output, args.overwrite, &[(&args.labels, "--labels")])?;
+    let output_crs = args.output_crs.as_deref().map(maskrcnn_geo::reproject::parse_crs).transpose()?;
     let mut raster = GeoTiff::open(&args.labels)?;
     let info = raster.info().clone();
     if args.band == 0 || args.band > info.bands {
@@ -908,10 +973,18 @@ fn vectorize(args: VectorizeArgs) -> Result<()> {
         })
         .collect();
     let write = WriteOptions { overwrite: args.overwrite, ..WriteOptions::default() };
-    if let Some(warning) = maskrcnn_geo::output::crs_warning(&args.output, info.crs.as_ref()) {
+    if output_crs.is_some() && info.geotransform.is_none() {
+        bail!("--output-crs: {} has no georeferencing, so its polygons cannot be reprojected", args.labels.display());
+    }
+    let mut sink = maskrcnn_geo::create_writer_in(&args.output, info.crs.as_ref(), output_crs.as_ref(), &write)?;
+    if let Some(warning) = sink.crs_warning() {
         eprintln!("warning: {warning}");
     }
-    maskrcnn_geo::write_features(&args.output, &features, info.crs.as_ref(), &write)?;
+    for f in &features {
+        sink.write(f)?;
+    }
+    sink.warnings().iter().for_each(|w| eprintln!("warning: {}: {w}", args.output.display()));
+    sink.finish()?;
     eprintln!("{} objects -> {}", features.len(), args.output.display());
     Ok(())
 }

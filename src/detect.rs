@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use maskrcnn_geo::{
-    create_writer, detect_raster_journaled, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink, GeoTiff,
-    Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance, WriteOptions,
+    create_writer_in, detect_raster_pipelined, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink,
+    GeoTiff, PipelineOptions, Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance,
+    WriteOptions,
 };
 
-use crate::model::MaskRcnn;
+use crate::model::{Detection, MaskRcnn};
 use crate::transform::ImageChw;
 
 pub struct DetectJob {
@@ -27,6 +28,14 @@ pub struct DetectJob {
     pub test_time_augmentation: bool,
     /// Reduced-resolution level of a COG to read (0: full resolution).
     pub overview: usize,
+    /// Polygons limiting detection to the tiles they touch, objects cut at their edge (`--aoi`).
+    pub aoi: Option<PathBuf>,
+    /// CRS the output is written in (`--output-crs`); None: the raster's.
+    pub output_crs: Option<maskrcnn_geo::Crs>,
+    /// `--cell-size` / `--no-resample`: how tiles are matched to the model's training cell size.
+    pub cell_size: crate::cell_size::CellSizeRequest,
+    /// Batch size and workers; the output does not depend on them.
+    pub parallelism: Parallelism,
 }
 
 /// Runs the model on one tile and turns its detections into tile-sized binary masks.
@@ -37,35 +46,125 @@ pub fn detect_tile(
     tta: bool,
     keep: &[usize],
 ) -> Result<Vec<TileInstance>> {
-    let (w, h) = (tile.width as usize, tile.height as usize);
-    let channels = tile.bands.len();
-    if channels != model.config.backbone.in_channels {
-        bail!("tile has {channels} bands but the model expects {}", model.config.backbone.in_channels);
+    Ok(detect_tiles(model, std::slice::from_ref(tile), scale, tta, keep)?.pop().unwrap_or_default())
+}
+
+/// [`detect_tile`] for several tiles, run through the model as one batch. Tiles of one size
+/// share a batch and nothing else, so no tile is padded beyond what it gets alone and each tile's
+/// answer is the one it gets on its own.
+pub fn detect_tiles(
+    model: &MaskRcnn,
+    tiles: &[TileImage],
+    scale: maskrcnn_data::scaling::PixelScale,
+    tta: bool,
+    keep: &[usize],
+) -> Result<Vec<Vec<TileInstance>>> {
+    let mut images = Vec::with_capacity(tiles.len());
+    for tile in tiles {
+        let channels = tile.bands.len();
+        if channels != model.config.backbone.in_channels {
+            bail!("tile has {channels} bands but the model expects {}", model.config.backbone.in_channels);
+        }
+        let mut data = tile.data.clone();
+        scale.apply(&mut data);
+        images.push(Some(ImageChw { channels, height: tile.height as usize, width: tile.width as usize, data }));
     }
-    let mut data = tile.data.clone();
-    scale.apply(&mut data);
-    let image = ImageChw { channels, height: h, width: w, data };
-    let dets = if tta {
-        crate::tta::predict_with_flips(model, &image)
+    let mut dets: Vec<Vec<Detection>> = vec![Vec::new(); tiles.len()];
+    if tta {
+        for (image, out) in images.iter().flatten().zip(&mut dets) {
+            *out = crate::tta::predict_with_flips(model, image);
+        }
     } else {
-        model.predict(std::slice::from_ref(&image)).pop().unwrap_or_default()
-    };
-    let cap = model.config.roi_heads.box_detections_per_img;
-    if dets.len() >= cap {
-        eprintln!(
-            "warning: tile {}: {cap} objects, the most kept per tile; there may be more (--max-detections)",
-            tile.tile.name()
-        );
+        let size_of = |t: &TileImage| (t.height, t.width);
+        let mut sizes: Vec<(u32, u32)> = tiles.iter().map(size_of).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for size in sizes {
+            let members: Vec<usize> = (0..tiles.len()).filter(|&i| size_of(&tiles[i]) == size).collect();
+            let batch: Vec<ImageChw> = members.iter().filter_map(|&i| images[i].take()).collect();
+            for (i, found) in members.into_iter().zip(model.predict(&batch)) {
+                dets[i] = found;
+            }
+        }
     }
-    Ok(dets
-        .into_iter()
-        .filter(|d| keep.is_empty() || keep.contains(&d.label))
-        .map(|d| TileInstance {
-            class_id: model.config.category_id(d.label) as u32,
-            score: d.score,
-            mask: d.mask.to_binary_full(h, w),
+    let cap = model.config.roi_heads.box_detections_per_img;
+    Ok(tiles
+        .iter()
+        .zip(dets)
+        .map(|(tile, dets)| {
+            if dets.len() >= cap {
+                eprintln!(
+                    "warning: tile {}: {cap} objects, the most kept per tile; there may be more (--max-detections)",
+                    tile.tile.name()
+                );
+            }
+            let (w, h) = (tile.width as usize, tile.height as usize);
+            dets.into_iter()
+                .filter(|d| keep.is_empty() || keep.contains(&d.label))
+                .map(|d| TileInstance {
+                    class_id: model.config.category_id(d.label) as u32,
+                    score: d.score,
+                    mask: d.mask.to_binary_full(h, w),
+                })
+                .collect()
         })
         .collect())
+}
+
+/// How the tiles of a run share the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    /// Tiles per model call.
+    pub batch_size: usize,
+    /// Threads running the model at once, each on its own batch (None: one per thread of the
+    /// global rayon pool, i.e. `--threads`).
+    pub workers: Option<usize>,
+}
+
+impl Default for Parallelism {
+    fn default() -> Self {
+        Parallelism { batch_size: 1, workers: None }
+    }
+}
+
+impl Parallelism {
+    /// Workers and the threads each one's model ops may use: `threads` (the rayon pool's size)
+    /// split between them, never more in all.
+    fn plan(&self, threads: usize) -> Result<(usize, usize)> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let threads = threads.max(1);
+        let workers = match self.workers {
+            Some(0) => bail!("--workers must be at least 1"),
+            Some(w) => w,
+            None => threads,
+        };
+        Ok((workers, (threads / workers).max(1)))
+    }
+}
+
+thread_local! {
+    /// Each pipeline worker's own pool for the model's parallel ops, so workers do not steal each
+    /// other's work and a tile is computed the same way whatever the number of workers.
+    static WORKER_POOL: std::cell::RefCell<Option<(usize, rayon::ThreadPool)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's pool of `threads` threads (built on first use).
+fn in_worker_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    WORKER_POOL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(n, _)| *n != threads) {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("detect-op-{i}"))
+                .build()
+                .context("starting a detect worker's threads")?;
+            *slot = Some((threads, pool));
+        }
+        let (_, pool) = slot.as_ref().expect("just set");
+        Ok(pool.install(f))
+    })
 }
 
 /// Detects over the whole raster (or its shard) and writes the vector file, or a shard file for
@@ -77,6 +176,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         eprintln!("{}: overview level {} ({}x{} pixels)", job.raster.display(), job.overview, i.width, i.height);
     }
     let info = raster.info().clone();
+    let plan = crate::cell_size::CellSizePlan::new(&job.raster, &info, model.config.cell_size, job.cell_size)?;
+    let resampling_model = plan.model_for(model, job.options.tile_size)?;
+    let model = resampling_model.as_ref().unwrap_or(model);
     let choice = crate::bands::choose_bands(
         &job.raster,
         info.bands,
@@ -105,14 +207,33 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         options.vectorize.units = maskrcnn_geo::MapUnits::of_crs(info.crs.as_ref());
     }
     if info.geotransform.is_none() {
+        if job.output_crs.is_some() {
+            bail!(
+                "--output-crs: {} has no georeferencing, so its polygons cannot be reprojected",
+                job.raster.display()
+            );
+        }
         eprintln!("warning: {} has no georeferencing; polygons are in pixel coordinates", job.raster.display());
     }
+    if let Some(path) = &job.aoi {
+        let aoi = maskrcnn_geo::aoi::Aoi::load(path, &info, &job.raster)?;
+        options.aoi = Some(std::sync::Arc::new(aoi));
+    }
     let scale = model.config.transform.pixel_scale_for(info.sample_type);
-    let detector = |tile: &TileImage| detect_tile(model, tile, scale, job.test_time_augmentation, &keep);
+    let (workers, threads_per_worker) = job.parallelism.plan(rayon::current_num_threads())?;
+    let pipeline = PipelineOptions { batch_size: job.parallelism.batch_size, workers };
+    let tta = job.test_time_augmentation;
+    let detector = plan.wrap_batch(|tiles: &[TileImage]| {
+        crate::hooks::check_stop()?;
+        in_worker_pool(threads_per_worker, || detect_tiles(model, tiles, scale, tta, &keep))?
+    });
     let extra = BTreeMap::from([
         ("classes kept".to_string(), format!("{keep:?}")),
         ("flips (--tta)".to_string(), job.test_time_augmentation.to_string()),
         ("overview level".to_string(), job.overview.to_string()),
+        ("output CRS".to_string(), job.output_crs.as_ref().map(|c| c.describe()).unwrap_or_default()),
+        ("area of interest".to_string(), aoi_fingerprint(job.aoi.as_deref())?),
+        ("cell size resampling".to_string(), format!("{plan:?}")),
     ]);
     let fingerprint = RunFingerprint::new(&job.raster, model_fingerprint(&job.model_path, model)?, &options, extra)?;
     enum Sink {
@@ -120,6 +241,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         Vector(Box<dyn FeatureSink>),
     }
     // Before the journal: an output that cannot be created must not leave a journal behind.
+    if options.shard.count > 1 && job.output_crs.is_some() {
+        bail!("--output-crs applies to the merged file: pass it to `maskrcnn merge`, not to each shard");
+    }
     let mut sink = if options.shard.count > 1 {
         let grid = TileGrid::new(info.width, info.height, options.tile_size, options.overlap)?;
         let header = ShardHeader::new(
@@ -134,7 +258,7 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         Sink::Shard(ShardWriter::create(&job.output, &header, job.overwrite)?)
     } else {
         let write_options = WriteOptions { overwrite: job.overwrite, ..WriteOptions::default() };
-        let sink = create_writer(&job.output, info.crs.as_ref(), &write_options)?;
+        let sink = create_writer_in(&job.output, info.crs.as_ref(), job.output_crs.as_ref(), &write_options)?;
         if let Some(warning) = sink.crs_warning() {
             eprintln!("warning: {warning}");
         }
@@ -145,7 +269,15 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
         Sink::Shard(w) => w.write(&f),
         Sink::Vector(s) => s.write(&f),
     };
-    let summary = match detect_raster_journaled(&mut raster, detector, &options, &mut journal, write, &mut progress) {
+    let summary = match detect_raster_pipelined(
+        &mut raster,
+        &detector,
+        &options,
+        pipeline,
+        Some(&mut journal),
+        write,
+        &mut progress,
+    ) {
         Ok(summary) => summary,
         Err(e) => {
             // A run that failed before its first tile (bands the model cannot take, say) leaves
@@ -158,7 +290,10 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     };
     match sink {
         Sink::Shard(w) => w.finish(&summary.pending)?,
-        Sink::Vector(s) => s.finish()?,
+        Sink::Vector(s) => {
+            s.warnings().iter().for_each(|w| eprintln!("warning: {}: {w}", job.output.display()));
+            s.finish()?
+        }
     }
     // Only once the output is in place: a kill before this still leaves a run to resume.
     journal.finish()?;
@@ -242,11 +377,25 @@ fn report_unreadable_tiles(raster: &Path, output: &Path, summary: &DetectSummary
     )
 }
 
-/// Joins shard files into one vector file, stitching objects across shard seams.
-pub fn merge_shards(inputs: &[PathBuf], output: &Path, overwrite: bool) -> Result<usize> {
+/// What identifies an AOI for the journal: its path and content digest.
+fn aoi_fingerprint(aoi: Option<&Path>) -> Result<String> {
+    let Some(path) = aoi else { return Ok(String::new()) };
+    let digest = maskrcnn_geo::digest_files(&[path.to_path_buf()], b"")
+        .with_context(|| format!("--aoi {}: cannot read it", path.display()))?;
+    Ok(format!("{} {digest}", path.display()))
+}
+
+/// Joins shard files into one vector file, stitching objects across shard seams; written in
+/// `output_crs` when given, else the raster's CRS.
+pub fn merge_shards(
+    inputs: &[PathBuf],
+    output: &Path,
+    overwrite: bool,
+    output_crs: Option<&maskrcnn_geo::Crs>,
+) -> Result<usize> {
     let header = maskrcnn_geo::read_shard_headers(inputs)?;
     let options = WriteOptions { overwrite, ..WriteOptions::default() };
-    let mut sink = create_writer(output, header.crs.as_ref(), &options)?;
+    let mut sink = create_writer_in(output, header.crs.as_ref(), output_crs, &options)?;
     if let Some(warning) = sink.crs_warning() {
         eprintln!("warning: {warning}");
     }
@@ -255,6 +404,7 @@ pub fn merge_shards(inputs: &[PathBuf], output: &Path, overwrite: bool) -> Resul
         count += 1;
         sink.write(&f)
     })?;
+    sink.warnings().iter().for_each(|w| eprintln!("warning: {}: {w}", output.display()));
     sink.finish()?;
     Ok(count)
 }

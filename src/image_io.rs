@@ -34,22 +34,33 @@ fn load_scaled(
     }
     let typed = maskrcnn_data::image_io::read_image_typed(path)
         .map_err(|e| anyhow::anyhow!("{}: not a readable image ({:#})", path.display(), e))?;
-    let image = typed.image;
+    scaled_bands(typed.image, bands, scale(typed.sample_type)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Raw pixels held in memory (a numpy array in Python) as `config`'s model expects them, by the
+/// rule [`load_model_input`] applies to files.
+pub fn model_input_from_raw(
+    image: maskrcnn_data::ImageTensor,
+    sample_type: maskrcnn_data::scaling::SampleType,
+    config: &MaskRcnnConfig,
+) -> Result<ImageChw> {
+    scaled_bands(image, config.backbone.in_channels, config.transform.pixel_scale_for(sample_type))
+}
+
+/// The model's bands of `image` (a single band repeated), divided by `scale`.
+fn scaled_bands(image: maskrcnn_data::ImageTensor, bands: usize, scale: PixelScale) -> Result<ImageChw> {
     let (height, width) = (image.height, image.width);
     let plane = height * width;
     let take: Vec<usize> = match (image.channels, bands) {
         (1, b) => vec![0; b],
         (c, b) if c == b => (0..b).collect(),
-        (c, b) => bail!(
-            "{}: the image has {c} band(s) but the model expects {b} (pick or repeat bands to match)",
-            path.display()
-        ),
+        (c, b) => bail!("the image has {c} band(s) but the model expects {b} (pick or repeat bands to match)"),
     };
     let mut data = Vec::with_capacity(bands * plane);
     for &src in &take {
         data.extend_from_slice(image.plane(src));
     }
-    scale(typed.sample_type).apply(&mut data);
+    scale.apply(&mut data);
     Ok(ImageChw { channels: bands, height, width, data })
 }
 

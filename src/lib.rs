@@ -7,12 +7,15 @@ pub use maskrcnn_model::{
     Detection, MaskRcnn, MaskRcnnConfig,
 };
 
+pub mod allocator;
 pub mod bands;
+pub mod cell_size;
 pub mod cli;
 pub mod demo;
 pub mod detect;
 pub mod device_arg;
 pub mod evaluate;
+pub mod hooks;
 pub mod image_io;
 pub mod output_policy;
 pub mod overlay;

@@ -2,7 +2,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc with a longer purge delay (see `maskrcnn::allocator` for why).
+#[global_allocator]
+static ALLOCATOR: maskrcnn::allocator::Allocator = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    maskrcnn::allocator::configure();
     // A bug must still end in one readable line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = info

@@ -122,13 +122,19 @@ pub struct TrainArgs {
     pub monitor: Monitor,
     /// Input normalisation: `imagenet` (torchvision's mean/std, for RGB 8-bit and ImageNet/COCO
     /// weights) or `data` (per-band mean/std of the training images, stored with the model and
-    /// applied at inference). Default: `data` from scratch for multi-band or non-8-bit imagery,
-    /// otherwise `imagenet` (or the --init checkpoint's own).
+    /// applied at inference). Default: `data` for multi-band or non-8-bit imagery (unless the
+    /// --init checkpoint brings its own statistics), otherwise `imagenet` (or the --init
+    /// checkpoint's own).
     #[arg(long, value_enum)]
     pub normalize: Option<Normalization>,
     /// Skip the validation mask/box AP at each epoch end (the validation loss is still computed).
     #[arg(long)]
     pub no_val_ap: bool,
+    /// Cell size (ground sample distance) of the training chips in metres per pixel, recorded
+    /// with the model so `detect` resamples rasters of other resolutions to it. Default: read
+    /// from the chips' georeferencing or their export metadata.
+    #[arg(long)]
+    pub cell_size: Option<f64>,
     #[command(flatten)]
     pub device: crate::device_arg::DeviceArgs,
 }
@@ -300,8 +306,11 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             crate::train::trainer::guess_pixel_scale(dataset.as_ref(), &all)?
         }
     };
-    let from_scratch = args.init.is_none();
-    let normalize = args.normalize.unwrap_or(if from_scratch && (bands != 3 || pixel_scale != 255.0) {
+    // Data that is not 8-bit RGB (a float DEM, 16-bit or multispectral imagery) is normalised by
+    // its own statistics, also when fine-tuning: ImageNet's mean and std on a DEM divided by 65535
+    // give a constant input. Only a checkpoint that brings statistics of its own keeps them.
+    let init_has_stats = args.init.is_some() && model.config.transform.band_stats.is_some();
+    let normalize = args.normalize.unwrap_or(if !init_has_stats && (bands != 3 || pixel_scale != 255.0) {
         Normalization::Data
     } else {
         Normalization::Imagenet
@@ -330,6 +339,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         image_bands: Some(source_bands),
         raster_bands: crate::bands::chip_raster_bands(&args.data),
     };
+    model.config.cell_size = training_cell_size(&args)?;
     // Results and packages must carry the data's own ids (COCO category ids have gaps).
     model.config.category_ids = std::iter::once(0).chain(dataset.category_ids()).collect();
     freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
@@ -364,7 +374,9 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         ..TrainOptions::default()
     };
     let bar = crate::cli::StepBar::new(args.quiet);
-    let report = train_with_progress(&mut model, dataset.as_ref(), &args.output, &options, args.resume, &bar)?;
+    let hooks = crate::hooks::current();
+    let progress = hooks.as_ref().and_then(|h| h.train_progress()).unwrap_or(&bar);
+    let report = train_with_progress(&mut model, dataset.as_ref(), &args.output, &options, args.resume, progress)?;
     if !report.unreadable.is_empty() {
         eprintln!(
             "warning: {} training item(s) could not be read and were skipped (each is named above and in {})",
@@ -383,6 +395,31 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         report.final_model.as_ref().map_or("(none)".into(), |p| p.display().to_string())
     );
     Ok(())
+}
+
+/// The chips' cell size: `--cell-size`, else what the chips' georeferencing or export metadata
+/// say; said on stderr either way, since `detect` depends on it.
+fn training_cell_size(args: &TrainArgs) -> Result<Option<f64>> {
+    if let Some(c) = args.cell_size {
+        if !(c.is_finite() && c > 0.0) {
+            bail!("--cell-size must be a number of metres above 0, got {c}");
+        }
+        eprintln!("cell size {c} m per pixel (--cell-size), recorded with the model");
+        return Ok(Some(c));
+    }
+    match crate::cell_size::training_cell_size(&args.data, args.images.as_deref()) {
+        Some((c, source)) => {
+            eprintln!("cell size {} m per pixel (from {source}), recorded with the model", (c * 1e6).round() / 1e6);
+            Ok(Some(c))
+        }
+        None => {
+            eprintln!(
+                "the training chips carry no cell size (no georeferencing or export metadata); pass --cell-size \
+                 METRES so that detect can match rasters of other resolutions to it"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// `--backbone`: a ResNet depth as `50`, `resnet50`, `ResNet-50` or `r50`.

@@ -5,9 +5,13 @@
 //! * [`output`]: GeoJSON, FlatGeobuf and GeoPackage writers.
 //! * [`chips`]: training chips (RCNN_Masks or COCO) from a raster and label polygons.
 //! * [`grid`], [`tiling`] and [`merge`]: tile grid and sharding, streaming detection, seam stitching.
+//! * [`aoi`]: `detect --aoi`: the tiles an area of interest touches, objects cut at its edge.
+//! * [`reproject`]: CRS to CRS (proj4rs): labels, `--output-crs`, areas of interest.
 //! * [`units`]: metres and m² whatever the CRS, for the vectorising options and areas.
+//! * [`pipeline`]: the same detection with reading, batched inference and merging overlapped on every core.
 //! * [`journal`]: a detect run's crash-safe journal, so a killed run continues where it stopped.
 
+pub mod aoi;
 pub mod raster;
 
 pub use raster::{ChunkLayout, Crs, GeoTiff, GeoTransform, PixelWindow, RasterInfo, SampleType, Samples, WindowData};
@@ -16,7 +20,7 @@ pub mod vectorize;
 pub use vectorize::{rasterize_polygons, vectorize_label_raster, vectorize_mask, LabelPolygon, VectorizeOptions};
 pub mod output;
 
-pub use output::{create_writer, write_features, Feature, FeatureSink, VectorFormat, WriteOptions};
+pub use output::{create_writer, create_writer_in, write_features, Feature, FeatureSink, VectorFormat, WriteOptions};
 pub mod chips;
 
 pub use chips::{
@@ -25,6 +29,8 @@ pub use chips::{
 pub mod grid;
 pub mod journal;
 pub mod merge;
+pub mod pipeline;
+pub mod reproject;
 pub mod tiling;
 pub mod units;
 
@@ -35,6 +41,7 @@ pub use merge::{
     merge_outputs, merge_outputs_streaming, read_shard_headers, MergeOptions, MergedOutput, Merger, PendingInstance,
     PixelMask, ShardHeader, ShardWriter,
 };
+pub use pipeline::{detect_raster_pipelined, per_tile, BatchDetector, PipelineOptions};
 pub use tiling::{
     detect_raster, detect_raster_journaled, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard,
     Tile, TileGrid, TileImage, TileInstance,

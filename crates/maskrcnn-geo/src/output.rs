@@ -87,6 +87,11 @@ pub trait FeatureSink {
     fn crs_warning(&self) -> Option<&str> {
         None
     }
+    /// Lines for the user about what was written (e.g. objects whose reprojection went wrong);
+    /// asked for before [`FeatureSink::finish`].
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// WKT of the engineering CRS pixel-coordinate outputs declare, so GDAL and QGIS show them as
@@ -115,6 +120,25 @@ pub fn create_writer(path: &Path, crs: Option<&Crs>, opts: &WriteOptions) -> Res
         VectorFormat::FlatGeobuf => Box::new(FlatGeobufWriter::create(path, crs, opts)?),
         VectorFormat::GeoPackage => Box::new(GeoPackageWriter::create(path, crs, opts)?),
     })
+}
+
+/// [`create_writer`] for features in `source` (the raster's CRS; None: pixel coordinates),
+/// written in `output` when given (see [`crate::reproject`]): the file declares `output` and each
+/// geometry is reprojected as it is written.
+pub fn create_writer_in(
+    path: &Path,
+    source: Option<&Crs>,
+    output: Option<&Crs>,
+    opts: &WriteOptions,
+) -> Result<Box<dyn FeatureSink>> {
+    let Some(target) = output else { return create_writer(path, source, opts) };
+    let source = source.ok_or_else(|| {
+        anyhow!("{}: --output-crs needs the CRS the features are in, and the raster states none", path.display())
+    })?;
+    let reprojector = crate::reproject::Reprojector::new(source, target)
+        .with_context(|| format!("{}: from {} to {}", path.display(), source.describe(), target.describe()))?;
+    let inner = create_writer(path, Some(target), opts)?;
+    Ok(Box::new(crate::reproject::ReprojectingSink::new(inner, reprojector)))
 }
 
 /// Write all features at once; format from the extension.

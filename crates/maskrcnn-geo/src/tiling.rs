@@ -61,6 +61,8 @@ pub struct DetectOptions {
     pub shard: Shard,
     /// Do not call the detector on tiles whose pixels are all nodata.
     pub skip_nodata_tiles: bool,
+    /// Area of interest: tiles outside it are never read, masks are cleared outside it.
+    pub aoi: Option<std::sync::Arc<crate::aoi::Aoi>>,
 }
 
 impl Default for DetectOptions {
@@ -75,6 +77,7 @@ impl Default for DetectOptions {
             vectorize: VectorizeOptions::default(),
             shard: Shard::WHOLE,
             skip_nodata_tiles: true,
+            aoi: None,
         }
     }
 }
@@ -142,9 +145,9 @@ fn run_tiles<D, F, P>(
     raster: &mut GeoTiff,
     mut detector: D,
     opts: &DetectOptions,
-    mut journal: Option<&mut DetectJournal>,
-    mut on_feature: F,
-    mut progress: P,
+    journal: Option<&mut DetectJournal>,
+    on_feature: F,
+    progress: P,
 ) -> Result<DetectSummary>
 where
     D: FnMut(&TileImage) -> Result<Vec<TileInstance>>,
@@ -153,149 +156,223 @@ where
 {
     let info = raster.info().clone();
     let gt = info.geotransform_or_identity();
-    let grid = TileGrid::new(info.width, info.height, opts.tile_size, opts.overlap)?;
-    let rows = grid.shard_rows(opts.shard);
-    let mut merger = Merger::new(
-        grid.clone(),
-        gt,
-        rows.clone(),
-        opts.merge.clone(),
-        opts.vectorize.clone(),
-        opts.class_names.clone(),
-    );
-    let cols = grid.cols() as usize;
-    let tiles_total = (rows.end - rows.start) as usize * cols;
-    let mut summary = DetectSummary::default();
-    let mut first_row = rows.start;
-    let mut replay = std::collections::VecDeque::new();
-    if let Some(j) = journal.as_deref_mut() {
-        if let Some(point) = j.take_resume() {
-            let dir = j.dir().display().to_string();
-            let damaged = |what: &str| format!("{dir}: damaged journal ({what})");
-            if let Some(next_row) = point.next_row {
-                if next_row < rows.start || next_row > rows.end {
-                    bail!(damaged(&format!("checkpoint at tile row {next_row}, outside rows {rows:?}")));
-                }
-                first_row = next_row;
-            }
-            if let Some(snapshot) = point.merger {
-                merger.restore(snapshot).with_context(|| damaged("merger state"))?;
-            }
-            summary = point.summary;
-            let replayed = j.replay_features(&mut on_feature)?;
-            if replayed != summary.features_emitted {
-                bail!(damaged(&format!("{replayed} features, its checkpoint counts {}", summary.features_emitted)));
-            }
-            // Records of the row before the checkpoint are stale; the rest run on from `first_row`.
-            let mut expect = first_row as usize * cols;
-            for r in point.tiles {
-                if r.tile < expect {
-                    continue;
-                }
-                if r.tile != expect || expect >= rows.end as usize * cols {
-                    break;
-                }
-                replay.push_back(r);
-                expect += 1;
-            }
-        }
-    }
-    let mut done = (first_row - rows.start) as usize * cols;
-    if let Some(j) = journal.as_deref_mut() {
-        j.count_resumed_tiles(done);
-    }
-    if done > 0 {
-        progress(Progress { tiles_done: done, tiles_total, features_emitted: summary.features_emitted });
-    }
-    for row in first_row..rows.end {
-        for col in 0..grid.cols() {
-            let tile = grid.tile(row, col);
-            let outcome = match replay.front() {
-                Some(r) if r.tile == tile.index => {
-                    let r = replay.pop_front().expect("front exists");
-                    let j = journal.as_deref_mut().expect("replay comes from a journal");
-                    j.count_resumed_tiles(1);
-                    r.into_outcome(&tile).with_context(|| format!("{}: damaged journal", j.dir().display()))?
-                }
-                _ => {
-                    let outcome = run_tile(raster, &info, gt, tile, &mut detector, opts)?;
-                    if let Some(j) = journal.as_deref_mut() {
-                        j.record_tile(tile.index, &outcome)?;
-                    }
-                    outcome
-                }
-            };
-            match outcome {
-                TileOutcome::Unreadable(why) => summary.unreadable_tiles.push((tile.name(), why)),
-                TileOutcome::Nodata => summary.tiles_skipped_nodata += 1,
-                TileOutcome::Detected(instances) => {
-                    for (class_id, score, mask) in instances {
-                        summary.instances_seen += 1;
-                        merger.add(tile, class_id, score, mask);
-                    }
-                    summary.tiles_processed += 1;
-                }
-            }
-            done += 1;
-            progress(Progress { tiles_done: done, tiles_total, features_emitted: summary.features_emitted });
-        }
-        for f in merger.finish_row(row)? {
-            summary.features_emitted += 1;
-            if let Some(j) = journal.as_deref_mut() {
-                j.append_feature(&f)?;
-            }
-            on_feature(f)?;
-        }
-        if let Some(j) = journal.as_deref_mut() {
-            j.checkpoint(row + 1, &summary, &mut merger)?;
-        }
-    }
-    let (features, pending) = merger.finish()?;
-    for f in features {
-        summary.features_emitted += 1;
-        on_feature(f)?;
-    }
-    summary.pending = pending;
-    Ok(summary)
+    let mut run = TileLoop::begin(&info, opts, journal, on_feature, progress)?;
+    run.run(|tile| run_tile(raster, &info, gt, tile, &mut detector, opts))?;
+    run.finish()
 }
 
-/// Reads one tile and runs the detector on it: what the merger gets from it.
-fn run_tile<D>(
+/// The in-order half of a detect run: resuming from the journal, feeding each tile's outcome to
+/// the seam merger in row-major order, journaling, and emitting finished features. Where the
+/// outcomes come from (this thread, or a pipeline of reader and model threads) is the caller's;
+/// because they are consumed in the same order either way, the output is the same.
+pub(crate) struct TileLoop<'j, F, P> {
+    grid: TileGrid,
+    rows: std::ops::Range<u32>,
+    merger: Merger,
+    journal: Option<&'j mut DetectJournal>,
+    on_feature: F,
+    progress: P,
+    summary: DetectSummary,
+    first_row: u32,
+    replay: std::collections::VecDeque<crate::journal::TileRecord>,
+    tiles_total: usize,
+}
+
+impl<'j, F, P> TileLoop<'j, F, P>
+where
+    F: FnMut(Feature) -> Result<()>,
+    P: FnMut(Progress),
+{
+    pub(crate) fn begin(
+        info: &RasterInfo,
+        opts: &DetectOptions,
+        mut journal: Option<&'j mut DetectJournal>,
+        mut on_feature: F,
+        mut progress: P,
+    ) -> Result<Self> {
+        let gt = info.geotransform_or_identity();
+        let grid = TileGrid::new(info.width, info.height, opts.tile_size, opts.overlap)?;
+        let rows = grid.shard_rows(opts.shard);
+        let mut merger = Merger::new(
+            grid.clone(),
+            gt,
+            rows.clone(),
+            opts.merge.clone(),
+            opts.vectorize.clone(),
+            opts.class_names.clone(),
+        );
+        let cols = grid.cols() as usize;
+        let tiles_total = (rows.end - rows.start) as usize * cols;
+        let mut summary = DetectSummary::default();
+        let mut first_row = rows.start;
+        let mut replay = std::collections::VecDeque::new();
+        if let Some(j) = journal.as_deref_mut() {
+            if let Some(point) = j.take_resume() {
+                let dir = j.dir().display().to_string();
+                let damaged = |what: &str| format!("{dir}: damaged journal ({what})");
+                if let Some(next_row) = point.next_row {
+                    if next_row < rows.start || next_row > rows.end {
+                        bail!(damaged(&format!("checkpoint at tile row {next_row}, outside rows {rows:?}")));
+                    }
+                    first_row = next_row;
+                }
+                if let Some(snapshot) = point.merger {
+                    merger.restore(snapshot).with_context(|| damaged("merger state"))?;
+                }
+                summary = point.summary;
+                let replayed = j.replay_features(&mut on_feature)?;
+                if replayed != summary.features_emitted {
+                    bail!(damaged(&format!("{replayed} features, its checkpoint counts {}", summary.features_emitted)));
+                }
+                // Records of the row before the checkpoint are stale; the rest run on from `first_row`.
+                let mut expect = first_row as usize * cols;
+                for r in point.tiles {
+                    if r.tile < expect {
+                        continue;
+                    }
+                    if r.tile != expect || expect >= rows.end as usize * cols {
+                        break;
+                    }
+                    replay.push_back(r);
+                    expect += 1;
+                }
+            }
+        }
+        let done = (first_row - rows.start) as usize * cols;
+        if let Some(j) = journal.as_deref_mut() {
+            j.count_resumed_tiles(done);
+        }
+        if done > 0 {
+            progress(Progress { tiles_done: done, tiles_total, features_emitted: summary.features_emitted });
+        }
+        Ok(TileLoop { grid, rows, merger, journal, on_feature, progress, summary, first_row, replay, tiles_total })
+    }
+
+    /// The tiles [`Self::run`] will ask its source for, in that order: those the journal does not
+    /// already hold.
+    pub(crate) fn tiles_to_run(&self) -> Vec<Tile> {
+        let replayed = self.replay.iter().map(|r| r.tile).collect::<std::collections::HashSet<_>>();
+        (self.first_row..self.rows.end)
+            .flat_map(|row| (0..self.grid.cols()).map(move |col| (row, col)))
+            .map(|(row, col)| self.grid.tile(row, col))
+            .filter(|t| !replayed.contains(&t.index))
+            .collect()
+    }
+
+    /// Every remaining tile in row-major order; `source` gives the outcome of each tile the journal
+    /// does not hold, called in the order of [`Self::tiles_to_run`].
+    pub(crate) fn run(&mut self, mut source: impl FnMut(Tile) -> Result<TileOutcome>) -> Result<()> {
+        let cols = self.grid.cols() as usize;
+        let mut done = (self.first_row - self.rows.start) as usize * cols;
+        for row in self.first_row..self.rows.end {
+            for col in 0..self.grid.cols() {
+                let tile = self.grid.tile(row, col);
+                let outcome = match self.replay.front() {
+                    Some(r) if r.tile == tile.index => {
+                        let r = self.replay.pop_front().expect("front exists");
+                        let j = self.journal.as_deref_mut().expect("replay comes from a journal");
+                        j.count_resumed_tiles(1);
+                        r.into_outcome(&tile).with_context(|| format!("{}: damaged journal", j.dir().display()))?
+                    }
+                    _ => {
+                        let outcome = source(tile)?;
+                        if let Some(j) = self.journal.as_deref_mut() {
+                            j.record_tile(tile.index, &outcome)?;
+                        }
+                        outcome
+                    }
+                };
+                let summary = &mut self.summary;
+                match outcome {
+                    TileOutcome::Unreadable(why) => summary.unreadable_tiles.push((tile.name(), why)),
+                    TileOutcome::Nodata => summary.tiles_skipped_nodata += 1,
+                    TileOutcome::Detected(instances) => {
+                        for (class_id, score, mask) in instances {
+                            summary.instances_seen += 1;
+                            self.merger.add(tile, class_id, score, mask);
+                        }
+                        summary.tiles_processed += 1;
+                    }
+                }
+                done += 1;
+                (self.progress)(Progress {
+                    tiles_done: done,
+                    tiles_total: self.tiles_total,
+                    features_emitted: self.summary.features_emitted,
+                });
+            }
+            for f in self.merger.finish_row(row)? {
+                self.summary.features_emitted += 1;
+                if let Some(j) = self.journal.as_deref_mut() {
+                    j.append_feature(&f)?;
+                }
+                (self.on_feature)(f)?;
+            }
+            if let Some(j) = self.journal.as_deref_mut() {
+                j.checkpoint(row + 1, &self.summary, &mut self.merger)?;
+            }
+        }
+        // A second call has nothing left to do.
+        self.first_row = self.rows.end;
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self) -> Result<DetectSummary> {
+        let (features, pending) = self.merger.finish()?;
+        for f in features {
+            self.summary.features_emitted += 1;
+            (self.on_feature)(f)?;
+        }
+        self.summary.pending = pending;
+        Ok(self.summary)
+    }
+}
+
+/// A tile read from the raster: either already decided (unreadable, all nodata) or pixels for
+/// the detector with the validity its masks are cut to.
+pub(crate) enum ReadTile {
+    Done(TileOutcome),
+    Image(TileImage, Option<Vec<bool>>),
+}
+
+/// Reads one tile and decides whether the detector needs to see it.
+pub(crate) fn read_tile(
     raster: &mut GeoTiff,
     info: &RasterInfo,
     gt: GeoTransform,
     tile: Tile,
-    detector: &mut D,
     opts: &DetectOptions,
-) -> Result<TileOutcome>
-where
-    D: FnMut(&TileImage) -> Result<Vec<TileInstance>>,
-{
+) -> ReadTile {
     let win = tile.window;
+    let aoi = opts.aoi.as_ref().map(|a| a.cover(win));
+    if aoi == Some(crate::aoi::AoiCover::Outside) {
+        return ReadTile::Done(TileOutcome::Nodata);
+    }
     let read = match raster.read_window(win, &opts.bands) {
         Ok(read) => read,
-        Err(e) => return Ok(TileOutcome::Unreadable(format!("{e:#}"))),
+        Err(e) => return ReadTile::Done(TileOutcome::Unreadable(format!("{e:#}"))),
     };
     let all_nodata = match info.nodata {
         Some(nd) if opts.skip_nodata_tiles => read.data.iter().all(|&v| v as f64 == nd || (nd.is_nan() && v.is_nan())),
         _ => false,
     };
     if all_nodata {
-        return Ok(TileOutcome::Nodata);
+        return ReadTile::Done(TileOutcome::Nodata);
     }
     // Alpha 0 and GDAL's internal mask 0 are nodata, never image: such tiles are skipped and no
     // object keeps a pixel there.
     let validity = if info.has_validity() {
         match raster.read_validity(win) {
             Ok(v) => v,
-            Err(e) => return Ok(TileOutcome::Unreadable(format!("{e:#}"))),
+            Err(e) => return ReadTile::Done(TileOutcome::Unreadable(format!("{e:#}"))),
         }
     } else {
         None
     };
+    let validity = crate::aoi::combine_validity(validity, aoi.as_ref(), (win.width * win.height) as usize);
     if let Some(valid) = &validity {
         if opts.skip_nodata_tiles && !valid.iter().any(|&v| v) {
-            return Ok(TileOutcome::Nodata);
+            return ReadTile::Done(TileOutcome::Nodata);
         }
     }
     let image = TileImage {
@@ -307,8 +384,18 @@ where
         geotransform: gt.shifted(win.x as f64, win.y as f64),
         nodata: info.nodata,
     };
-    let instances = detector(&image).with_context(|| format!("detector failed on tile {}", tile.name()))?;
-    drop(image);
+    ReadTile::Image(image, validity)
+}
+
+/// What the merger gets from a tile's detections: masks checked, scores filtered, pixels outside
+/// the tile's validity cleared, each mask cropped to its bounding box.
+pub(crate) fn tile_outcome(
+    tile: Tile,
+    instances: Vec<TileInstance>,
+    validity: Option<&[bool]>,
+    opts: &DetectOptions,
+) -> Result<TileOutcome> {
+    let win = tile.window;
     let n_px = (win.width * win.height) as usize;
     let mut kept = Vec::new();
     for (i, mut inst) in instances.into_iter().enumerate() {
@@ -324,7 +411,7 @@ where
         if inst.score < opts.min_score {
             continue;
         }
-        if let Some(valid) = &validity {
+        if let Some(valid) = validity {
             for (m, &v) in inst.mask.iter_mut().zip(valid) {
                 *m &= v as u8;
             }
@@ -334,6 +421,28 @@ where
         }
     }
     Ok(TileOutcome::Detected(kept))
+}
+
+/// Reads one tile and runs the detector on it: what the merger gets from it.
+fn run_tile<D>(
+    raster: &mut GeoTiff,
+    info: &RasterInfo,
+    gt: GeoTransform,
+    tile: Tile,
+    detector: &mut D,
+    opts: &DetectOptions,
+) -> Result<TileOutcome>
+where
+    D: FnMut(&TileImage) -> Result<Vec<TileInstance>>,
+{
+    match read_tile(raster, info, gt, tile, opts) {
+        ReadTile::Done(outcome) => Ok(outcome),
+        ReadTile::Image(image, validity) => {
+            let instances = detector(&image).with_context(|| format!("detector failed on tile {}", tile.name()))?;
+            drop(image);
+            tile_outcome(tile, instances, validity.as_deref(), opts)
+        }
+    }
 }
 
 /// [`detect_raster_streaming`] collecting the features in memory.

@@ -89,6 +89,26 @@ impl MapUnits {
     }
 }
 
+/// Metres per pixel along columns and along rows at the centre of a `width` x `height` raster
+/// with transform `gt` in `crs` (a cell size, or ground sample distance); `None` without a CRS,
+/// whose map units cannot be known.
+pub fn cell_size_metres(gt: &GeoTransform, crs: Option<&Crs>, width: u32, height: u32) -> Option<(f64, f64)> {
+    let units = MapUnits::of_crs(Some(crs?));
+    let (cx, cy) = (width as f64 / 2.0, height as f64 / 2.0);
+    let corner = |dx: f64, dy: f64| {
+        let (x, y) = gt.pixel_to_map(cx + dx, cy + dy);
+        Coord { x, y }
+    };
+    let ring = vec![corner(0.0, 0.0), corner(1.0, 0.0), corner(1.0, 1.0), corner(0.0, 1.0)];
+    // The pixel in its own local metric frame: metres at that spot, whatever the CRS's units.
+    let (local, _) = units.to_metres(&MultiPolygon(vec![geo::Polygon::new(geo::LineString::from(ring), vec![])]));
+    let ring = &local.0.first()?.exterior().0;
+    let length = |a: Coord, b: Coord| ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
+    let (along_row, along_column) = (length(ring[0], ring[1]), length(ring[0], ring[3]));
+    let valid = |v: f64| v.is_finite() && v > 0.0;
+    (valid(along_row) && valid(along_column)).then_some((along_row, along_column))
+}
+
 /// Frame coordinates back to map coordinates.
 pub fn from_frame(mp: &MultiPolygon<f64>, frame: &GeoTransform) -> MultiPolygon<f64> {
     mp.map_coords(|c| {

@@ -15,9 +15,11 @@ use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Flex};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
+use crate::forward::{conv2d_forward, forward_algorithm, ForwardAlgorithm};
 use crate::generic;
+use crate::transpose::conv_transpose2d_nonoverlapping;
 
 /// conv2d forward and backward as a backend extension.
 ///
@@ -40,6 +42,16 @@ pub trait ConvKernels: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), options)
+    }
+
+    /// `conv_transpose2d(x, weight, bias)` for inference only (no autodiff).
+    fn kernel_conv_transpose2d_inference_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv_transpose2d(x, weight, Some(bias), options)
     }
 
     /// Gradient of [`Self::kernel_conv2d_with_bias`] with respect to `x`.
@@ -72,9 +84,38 @@ pub trait ConvKernels: Backend {
     }
 }
 
-/// Forward is flex's own; the gradients are this crate's kernels unless
-/// [`generic::BACKWARD_ENV`]`=generic`.
+/// Forward: im2col + GEMM, Winograd for eligible 3x3 layers, unless [`crate::forward::FORWARD_ENV`]`=flex`; gradients:
+/// this crate's kernels unless [`generic::BACKWARD_ENV`]`=generic`.
 impl ConvKernels for Flex {
+    // Also the forward of training (autodiff calls it): Winograd's values differ from direct
+    // convolution by rounding only, and the gradients come from x and w, not from the forward.
+    fn kernel_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+        flex_forward(x, weight, None, options)
+    }
+
+    fn kernel_conv2d_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        flex_forward(x, weight, Some(bias), options)
+    }
+
+    fn kernel_conv_transpose2d_inference_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Self> {
+        if forward_algorithm() != ForwardAlgorithm::Flex {
+            if let Some(y) = conv_transpose2d_nonoverlapping(&x, &weight, Some(&bias), &options) {
+                return y;
+            }
+        }
+        <Flex as ModuleOps<Flex>>::conv_transpose2d(x, weight, Some(bias), options)
+    }
+
     fn kernel_conv2d_x_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -109,6 +150,24 @@ impl ConvKernels for Flex {
         }
         crate::conv2d_bias_backward(bias, output_grad)
     }
+}
+
+/// This crate's forward on flex tensors, or flex's own conv2d when [`crate::forward::FORWARD_ENV`] says so or the
+/// dtype has no kernel here.
+fn flex_forward(
+    x: FloatTensor<Flex>,
+    weight: FloatTensor<Flex>,
+    bias: Option<FloatTensor<Flex>>,
+    options: ConvOptions<2>,
+) -> FloatTensor<Flex> {
+    let algorithm = forward_algorithm();
+    if algorithm != ForwardAlgorithm::Flex {
+        let winograd = algorithm == ForwardAlgorithm::Fast;
+        if let Some(y) = conv2d_forward(&x, &weight, bias.as_ref(), &options, winograd) {
+            return y;
+        }
+    }
+    <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options)
 }
 
 /// Backward step of a conv2d with bias: parents (x, weight, bias).

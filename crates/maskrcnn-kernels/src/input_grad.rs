@@ -10,6 +10,7 @@ use crate::columns::col2im_rows;
 use crate::element::{run_typed, to_compute_dtype, GradElement};
 use crate::geometry::Conv2dGeometry;
 use crate::matmul::{for_each_chunk, gemm_strided, worth_parallel};
+use crate::scratch::with_scratch;
 
 /// Input gradient of one (batch, group), written to `dx_group` (`[in_per_group, in_h, in_w]`).
 fn input_grad_group<T: GradElement>(
@@ -45,37 +46,32 @@ fn input_grad_group<T: GradElement>(
     }
     dx_group.fill(T::ZERO);
     let tile_rows = geo.tile_rows();
-    let mut columns: Vec<T> = Vec::new();
-    let mut oh_start = 0;
-    while oh_start < geo.out_h {
-        let rows = tile_rows.min(geo.out_h - oh_start);
-        let tile_cols = rows * geo.out_w;
-        columns.resize(m * tile_cols, T::ZERO);
-        // SAFETY: columns is [m, tile_cols]; w_group [k, m] read transposed; the dy tile starts
-        // at row oh_start of each plane and spans tile_cols columns with row stride out_plane.
-        unsafe {
-            gemm_strided(
-                (m, tile_cols, k),
-                columns.as_mut_ptr(),
-                (tile_cols as isize, 1),
-                false,
-                w_group.as_ptr(),
-                (1, m as isize),
-                dy_group.as_ptr().add(oh_start * geo.out_w),
-                (out_plane as isize, 1),
-                inner_parallel,
-            );
+    // Per-thread scratch reused across calls (see weight_grad.rs); the GEMM overwrites each tile.
+    with_scratch::<T, _>(m * tile_rows * geo.out_w, |scratch| {
+        let mut oh_start = 0;
+        while oh_start < geo.out_h {
+            let rows = tile_rows.min(geo.out_h - oh_start);
+            let tile_cols = rows * geo.out_w;
+            let columns = &mut scratch[..m * tile_cols];
+            // SAFETY: columns is [m, tile_cols]; w_group [k, m] read transposed; the dy tile starts
+            // at row oh_start of each plane and spans tile_cols columns with row stride out_plane.
+            unsafe {
+                gemm_strided(
+                    (m, tile_cols, k),
+                    columns.as_mut_ptr(),
+                    (tile_cols as isize, 1),
+                    false,
+                    w_group.as_ptr(),
+                    (1, m as isize),
+                    dy_group.as_ptr().add(oh_start * geo.out_w),
+                    (out_plane as isize, 1),
+                    inner_parallel,
+                );
+            }
+            col2im_rows(dx_group, columns, geo, oh_start, rows, inner_parallel && worth_parallel(m * tile_cols));
+            oh_start += rows;
         }
-        col2im_rows(
-            dx_group,
-            &columns[..m * tile_cols],
-            geo,
-            oh_start,
-            rows,
-            inner_parallel && worth_parallel(m * tile_cols),
-        );
-        oh_start += rows;
-    }
+    });
 }
 
 fn input_grad_typed<T: GradElement>(

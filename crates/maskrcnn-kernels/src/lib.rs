@@ -15,14 +15,17 @@ mod bias_grad;
 mod columns;
 mod element;
 mod extension;
+pub mod forward;
 pub mod generic;
 mod geometry;
 mod input_grad;
 mod matmul;
+mod scratch;
+pub mod transpose;
 mod weight_grad;
 
 use burn::backend::{Dispatch, DispatchDevice};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::Tensor;
 
 pub use bias_grad::conv2d_bias_backward;
@@ -57,4 +60,28 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
         Some(bias) => <Dispatch as ConvKernels>::kernel_conv2d_with_bias(x, weight, bias.into_dispatch(), options),
         None => <Dispatch as ConvKernels>::kernel_conv2d(x, weight, options),
     })
+}
+
+/// `burn::tensor::module::conv_transpose2d(x, weight, bias, options)`; on flex without autodiff,
+/// a stride-equals-kernel layer (the mask head's 2x2 upsampling) runs as one GEMM per image
+/// ([`transpose::conv_transpose2d_nonoverlapping`]). Anything else is burn's own op.
+pub fn conv_transpose2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvTransposeOptions<2>,
+) -> Tensor<4> {
+    let flex = matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    let [_, _, kh, kw] = weight.dims();
+    match bias {
+        Some(bias) if flex && !x.device().is_autodiff() && transpose::is_nonoverlapping(&options, [kh, kw]) => {
+            Tensor::from_dispatch(<Dispatch as ConvKernels>::kernel_conv_transpose2d_inference_with_bias(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.into_dispatch(),
+                options,
+            ))
+        }
+        bias => burn::tensor::module::conv_transpose2d(x, weight, bias, options),
+    }
 }

@@ -13,6 +13,7 @@ use crate::columns::im2col_rows;
 use crate::element::{run_typed, to_compute_dtype, GradElement};
 use crate::geometry::Conv2dGeometry;
 use crate::matmul::{for_each_chunk, gemm_strided, worth_parallel};
+use crate::scratch::with_scratch;
 
 /// Weight gradient of one group, summed over the batch, written to `dw_group`
 /// (`[out_per_group, column_rows]`, row-major).
@@ -24,11 +25,30 @@ fn weight_grad_group<T: GradElement>(
     group: usize,
     inner_parallel: bool,
 ) {
+    let n = geo.column_rows();
+    let tile_rows = geo.tile_rows();
+    // Per-thread scratch, reused across layers and steps (a fresh column buffer per call was an
+    // mmap + page faults + munmap of up to 8 MB each time).
+    let scratch_len = if geo.is_pointwise_identity() { 0 } else { n * tile_rows * geo.out_w };
+    with_scratch::<T, _>(scratch_len, |scratch| {
+        weight_grad_tiles(dw_group, x, dy, geo, group, inner_parallel, scratch)
+    });
+}
+
+/// [`weight_grad_group`] with `scratch` for the column tiles.
+fn weight_grad_tiles<T: GradElement>(
+    dw_group: &mut [T],
+    x: &[T],
+    dy: &[T],
+    geo: &Conv2dGeometry,
+    group: usize,
+    inner_parallel: bool,
+    scratch: &mut [T],
+) {
     let m = geo.out_per_group();
     let n = geo.column_rows();
     let out_plane = geo.out_plane();
     let tile_rows = geo.tile_rows();
-    let mut columns: Vec<T> = Vec::new();
     // The first GEMM overwrites, later ones (other batch items, other tiles) accumulate in place.
     let mut accumulate = false;
     for b in 0..geo.batch {
@@ -58,15 +78,8 @@ fn weight_grad_group<T: GradElement>(
         while oh_start < geo.out_h {
             let rows = tile_rows.min(geo.out_h - oh_start);
             let tile_cols = rows * geo.out_w;
-            columns.resize(n * tile_cols, T::ZERO);
-            im2col_rows(
-                &mut columns[..n * tile_cols],
-                x_group,
-                geo,
-                oh_start,
-                rows,
-                inner_parallel && worth_parallel(n * tile_cols),
-            );
+            let columns = &mut scratch[..n * tile_cols];
+            im2col_rows(columns, x_group, geo, oh_start, rows, inner_parallel && worth_parallel(n * tile_cols));
             // SAFETY: columns holds [n, tile_cols], read transposed as [tile_cols, n]; the dy
             // tile starts at row oh_start of each [out_h, out_w] plane and spans tile_cols
             // columns with row stride out_plane, inside dy_group.

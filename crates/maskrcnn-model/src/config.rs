@@ -29,6 +29,11 @@ pub struct MaskRcnnConfig {
     /// imported checkpoints), so `detect` can feed a raster the same way.
     #[serde(default)]
     pub input_bands: InputBands,
+    /// Ground sample distance of the training chips in metres per pixel (unknown for older
+    /// model folders and most imported checkpoints), so `detect` can resample a raster of
+    /// another resolution to the scale the model learned its objects at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell_size: Option<f64>,
 }
 
 /// The bands training fed the model: how many the training images had (one band is repeated to
@@ -171,6 +176,7 @@ impl Default for MaskRcnnConfig {
             roi_heads: RoiHeadsConfig::default(),
             mask_head: MaskHeadKind::Standard,
             input_bands: InputBands::default(),
+            cell_size: None,
         }
     }
 }
@@ -385,6 +391,9 @@ impl MaskRcnnConfig {
         self.backbone.validate()?;
         self.transform.validate(self.backbone.in_channels)?;
         self.rpn.validate(self.backbone.returned_layers.len() + 1)?;
+        if let Some(cell) = self.cell_size {
+            check_positive("cell_size (metres per pixel)", cell)?;
+        }
         self.roi_heads.validate(self.mask_head)
     }
 }

@@ -1,7 +1,7 @@
 //! Which device the model runs on: the CPU (burn's flex backend, with our own kernels) or a GPU
 //! through burn's wgpu backend (Vulkan), chosen at run time with `--device cpu|gpu|auto`.
 //!
-//! burn's `Device::flex()` picks the first compiled backend, which in a build with the `gpu`
+//! burn's `Device::default()` picks the first compiled backend, which in a build with the `gpu`
 //! feature is wgpu: code that means the CPU asks for [`cpu`] instead, and code that means the
 //! user's choice asks for [`DeviceChoice::resolve`].
 

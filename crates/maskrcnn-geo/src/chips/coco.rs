@@ -62,6 +62,7 @@ impl CocoExport {
     }
 
     /// Writes `annotations.json` into `out`; `description` goes to the `info` block.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn finish(
         self,
         out: &Path,
@@ -70,6 +71,7 @@ impl CocoExport {
         classes: &[ChipClass],
         tile: u32,
         stride: u32,
+        cell_metres: Option<f64>,
     ) -> Result<()> {
         let categories: Vec<Value> =
             classes.iter().map(|c| json!({"id": c.value, "name": c.name, "supercategory": c.name})).collect();
@@ -79,6 +81,7 @@ impl CocoExport {
                 "crs": crs.map(Crs::describe),
                 "tile_size": tile,
                 "stride": stride,
+                "cell_size_m": cell_metres,
             },
             "images": self.images,
             "annotations": self.annotations,

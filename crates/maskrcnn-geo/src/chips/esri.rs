@@ -84,6 +84,7 @@ impl EsriExport {
     }
 
     /// Writes `map.txt`, the `.emd` and the accumulated statistics into `out`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn finish(
         &self,
         out: &Path,
@@ -92,9 +93,15 @@ impl EsriExport {
         bands: &[usize],
         tile: u32,
         gt: &GeoTransform,
+        cell_metres: Option<f64>,
     ) -> Result<()> {
         write_text(&out.join("map.txt"), &self.map_lines)?;
-        let emd = esri_emd(classes, bands, &self.stats, tile, gt);
+        let mut emd = esri_emd(classes, bands, &self.stats, tile, gt);
+        if let Some(cell) = cell_metres {
+            // Ours: arcgis's MinCellSize/MaxCellSize are in the raster's CRS units (degrees,
+            // feet); training reads this one when the chips themselves lose their georeferencing.
+            emd["CellSizeMeters"] = cell.into();
+        }
         write_text(&out.join("esri_model_definition.emd"), &serde_json::to_string_pretty(&emd)?)?;
         let acc =
             esri_stats(summary, classes, bands, tile, &self.objects_per_chip, &self.object_areas, &self.class_pixels);

@@ -9,7 +9,7 @@ use geo::{Area, BoundingRect};
 use super::coco::CocoExport;
 use super::esri::EsriExport;
 use super::files::{pad_to_tile, write_chip};
-use super::labels::{build_classes, check_crs, read_labels};
+use super::labels::{build_classes, labels_to_raster, read_labels, reproject_features};
 use super::layout::{chip_objects, chip_windows, to_pixels, PixelPolygon, PolygonIndex};
 use super::{ChipContext, ChipFormat, ChipImageFormat, ExportChipsOptions, ExportSummary};
 use crate::raster::{Crs, GeoTiff, SampleType};
@@ -17,6 +17,9 @@ use crate::raster::{Crs, GeoTiff, SampleType};
 /// Everything an export may write into its folder; only these are removed when overwriting.
 const OUR_OUTPUTS: [&str; 6] =
     ["images", "labels", "map.txt", "esri_model_definition.emd", "esri_accumulated_stats.json", "annotations.json"];
+
+/// Largest distance, in pixels, between a reprojected label edge and its true course.
+const LABEL_TOLERANCE_PIXELS: f64 = 0.05;
 
 /// Creates `output/images`, after removing a previous export when overwriting is allowed.
 fn prepare_output(opts: &ExportChipsOptions) -> Result<()> {
@@ -62,8 +65,11 @@ pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
     let gt = info.geotransform.ok_or_else(|| {
         anyhow!("raster {} has no georeferencing, so label polygons cannot be placed on it", opts.raster.display())
     })?;
-    let labels = read_labels(&opts.labels, opts.label_layer.as_deref(), opts.class_field.as_deref())?;
-    check_crs(&labels, info.crs.as_ref(), &opts.raster)?;
+    let mut labels = read_labels(&opts.labels, opts.label_layer.as_deref(), opts.class_field.as_deref())?;
+    if let Some(reprojector) = labels_to_raster(&labels, info.crs.as_ref(), &opts.raster)? {
+        // A twentieth of a pixel: burnt masks are those of the true (curved) outline.
+        reproject_features(&mut labels, &reprojector, LABEL_TOLERANCE_PIXELS * gt.pixel_size())?;
+    }
     let bands: Vec<usize> = if opts.bands.is_empty() { (1..=info.bands).collect() } else { opts.bands.clone() };
     if let Some(b) = bands.iter().find(|&&b| b == 0 || b > info.bands) {
         bail!("band {b} requested but raster {} has bands 1..={}", opts.raster.display(), info.bands);
@@ -164,11 +170,17 @@ pub fn export_chips(opts: &ExportChipsOptions) -> Result<ExportSummary> {
             summary.chips_nodata_skipped
         );
     }
+    // One number for the export, at the raster's centre (the side of the pixel's square in metres).
+    let cell_metres = info
+        .geotransform
+        .as_ref()
+        .and_then(|g| crate::units::cell_size_metres(g, info.crs.as_ref(), info.width, info.height))
+        .map(|(x, y)| (x * y).sqrt());
     match opts.format {
-        ChipFormat::RcnnMasks => esri.finish(out, &summary, &classes, &bands, tile, &gt)?,
+        ChipFormat::RcnnMasks => esri.finish(out, &summary, &classes, &bands, tile, &gt, cell_metres)?,
         ChipFormat::Coco => {
             let description = format!("chips of {} labelled from {}", opts.raster.display(), opts.labels.display());
-            coco.finish(out, description, info.crs.as_ref(), &classes, tile, opts.stride)?
+            coco.finish(out, description, info.crs.as_ref(), &classes, tile, opts.stride, cell_metres)?
         }
     }
     summary.classes = classes;

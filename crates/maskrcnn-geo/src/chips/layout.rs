@@ -51,7 +51,7 @@ pub(super) struct ChipObject {
     pub(super) own_pixels: Vec<(u32, u32)>,
 }
 
-pub(super) fn to_pixels(mp: &MultiPolygon<f64>, gt: &GeoTransform) -> Result<MultiPolygon<f64>> {
+pub fn to_pixels(mp: &MultiPolygon<f64>, gt: &GeoTransform) -> Result<MultiPolygon<f64>> {
     let ring = |ls: &LineString<f64>| -> Result<LineString<f64>> {
         ls.0.iter()
             .map(|c| gt.map_to_pixel(c.x, c.y).map(|(x, y)| Coord { x, y }))

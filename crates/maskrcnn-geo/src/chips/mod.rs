@@ -20,8 +20,9 @@
 //!   per chip) so touching buildings stay separate instances.
 //! - Class folders are named by class *name*, which is what arcgis.learn matches; names that
 //!   cannot be folder names fall back to the class value (maskrcnn-data reads both).
-//! - Labels are not reprojected: they must already be in the raster's CRS, checked up front,
-//!   because a silent mismatch produces chips with no labels at all.
+//! - Labels in another CRS than the raster's are reprojected to it (see [`crate::reproject`]),
+//!   edges densified to a twentieth of a pixel; labels whose CRS cannot be told are refused up
+//!   front, because a silent mismatch produces chips with no labels at all.
 //! - Tiles are laid out from the top-left every `stride` pixels; the last row/column is moved
 //!   inwards so every chip holds real pixels (no padded edge chips). A raster smaller than a
 //!   chip is padded with nodata (or 0) to the full chip size, so chips batch together.
@@ -47,8 +48,11 @@ mod labels;
 mod layout;
 
 pub use export::export_chips;
-pub use labels::{read_label_polygons, read_labels, ClassKey, LabelCrs, LabelLayer};
+pub use labels::{read_label_polygons, read_labels, read_labels_in_crs, ClassKey, LabelCrs, LabelLayer};
 pub use layout::chip_windows;
+/// Map coordinates to raster pixel coordinates (column, row), for polygons read with the label
+/// readers.
+pub use layout::to_pixels as to_pixel_coordinates;
 
 /// Layout of the exported training data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +108,8 @@ impl ChipImageFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportChipsOptions {
     pub raster: PathBuf,
-    /// `.geojson`/`.json`, `.gpkg`, `.shp` (with `.shx`, `.dbf`, `.prj`) or `.fgb`, in the raster's CRS.
+    /// `.geojson`/`.json`, `.gpkg`, `.shp` (with `.shx`, `.dbf`, `.prj`) or `.fgb`; reprojected to the
+    /// raster's CRS when they declare another.
     pub labels: PathBuf,
     /// Feature layer to read: required for a GeoPackage with several feature tables; for the
     /// single-layer formats it must match the layer's name when given. See [`read_labels`].

@@ -23,7 +23,7 @@ impl Fpn {
             let mut conv = Conv::new(cin, out_channels, k, 1, pad, true, device);
             // kaiming_uniform with a=1: bound = sqrt(3 / fan_in)
             let bound = (3.0 / (cin * k * k) as f64).sqrt();
-            conv.weight = burn::module::Param::from_tensor(Tensor::random(
+            conv.weight = burn::module::Param::from_tensor(crate::layers::init_random(
                 [out_channels, cin, k, k],
                 burn::tensor::Distribution::Uniform(-bound, bound),
                 device,

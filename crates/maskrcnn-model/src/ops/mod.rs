@@ -12,6 +12,7 @@ pub mod nms;
 pub mod paste_masks;
 pub mod point_sample;
 pub mod roi_align;
+pub mod roi_align_cpu;
 
 pub use box_coding::BoxCoder;
 pub use nms::{batched_nms, nms};

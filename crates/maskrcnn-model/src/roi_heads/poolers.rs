@@ -56,7 +56,7 @@ pub fn roi_align_level(feature: &Tensor<4>, rois: &[(usize, Box)], params: &RoiA
     // Inference on the CPU accumulates on host memory (no gathered intermediate); on a GPU the
     // gather below stays on the device, which beats reading the feature map back.
     if !feature.is_tracked() && crate::device::is_cpu(&device) {
-        return roi_align_level_host(flat, rois, c, h, w, params);
+        return crate::ops::roi_align_cpu::roi_align_level_host(flat, rois, (c, h, w), params);
     }
     let mut chunks = Vec::new();
     for chunk in rois.chunks(ROIS_PER_CHUNK) {
@@ -72,45 +72,6 @@ pub fn roi_align_level(feature: &Tensor<4>, rois: &[(usize, Box)], params: &RoiA
         chunks.push(pooled.swap_dims(1, 2).reshape([chunk.len(), c, params.output_h, params.output_w]));
     }
     Tensor::cat(chunks, 0)
-}
-
-/// Inference path: the same sampling plan applied on host memory, accumulating each tap straight
-/// into its output cell instead of materialising `rois x cells x taps x channels` gathered rows.
-fn roi_align_level_host(
-    flat: Tensor<2>,
-    rois: &[(usize, Box)],
-    c: usize,
-    h: usize,
-    w: usize,
-    params: &RoiAlignParams,
-) -> Tensor<4> {
-    use rayon::prelude::*;
-    let device = flat.device();
-    let features = crate::tensor_util::tensor_to_vec(flat);
-    let cells = params.output_h * params.output_w;
-    let mut out = vec![0.0f32; rois.len() * c * cells];
-    out.par_chunks_mut(c * cells).zip(rois.par_iter()).for_each(|(dst, roi)| {
-        let plan = sampling_plan(std::slice::from_ref(roi), h, w, params);
-        let mut cell_values = vec![0.0f32; c];
-        for cell in 0..cells {
-            cell_values.iter_mut().for_each(|v| *v = 0.0);
-            for k in 0..plan.taps_per_cell {
-                let i = cell * plan.taps_per_cell + k;
-                let weight = plan.weights[i];
-                if weight == 0.0 {
-                    continue;
-                }
-                let row = &features[plan.rows[i] as usize * c..(plan.rows[i] as usize + 1) * c];
-                for (v, f) in cell_values.iter_mut().zip(row) {
-                    *v += weight * f;
-                }
-            }
-            for (ch, v) in cell_values.iter().enumerate() {
-                dst[ch * cells + cell] = *v;
-            }
-        }
-    });
-    tensor_from_vec(out, [rois.len(), c, params.output_h, params.output_w], &device)
 }
 
 /// Pools every RoI from its level; output rows follow the order of `rois`.

@@ -12,6 +12,11 @@ pub trait TrainProgress {
     fn println(&self, line: String);
     /// The run ended; `note` says why when it did not run to completion.
     fn finish(&self, note: Option<&str>);
+    /// Polled before each step: whether the caller asked the run to stop (Ctrl-C in Python). The
+    /// run then checkpoints where it is and returns an error saying how to continue it.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.

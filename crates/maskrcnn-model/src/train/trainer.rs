@@ -464,6 +464,17 @@ pub fn train_with_progress(
             bar.finish(Some("stopped early"));
             return Ok(trainer.report(log.last_losses, None));
         }
+        if bar.stop_requested() {
+            if steps_this_call > 0 {
+                trainer.checkpoint(&log)?;
+            }
+            bar.finish(Some("interrupted"));
+            bail!(
+                "interrupted at step {} of {total}; continue from the last checkpoint in {} with --resume",
+                trainer.state.step,
+                run_dir.display()
+            );
+        }
         let step = trainer.state.step;
         let spe = trainer.state.steps_per_epoch;
         let epoch = step / spe;

@@ -18,6 +18,31 @@ pub struct EmdPackage {
     pub classes: Vec<(u64, String, [u8; 3])>,
     pub chip_size: Option<usize>,
     pub kwargs: serde_json::Map<String, Value>,
+    /// Training cell size from `MinCellSize`/`MaxCellSize` (their geometric mean when they
+    /// differ), taken as metres per pixel; `None` for `PIXEL_SPACE` models, whose chips had no
+    /// map scale, and for values no metric ground sample distance can have (see [`emd_cell_size`]).
+    pub cell_size: Option<f64>,
+    /// 0-based raster bands from `ExtractBands`, in model input order.
+    pub extract_bands: Vec<usize>,
+}
+
+/// Smallest cell size taken as metres: below 0.1 mm per pixel the `.emd` almost certainly
+/// recorded degrees (arcgis.learn copies the training raster's own units).
+const MIN_METRIC_CELL_SIZE: f64 = 1e-4;
+
+/// The cell size an `.emd` records: `MinCellSize` and `MaxCellSize` (arcgis.learn writes both,
+/// equal for one training raster), unless `ImageSpaceUsed` is `PIXEL_SPACE`.
+pub fn emd_cell_size(emd: &Value) -> Option<f64> {
+    let pixel_space =
+        emd.get("ImageSpaceUsed").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("PIXEL_SPACE"));
+    if pixel_space {
+        return None;
+    }
+    let value = |k: &str| emd.get(k).and_then(Value::as_f64).filter(|v| v.is_finite() && *v >= MIN_METRIC_CELL_SIZE);
+    match (value("MinCellSize"), value("MaxCellSize")) {
+        (Some(a), Some(b)) => Some((a * b).sqrt()),
+        (a, b) => a.or(b),
+    }
 }
 
 pub fn find_emd(dir: &Path) -> Result<Option<PathBuf>> {
@@ -60,7 +85,15 @@ pub fn read_emd(path: &Path) -> Result<EmdPackage> {
     }
     let chip_size = emd.get("ImageHeight").and_then(Value::as_u64).map(|v| v as usize);
     let kwargs = emd.get("MaskRCNNkwargs").and_then(Value::as_object).cloned().unwrap_or_default();
-    Ok(EmdPackage { model_file, backbone, pointrend, classes, chip_size, kwargs })
+    let extract_bands = match emd.get("ExtractBands") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => v
+            .as_array()
+            .and_then(|a| a.iter().map(|b| b.as_u64().map(|b| b as usize)).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| anyhow!("{}: \"ExtractBands\" must be a list of 0-based band numbers", path.display()))?,
+    };
+    let cell_size = emd_cell_size(&emd);
+    Ok(EmdPackage { model_file, backbone, pointrend, classes, chip_size, kwargs, cell_size, extract_bands })
 }
 
 /// Resolves a file an `.emd` names (its `field`) inside the `.emd`'s own folder: absolute paths,
@@ -123,6 +156,19 @@ impl EmdPackage {
         }
         for (key, value) in &self.kwargs {
             apply_kwarg(config, key, value).with_context(|| format!("MaskRCNNkwargs.{key}"))?;
+        }
+        if self.cell_size.is_some() {
+            config.cell_size = self.cell_size;
+        }
+        // Bands 0..n in order say nothing beyond the default; others (e.g. [3, 2, 1]) pick the
+        // raster bands `detect` feeds, as ArcGIS Pro does with them.
+        let in_order = self.extract_bands.iter().enumerate().all(|(i, &b)| i == b);
+        if !in_order && self.extract_bands.len() == config.backbone.in_channels {
+            config.input_bands.raster_bands = self.extract_bands.iter().map(|b| b + 1).collect();
+        } else if self.extract_bands.len() == 1 && config.backbone.in_channels == 3 {
+            // One band repeated to the three inputs, as training on single-band chips does.
+            config.input_bands =
+                crate::config::InputBands { image_bands: Some(1), raster_bands: vec![self.extract_bands[0] + 1] };
         }
         Ok(())
     }
@@ -354,7 +400,7 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
         "InferenceFunction": "[Functions]System\\DeepLearning\\ArcGISLearn\\ArcGISInstanceDetector.py",
         "ModelType": "InstanceDetection",
         "MaskRCNNkwargs": kwargs,
-        "ExtractBands": (0..config.backbone.in_channels).collect::<Vec<_>>(),
+        "ExtractBands": extract_bands(config),
         "SupportsVariableTileSize": true,
         "Classes": classes,
         "ModelFormat": "NCHW",
@@ -370,6 +416,11 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
         "ArcGISLearnVersion": "2.4.4",
         "CreatedBy": "maskrcnn (Rust)",
     });
+    if let Some(cell) = config.cell_size {
+        // arcgis.learn copies the training data's cell size into both fields.
+        emd["MinCellSize"] = cell.into();
+        emd["MaxCellSize"] = cell.into();
+    }
     if let Some(stats) = &config.transform.band_stats {
         // arcgis.learn's layout for multispectral / non-8-bit data: raw-unit statistics and the
         // same after min-max scaling each band to [0, 1].
@@ -389,6 +440,19 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
     emd
 }
 
+/// `ExtractBands`: the 0-based raster bands the model was trained on when they are known,
+/// else the first `in_channels` bands.
+fn extract_bands(config: &MaskRcnnConfig) -> Vec<usize> {
+    let recorded = &config.input_bands.raster_bands;
+    if !recorded.is_empty() && recorded.iter().all(|&b| b > 0) {
+        return recorded.iter().map(|b| b - 1).collect();
+    }
+    if config.input_bands.image_bands == Some(1) {
+        return vec![0];
+    }
+    (0..config.backbone.in_channels).collect()
+}
+
 /// The colour pictures draw label `label` in (maskrcnn-viz's palette, counted from the first class).
 fn default_color(label: usize) -> [u8; 3] {
     maskrcnn_viz::class_color(label - 1)
@@ -397,6 +461,49 @@ fn default_color(label: usize) -> [u8; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cell_size_comes_from_min_and_max_cell_size_in_map_space() {
+        let emd = |v: Value| emd_cell_size(&v);
+        assert_eq!(emd(serde_json::json!({"MinCellSize": 0.3, "MaxCellSize": 0.3})), Some(0.3));
+        assert_eq!(emd(serde_json::json!({"MinCellSize": 0.25, "MaxCellSize": 1.0})), Some(0.5));
+        assert_eq!(emd(serde_json::json!({"MaxCellSize": 2.0, "ImageSpaceUsed": "MAP_SPACE"})), Some(2.0));
+        assert_eq!(emd(serde_json::json!({"MinCellSize": 0.3, "ImageSpaceUsed": "PIXEL_SPACE"})), None);
+        assert_eq!(emd(serde_json::json!({"MinCellSize": 2.7e-6, "MaxCellSize": 2.7e-6})), None, "degrees");
+        assert_eq!(emd(serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn emd_round_trips_cell_size_and_bands() {
+        let mut config = MaskRcnnConfig { num_classes: 2, ..Default::default() };
+        config.cell_size = Some(0.3);
+        config.input_bands.raster_bands = vec![4, 3, 2];
+        let written = emd_json(&config, "m");
+        assert_eq!(written["MinCellSize"], 0.3);
+        assert_eq!(written["MaxCellSize"], 0.3);
+        assert_eq!(written["ExtractBands"], serde_json::json!([3, 2, 1]));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.pth"), b"x").unwrap();
+        let path = dir.path().join("m.emd");
+        std::fs::write(&path, serde_json::to_vec(&written).unwrap()).unwrap();
+        let package = read_emd(&path).unwrap();
+        let mut read = MaskRcnnConfig { num_classes: 2, ..Default::default() };
+        package.apply_to(&mut read).unwrap();
+        assert_eq!(read.cell_size, Some(0.3));
+        assert_eq!(read.input_bands.raster_bands, vec![4, 3, 2]);
+
+        // arcgis.learn's own RGB package: bands 0, 1, 2 say nothing beyond the default.
+        let mut rgb = written.clone();
+        rgb["ExtractBands"] = serde_json::json!([0, 1, 2]);
+        std::fs::write(&path, serde_json::to_vec(&rgb).unwrap()).unwrap();
+        let mut read = MaskRcnnConfig { num_classes: 2, ..Default::default() };
+        read_emd(&path).unwrap().apply_to(&mut read).unwrap();
+        assert!(read.input_bands.raster_bands.is_empty());
+        rgb["ExtractBands"] = serde_json::json!("0,1,2");
+        std::fs::write(&path, serde_json::to_vec(&rgb).unwrap()).unwrap();
+        let err = read_emd(&path).unwrap_err().to_string();
+        assert!(err.contains("m.emd") && err.contains("ExtractBands"), "{err}");
+    }
 
     #[test]
     fn archive_names_stay_inside_the_folder() {

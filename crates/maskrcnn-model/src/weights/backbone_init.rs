@@ -22,6 +22,12 @@ pub struct ClassificationResNet {
 /// layers fit no torchvision depth.
 pub fn classification_resnet(sd: &StateDict) -> Result<Option<ClassificationResNet>> {
     let has = |k: &str| sd.get(k).is_some();
+    if let Some((name, key)) = other_classification_architecture(sd) {
+        bail!(
+            "this is a {name} classification checkpoint (it has `{key}`); only ResNet-18/34/50/101/152 backbones are \
+             supported"
+        );
+    }
     if !has("conv1.weight") || !has("layer1.0.conv1.weight") || has("backbone.body.conv1.weight") {
         return Ok(None);
     }
@@ -44,6 +50,52 @@ pub fn classification_resnet(sd: &StateDict) -> Result<Option<ClassificationResN
         bail!("conv1.weight has shape {conv1:?}; a torchvision ResNet's is [64, bands, 7, 7]");
     };
     Ok(Some(ClassificationResNet { depth, in_channels }))
+}
+
+/// Classification networks other than ResNet, by the key names torchvision and timm give them:
+/// the architecture and the key that gave it away. Detection checkpoints (keys under
+/// `backbone.`) are never taken for one.
+fn other_classification_architecture(sd: &StateDict) -> Option<(&'static str, String)> {
+    if sd.tensors.keys().any(|k| k.starts_with("backbone.") || k.starts_with("rpn.") || k.starts_with("roi_heads.")) {
+        return None;
+    }
+    // (architecture, key prefix): torchvision's names first, then timm's.
+    const SIGNS: [(&str, &str); 16] = [
+        ("ViT", "conv_proj."),
+        ("ViT", "encoder.layers."),
+        ("ViT", "class_token"),
+        ("ViT", "patch_embed.proj."),
+        ("ViT", "cls_token"),
+        ("ViT", "blocks.0."),
+        ("Swin", "features.0.0.weight"),
+        ("Swin", "layers.0.blocks."),
+        ("ConvNeXt", "stages.0.blocks."),
+        ("ConvNeXt", "downsample_layers."),
+        ("EfficientNet", "conv_stem."),
+        ("EfficientNet", "features.1.0.block."),
+        ("MobileNet", "features.1.conv."),
+        ("VGG", "classifier.6."),
+        ("DenseNet", "features.denseblock1."),
+        ("RegNet", "trunk_output."),
+    ];
+    let swin = sd.tensors.keys().any(|k| k.contains(".attn.relative_position_bias_table"));
+    // torchvision's ConvNeXt blocks are `features.i.j.block` like EfficientNet's, with a layer scale.
+    if let Some(key) = sd.tensors.keys().find(|k| k.ends_with(".layer_scale") || k.ends_with(".gamma")) {
+        if !sd.tensors.contains_key("conv1.weight") {
+            return Some(("ConvNeXt", key.clone()));
+        }
+    }
+    for (name, prefix) in SIGNS {
+        if let Some(key) = sd.tensors.keys().find(|k| k.starts_with(prefix)) {
+            // torchvision's Swin, EfficientNet and MobileNet all begin with `features.0.0`; only
+            // Swin has windowed attention.
+            if prefix == "features.0.0.weight" && !swin {
+                continue;
+            }
+            return Some((name, key.clone()));
+        }
+    }
+    None
 }
 
 /// Loads the classification weights into `model`'s ResNet body, whose depth and input bands must
@@ -101,5 +153,24 @@ mod tests {
         odd.tensors.retain(|k, _| !k.starts_with("layer3.1."));
         let err = classification_resnet(&odd).unwrap_err().to_string();
         assert!(err.contains("[2, 2, 1, 2]"), "{err}");
+    }
+
+    #[test]
+    fn other_architectures_are_named() {
+        let tensor = || super::super::HostTensor { shape: vec![2], data: vec![0.0; 2] };
+        let sd = |keys: &[&str]| StateDict { tensors: keys.iter().map(|k| (k.to_string(), tensor())).collect() };
+        for (keys, name) in [
+            (&["conv_proj.weight", "encoder.layers.encoder_layer_0.ln_1.weight"][..], "ViT"),
+            (&["patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "cls_token"][..], "ViT"),
+            (&["features.0.0.weight", "features.1.0.attn.relative_position_bias_table"][..], "Swin"),
+            (&["features.0.0.weight", "features.1.0.block.0.0.weight"][..], "EfficientNet"),
+            (&["stem.0.weight", "stages.0.blocks.0.conv_dw.weight"][..], "ConvNeXt"),
+        ] {
+            let err = classification_resnet(&sd(keys)).unwrap_err().to_string();
+            assert!(err.contains(&format!("a {name} classification checkpoint")), "{keys:?}: {err}");
+            assert!(err.contains("only ResNet-18/34/50/101/152"), "{err}");
+        }
+        // Something unknown is not guessed at: the loader says what it lacks.
+        assert_eq!(classification_resnet(&sd(&["foo.weight"])).unwrap(), None);
     }
 }

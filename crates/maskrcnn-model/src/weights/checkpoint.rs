@@ -99,8 +99,9 @@ fn build(config: MaskRcnnConfig, sd: &StateDict, weights: &Path, device: &Device
     // Before allocating the model: its size follows the configuration, which must match the file.
     check_config_matches(sd, &config)
         .with_context(|| format!("{}: not a compatible Mask R-CNN checkpoint", weights.display()))?;
-    let mut model =
-        MaskRcnn::new(config, device).with_context(|| format!("{}: invalid model configuration", weights.display()))?;
+    // load_into requires every tensor of the model from the checkpoint, so initial values are never seen.
+    let mut model = crate::layers::without_random_init(|| MaskRcnn::new(config, device))
+        .with_context(|| format!("{}: invalid model configuration", weights.display()))?;
     sd.load_into(&mut model.net, "", device)
         .with_context(|| format!("{}: not a compatible Mask R-CNN checkpoint", weights.display()))?;
     Ok(LoadedModel { model, weights_path: weights.to_path_buf() })

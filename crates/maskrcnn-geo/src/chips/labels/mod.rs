@@ -1,5 +1,6 @@
-//! Label input: polygon layers from GeoJSON, GeoPackage, Shapefile or FlatGeobuf, the CRS check
-//! against the raster, and the export's classes derived from the label values.
+//! Label input: polygon layers from GeoJSON, GeoPackage, Shapefile or FlatGeobuf, their CRS
+//! against the raster's (reprojected when they differ), and the export's classes derived from the
+//! label values.
 //!
 //! Each format has its own reader (one file each); they all hand [`RawFeature`]s to one
 //! [`LayerBuilder`], so class values, geometry rules and errors are the same whatever the format.
@@ -14,12 +15,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use geo::orient::{Direction, Orient};
 use geo::MultiPolygon;
 
 use super::ChipClass;
 use crate::raster::Crs;
+use crate::reproject::Reprojector;
 
 mod flatgeobuf;
 mod geojson;
@@ -42,7 +44,7 @@ pub enum LabelCrs {
 }
 
 impl LabelCrs {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             LabelCrs::Epsg(c) => format!("EPSG:{c}"),
             LabelCrs::ImplicitWgs84 => "WGS 84 (no \"crs\" member, so RFC 7946 longitude/latitude)".into(),
@@ -218,7 +220,7 @@ impl<'a> LayerBuilder<'a> {
             RawGeometry::Polygons(g) => g.orient(Direction::Default),
             RawGeometry::Missing => bail!("{path}: feature {i}{where_} has no geometry"),
             RawGeometry::NotPolygon(kind) => {
-                bail!("{path}: feature {i}{where_} is a {kind}; training chips need Polygon or MultiPolygon labels")
+                bail!("{path}: feature {i}{where_} is a {kind}; only Polygon or MultiPolygon features can be used")
             }
         };
         let class = match self.class_field {
@@ -256,13 +258,20 @@ fn field_not_found(path: &Path, where_: &str, field: &str, fields: &[String]) ->
     )
 }
 
-pub(super) fn check_crs(labels: &LabelLayer, raster_crs: Option<&Crs>, raster_path: &Path) -> Result<()> {
+/// How the labels' coordinates reach the raster's CRS: `None` when they already are in it, or the
+/// reprojection from the CRS they declare. Labels whose CRS cannot be told (undeclared, undefined,
+/// unrecognised) against a raster with an EPSG code are refused, as a silent mismatch gives chips
+/// without labels.
+pub(super) fn labels_to_raster(
+    labels: &LabelLayer,
+    raster_crs: Option<&Crs>,
+    raster_path: &Path,
+) -> Result<Option<Reprojector>> {
     let raster_desc = raster_crs.map(Crs::describe).unwrap_or_else(|| "no CRS".into());
     let hint = |epsg: Option<u32>| match epsg {
         Some(code) => format!(
-            "reproject the labels first, e.g. `ogr2ogr -t_srs EPSG:{code} labels_{code}.geojson {}`; if the \
-             coordinates already are EPSG:{code} and only the declared CRS is missing or wrong, assign it with \
-             `ogr2ogr -a_srs EPSG:{code} labels_{code}.gpkg {}` instead",
+            "declare the labels' CRS, e.g. `ogr2ogr -a_srs EPSG:<their code> labels.gpkg {}`, or reproject them \
+             with `ogr2ogr -t_srs EPSG:{code} labels_{code}.gpkg {}`",
             labels.path.display(),
             labels.path.display()
         ),
@@ -274,26 +283,59 @@ pub(super) fn check_crs(labels: &LabelLayer, raster_crs: Option<&Crs>, raster_pa
         LabelCrs::ImplicitWgs84 => Some(4326),
         _ => None,
     };
-    match (raster_epsg, label_epsg) {
-        (Some(r), Some(l)) if r == l => Ok(()),
-        (Some(r), Some(_)) => bail!(
-            "labels {} are in {} but raster {} is in {raster_desc}; {}",
-            labels.path.display(),
-            labels.crs.describe(),
-            raster_path.display(),
-            hint(Some(r))
-        ),
-        (Some(r), None) => bail!(
+    match (raster_crs, label_epsg) {
+        (Some(_), Some(l)) if raster_epsg == Some(l) => Ok(None),
+        (Some(raster), Some(l)) if raster.is_described() => {
+            Reprojector::new(&Crs::from_epsg(l), raster).map(Some).with_context(|| {
+                format!(
+                    "labels {} are in {} and raster {} in {raster_desc}, and they cannot be reprojected",
+                    labels.path.display(),
+                    labels.crs.describe(),
+                    raster_path.display()
+                )
+            })
+        }
+        (Some(_), None) if raster_epsg.is_some() => bail!(
             "labels {} have an {}, so they cannot be checked against raster {} ({raster_desc}); {}",
             labels.path.display(),
             labels.crs.describe(),
             raster_path.display(),
-            hint(Some(r))
+            hint(raster_epsg)
         ),
-        // A raster CRS without an EPSG code cannot be compared; the overlap check that follows
-        // still catches labels in the wrong coordinates.
-        (None, _) => Ok(()),
+        // A raster CRS that cannot be compared: the overlap check that follows still catches
+        // labels in the wrong coordinates.
+        _ => Ok(None),
     }
+}
+
+/// [`read_labels`] (without a class field) and then into the CRS of the raster at `raster_path`,
+/// reprojected when the file declares another; edges are densified to `max_error_pixels` raster
+/// pixels. For polygons that are not training labels (`detect --aoi`).
+pub fn read_labels_in_crs(
+    path: &Path,
+    layer: Option<&str>,
+    raster_crs: Option<&Crs>,
+    raster_path: &Path,
+    max_error_pixels: f64,
+    pixel_size: f64,
+) -> Result<LabelLayer> {
+    let mut labels = read_labels(path, layer, None)?;
+    if let Some(reprojector) = labels_to_raster(&labels, raster_crs, raster_path)? {
+        reproject_features(&mut labels, &reprojector, max_error_pixels * pixel_size)?;
+    }
+    Ok(labels)
+}
+
+/// Label polygons moved into the raster's CRS, edges densified so each stays within
+/// `max_error` raster units of its true course.
+pub(super) fn reproject_features(labels: &mut LabelLayer, reprojector: &Reprojector, max_error: f64) -> Result<()> {
+    for (i, (geometry, _)) in labels.features.iter_mut().enumerate() {
+        let (moved, _) = reprojector
+            .multipolygon_valid(geometry, max_error)
+            .with_context(|| format!("{}: feature {i}", labels.path.display()))?;
+        *geometry = moved.orient(Direction::Default);
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- classes

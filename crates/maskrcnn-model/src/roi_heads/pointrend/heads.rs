@@ -24,7 +24,7 @@ impl PointConv {
             None => Distribution::Normal(0.0, (2.0 / out_ch as f64).sqrt()),
         };
         Self {
-            weight: Param::from_tensor(Tensor::random([out_ch, in_ch, 1], dist, device)),
+            weight: Param::from_tensor(crate::layers::init_random([out_ch, in_ch, 1], dist, device)),
             bias: Param::from_tensor(Tensor::zeros([out_ch], device)),
         }
     }
