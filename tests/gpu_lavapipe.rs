@@ -217,9 +217,6 @@ fn train_step(device: &Device) -> ([f32; maskrcnn::train::forward::NUM_LOSS_TERM
 }
 
 #[test]
-#[ignore = "open bug: on lavapipe the losses match (<= 3e-6) but the gradient of \
-            backbone.fpn.inner_blocks.0.0.weight (1x1 conv on the stride-4 map) is 0.72 relative off the CPU's \
-            (burn-cubecl's conv2d backward); run with --ignored once fixed"]
 fn training_step_losses_and_gradients_match_cpu() {
     let Some(gpu) = gpu() else { return };
     let started = std::time::Instant::now();
@@ -259,7 +256,6 @@ fn step_losses(run: &Path) -> Vec<f64> {
 }
 
 #[test]
-#[ignore = "blocked by the conv2d backward mismatch of training_step_losses_and_gradients_match_cpu; not yet run"]
 fn short_training_run_tracks_the_cpu() {
     use maskrcnn::train::optim::{OptimizerConfig, OptimizerKind};
     use maskrcnn::train::trainer::{train, TrainOptions};
@@ -400,7 +396,11 @@ fn cli_gpu_without_an_adapter_is_one_line_error() {
     assert!(!output.status.success(), "succeeded without an adapter: {stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].contains("Vulkan") && errors[0].contains("libvulkan1"), "{stderr}");
+    if cfg!(feature = "gpu") {
+        assert!(errors[0].contains("Vulkan") && errors[0].contains("libvulkan1"), "{stderr}");
+    } else {
+        assert!(errors[0].contains("--features gpu"), "{stderr}");
+    }
     assert!(!stderr.contains("panicked") && !stderr.contains("internal failure"), "{stderr}");
     assert!(!out.exists(), "an output was written");
 

@@ -6,7 +6,7 @@
 #
 # Made for the device tool's H200 machine, which has no network, no Rust toolchain and maybe no
 # Vulkan loader. Prepare here, in the repository root:
-#   cargo build --release --bin maskrcnn   (with the default `gpu` feature)
+#   cargo build --release --features gpu --bin maskrcnn
 #   mkdir -p .gpu-bench && cp "$CARGO_TARGET_DIR/release/maskrcnn" .gpu-bench/ && strip .gpu-bench/maskrcnn
 #   echo /.gpu-bench/ >> .git/info/exclude
 #   Vulkan loader debs into .gl/ as /work/.library/device/README.md says (libvulkan1 ...)

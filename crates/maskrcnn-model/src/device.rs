@@ -120,7 +120,7 @@ pub fn gpu() -> Result<GpuDevice> {
     }
     #[cfg(not(feature = "gpu"))]
     {
-        anyhow::bail!("this build has no GPU support: rebuild maskrcnn with its default `gpu` feature")
+        anyhow::bail!("this build has no GPU support: rebuild maskrcnn with `--features gpu`")
     }
 }
 

@@ -113,12 +113,45 @@ impl Conv {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
-        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
+        conv2d_on_device(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
     }
 
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[0]
     }
+}
+
+/// The model's conv2d on any device: our kernels on the CPU (flex), burn's op elsewhere, except
+/// that a pointwise (1x1, stride 1, unpadded) convolution on a GPU device runs as one matrix
+/// product. burn-cubecl's direct-convolution weight gradient for such a layer came out wrong on
+/// lavapipe (see tests/gpu_conv_grad.rs); a matmul's backward is two matmuls, which are right,
+/// and a pointwise convolution is a matmul anyway.
+pub fn conv2d_on_device(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: ConvOptions<2>) -> Tensor<4> {
+    let [c_out, c_in, kh, kw] = weight.dims();
+    let pointwise = kh == 1
+        && kw == 1
+        && options.stride == [1, 1]
+        && options.padding == [0, 0]
+        && options.groups == 1
+        && x.dims()[1] == c_in;
+    if pointwise && !crate::device::is_cpu(&x.device()) {
+        return pointwise_conv_matmul(x, weight.reshape([c_out, c_in]), bias);
+    }
+    conv2d(x, weight, bias, options)
+}
+
+/// `[n, c_in, h, w]` times `[c_out, c_in]` over the channels, plus the bias: `[n, c_out, h, w]`.
+fn pointwise_conv_matmul(x: Tensor<4>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<4> {
+    let [n, c_in, h, w] = x.dims();
+    let c_out = weight.dims()[0];
+    // Channels first, batch and pixels as the columns: one 2-D product, whose backward gives the
+    // weight gradient as dy [c_out, n*h*w] times x^T.
+    let columns = x.swap_dims(0, 1).reshape([c_in, n * h * w]);
+    let mut y = weight.matmul(columns);
+    if let Some(bias) = bias {
+        y = y + bias.reshape([c_out, 1]);
+    }
+    y.reshape([c_out, n, h, w]).swap_dims(0, 1)
 }
 
 impl NamedTensors for Conv {
