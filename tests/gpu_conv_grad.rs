@@ -51,6 +51,8 @@ impl Case {
     }
 }
 
+type ConvFn = fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvOptions<2>) -> Tensor<4>;
+
 struct Grads {
     y: Vec<f32>,
     dx: Vec<f32>,
@@ -59,7 +61,7 @@ struct Grads {
 }
 
 /// conv2d forward, then the gradients of `sum(y * g)` for a fixed random `g` (so dL/dy = g).
-fn run(case: &Case, device: &Device, conv: fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvOptions<2>) -> Tensor<4>) -> Grads {
+fn run(case: &Case, device: &Device, conv: ConvFn) -> Grads {
     let device = device.clone().autodiff();
     let [n, c, h, w] = case.x;
     let k = case.kernel;
@@ -103,18 +105,74 @@ fn our_conv(x: Tensor<4>, w: Tensor<4>, b: Option<Tensor<1>>, o: ConvOptions<2>)
 
 const CASES: [Case; 8] = [
     // fpn.inner_blocks.0.0 of the training-step test.
-    Case { name: "fpn inner 1x1 [2,64,40,48]", x: [2, 64, 40, 48], c_out: 32, kernel: 1, stride: 1, padding: 0, strided_input: false },
+    Case {
+        name: "fpn inner 1x1 [2,64,40,48]",
+        x: [2, 64, 40, 48],
+        c_out: 32,
+        kernel: 1,
+        stride: 1,
+        padding: 0,
+        strided_input: false,
+    },
     Case { name: "1x1 batch 1", x: [1, 64, 40, 48], c_out: 32, kernel: 1, stride: 1, padding: 0, strided_input: false },
-    Case { name: "1x1 small [2,8,5,6]", x: [2, 8, 5, 6], c_out: 4, kernel: 1, stride: 1, padding: 0, strided_input: false },
-    Case { name: "1x1 [2,128,20,24] (inner 1)", x: [2, 128, 20, 24], c_out: 32, kernel: 1, stride: 1, padding: 0, strided_input: false },
-    Case { name: "1x1 strided input", x: [2, 64, 40, 48], c_out: 32, kernel: 1, stride: 1, padding: 0, strided_input: true },
-    Case { name: "1x1 stride 2 (downsample)", x: [2, 64, 40, 48], c_out: 128, kernel: 1, stride: 2, padding: 0, strided_input: false },
-    Case { name: "3x3 pad 1 (layer block)", x: [2, 32, 40, 48], c_out: 32, kernel: 3, stride: 1, padding: 1, strided_input: false },
-    Case { name: "3x3 stride 2 pad 1", x: [2, 64, 40, 48], c_out: 128, kernel: 3, stride: 2, padding: 1, strided_input: false },
+    Case {
+        name: "1x1 small [2,8,5,6]",
+        x: [2, 8, 5, 6],
+        c_out: 4,
+        kernel: 1,
+        stride: 1,
+        padding: 0,
+        strided_input: false,
+    },
+    Case {
+        name: "1x1 [2,128,20,24] (inner 1)",
+        x: [2, 128, 20, 24],
+        c_out: 32,
+        kernel: 1,
+        stride: 1,
+        padding: 0,
+        strided_input: false,
+    },
+    Case {
+        name: "1x1 strided input",
+        x: [2, 64, 40, 48],
+        c_out: 32,
+        kernel: 1,
+        stride: 1,
+        padding: 0,
+        strided_input: true,
+    },
+    Case {
+        name: "1x1 stride 2 (downsample)",
+        x: [2, 64, 40, 48],
+        c_out: 128,
+        kernel: 1,
+        stride: 2,
+        padding: 0,
+        strided_input: false,
+    },
+    Case {
+        name: "3x3 pad 1 (layer block)",
+        x: [2, 32, 40, 48],
+        c_out: 32,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        strided_input: false,
+    },
+    Case {
+        name: "3x3 stride 2 pad 1",
+        x: [2, 64, 40, 48],
+        c_out: 128,
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+        strided_input: false,
+    },
 ];
 
 /// Relative errors of (y, dx, dw, db) of `conv` on the GPU against burn's conv on the CPU.
-fn errors(case: &Case, gpu: &Device, conv: fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvOptions<2>) -> Tensor<4>) -> [f32; 4] {
+fn errors(case: &Case, gpu: &Device, conv: ConvFn) -> [f32; 4] {
     let cpu = run(case, &maskrcnn::device::cpu(), burn_conv);
     let dev = run(case, gpu, conv);
     [

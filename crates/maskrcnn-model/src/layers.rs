@@ -126,7 +126,12 @@ impl Conv {
 /// product. burn-cubecl's direct-convolution weight gradient for such a layer came out wrong on
 /// lavapipe (see tests/gpu_conv_grad.rs); a matmul's backward is two matmuls, which are right,
 /// and a pointwise convolution is a matmul anyway.
-pub fn conv2d_on_device(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: ConvOptions<2>) -> Tensor<4> {
+pub fn conv2d_on_device(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
     let [c_out, c_in, kh, kw] = weight.dims();
     let pointwise = kh == 1
         && kw == 1
