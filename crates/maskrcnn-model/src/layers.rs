@@ -136,7 +136,7 @@ pub fn conv2d_on_device(
     let pointwise = kh == 1
         && kw == 1
         && options.stride == [1, 1]
-        && options.padding == [0, 0]
+        && options.padding == [(0, 0), (0, 0)]
         && options.groups == 1
         && x.dims()[1] == c_in;
     if pointwise && !crate::device::is_cpu(&x.device()) {
