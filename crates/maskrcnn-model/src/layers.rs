@@ -121,42 +121,15 @@ impl Conv {
     }
 }
 
-/// The model's conv2d on any device: our kernels on the CPU (flex), burn's op elsewhere, except
-/// that a pointwise (1x1, stride 1, unpadded) convolution on a GPU device runs as one matrix
-/// product. burn-cubecl's direct-convolution weight gradient for such a layer came out wrong on
-/// lavapipe (see tests/gpu_conv_grad.rs); a matmul's backward is two matmuls, which are right,
-/// and a pointwise convolution is a matmul anyway.
+/// The model's conv2d on any device: our kernels on the CPU (flex), burn's op elsewhere
+/// (tests/gpu_conv_grad.rs checks the latter's output and gradients against the CPU's).
 pub fn conv2d_on_device(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let [c_out, c_in, kh, kw] = weight.dims();
-    let pointwise = kh == 1
-        && kw == 1
-        && options.stride == [1, 1]
-        && options.padding == [(0, 0), (0, 0)]
-        && options.groups == 1
-        && x.dims()[1] == c_in;
-    if pointwise && !crate::device::is_cpu(&x.device()) {
-        return pointwise_conv_matmul(x, weight.reshape([c_out, c_in]), bias);
-    }
     conv2d(x, weight, bias, options)
-}
-
-/// `[n, c_in, h, w]` times `[c_out, c_in]` over the channels, plus the bias: `[n, c_out, h, w]`.
-fn pointwise_conv_matmul(x: Tensor<4>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<4> {
-    let [n, c_in, h, w] = x.dims();
-    let c_out = weight.dims()[0];
-    // Channels first, batch and pixels as the columns: one 2-D product, whose backward gives the
-    // weight gradient as dy [c_out, n*h*w] times x^T.
-    let columns = x.swap_dims(0, 1).reshape([c_in, n * h * w]);
-    let mut y = weight.matmul(columns);
-    if let Some(bias) = bias {
-        y = y + bias.reshape([c_out, 1]);
-    }
-    y.reshape([c_out, n, h, w]).swap_dims(0, 1)
 }
 
 impl NamedTensors for Conv {
