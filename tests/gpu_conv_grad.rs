@@ -222,3 +222,30 @@ fn model_conv2d_on_gpu_matches_cpu_gradients() {
     }
     println!("worst {worst:.1e}");
 }
+
+/// The training RoIAlign's shape of computation (a permuted, flattened feature map, rows gathered
+/// with repeats, weighted): its input gradient on the GPU against the CPU. Prints and asserts.
+#[test]
+fn roi_gather_backward_on_gpu_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let (n, c, h, w) = (2usize, 32usize, 40usize, 48usize);
+    let rows: Vec<i64> = (0..6000u64).map(|i| ((i * 7919 + i / 3) % (n * h * w) as u64) as i64 / 2 * 2).collect();
+    let grad_on = |device: &Device| {
+        let device = device.clone().autodiff();
+        let x =
+            Tensor::<4>::from_data(TensorData::new(values(n * c * h * w, 9), vec![n, c, h, w]), &device).require_grad();
+        let flat: Tensor<2> = x.clone().permute([0, 2, 3, 1]).reshape([n * h * w, c]);
+        let idx = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
+            TensorData::new(rows.clone(), vec![rows.len()]),
+            &device,
+        );
+        let wts = Tensor::<2>::from_data(TensorData::new(values(rows.len(), 10), vec![rows.len(), 1]), &device);
+        let y = flat.select(0, idx) * wts;
+        let g = Tensor::<2>::from_data(TensorData::new(values(rows.len() * c, 11), vec![rows.len(), c]), &device);
+        let grads = (y * g).sum().backward();
+        tensor_to_vec(x.grad(&grads).expect("gradient").reshape([-1]))
+    };
+    let err = relative_error(&grad_on(&gpu), &grad_on(&maskrcnn::device::cpu()));
+    println!("gather backward: relative error {err:.2e}");
+    assert!(err <= 1e-4, "gather backward on the GPU: relative error {err:.2e}");
+}
