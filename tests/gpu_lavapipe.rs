@@ -217,12 +217,6 @@ fn train_step(device: &Device) -> ([f32; maskrcnn::train::forward::NUM_LOSS_TERM
 }
 
 #[test]
-#[ignore = "open bug: on lavapipe the losses match (<= 3.2e-6) and the heads' gradients too, but every gradient \
-            of the backbone and FPN is 0.26-0.72 relative off the CPU's: the gradient reaching the feature maps \
-            is wrong. Not the conv backward (tests/gpu_conv_grad.rs: <= 2.2e-6 for these shapes); nor the RoIAlign \
-            gather's backward alone (gpu_conv_grad::roi_gather_backward_on_gpu_matches_cpu: exact); next suspects \
-            are the sum of several consumers' gradients into one feature map (RPN head + RoIAlign chunks) and the \
-            FPN's nearest upsampling / max-pool backward. Run with --ignored once fixed"]
 fn training_step_losses_and_gradients_match_cpu() {
     let Some(gpu) = gpu() else { return };
     let started = std::time::Instant::now();
@@ -265,7 +259,6 @@ fn step_losses(run: &Path) -> Vec<f64> {
 }
 
 #[test]
-#[ignore = "blocked by the feature-map gradient mismatch of training_step_losses_and_gradients_match_cpu"]
 fn short_training_run_tracks_the_cpu() {
     use maskrcnn::train::optim::{OptimizerConfig, OptimizerKind};
     use maskrcnn::train::trainer::{train, TrainOptions};

@@ -122,7 +122,7 @@ impl Conv {
 }
 
 /// The model's conv2d on any device: our kernels on the CPU (flex), burn's op elsewhere
-/// (tests/gpu_conv_grad.rs checks the latter's output and gradients against the CPU's).
+/// (tests/gpu_op_grads.rs checks the latter's output and gradients against the CPU's).
 pub fn conv2d_on_device(
     x: Tensor<4>,
     weight: Tensor<4>,

@@ -4,7 +4,7 @@ use burn::tensor::Tensor;
 
 use crate::ops::boxes::{box_area, Box};
 use crate::ops::roi_align::{sampling_plan, RoiAlignParams};
-use crate::tensor_util::{int_tensor_from_vec, tensor_from_vec};
+use crate::tensor_util::{int_tensor_from_vec, select_indices, tensor_from_vec};
 
 /// Caps the gathered intermediate (`rois x cells x taps x channels`) so inference memory stays
 /// bounded however many proposals there are.
@@ -62,9 +62,8 @@ pub fn roi_align_level(feature: &Tensor<4>, rois: &[(usize, Box)], params: &RoiA
     for chunk in rois.chunks(ROIS_PER_CHUNK) {
         let plan = sampling_plan(chunk, h, w, params);
         let taps = plan.rows.len();
-        let rows = int_tensor_from_vec(plan.rows, &device);
         let weights: Tensor<2> = tensor_from_vec(plan.weights, [taps, 1], &device);
-        let gathered = flat.clone().select(0, rows) * weights;
+        let gathered = select_indices(flat.clone(), 0, plan.rows) * weights;
         let pooled: Tensor<3> = gathered
             .reshape([chunk.len() * plan.cells, plan.taps_per_cell, c])
             .sum_dim(1)
