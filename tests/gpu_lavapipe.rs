@@ -274,7 +274,7 @@ fn short_training_run_tracks_the_cpu() {
         seed: 5,
     })
     .unwrap();
-    let config = maskrcnn::config::MaskRcnnConfig::small(2, 96, 16);
+    let config = maskrcnn::config::MaskRcnnConfig::small(maskrcnn_data::synthetic::SYNTHETIC_CLASSES.len() + 1, 96, 16);
     let cpu = maskrcnn::device::cpu().autodiff();
     let mut cpu_model = MaskRcnn::new(config.clone(), &cpu).unwrap();
     let initial = StateDict::from_module(&mut cpu_model.net, "");
