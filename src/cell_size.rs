@@ -12,9 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 pub use maskrcnn_geo::units::cell_size_metres;
-use maskrcnn_geo::{Crs, GeoTransform, RasterInfo, TileImage, TileInstance};
+use maskrcnn_geo::{Crs, GeoTransform, RasterInfo, TileImage, TileInstance, TileMask};
 
 use crate::config::{TransformConfig, MAX_IMAGE_SIDE};
 
@@ -288,13 +288,14 @@ impl CellSizePlan {
         instances
             .into_iter()
             .map(|inst| {
-                if inst.mask.len() != w * h {
-                    bail!("the detector returned a mask of {} values for a {w}x{h} tile", inst.mask.len());
-                }
-                let probs: Vec<f32> = inst.mask.iter().map(|&m| (m != 0) as u8 as f32).collect();
+                inst.mask
+                    .check(seen.width, seen.height)
+                    .with_context(|| format!("the detector's answer for the resampled {w}x{h} tile"))?;
+                let probs: Vec<f32> =
+                    inst.mask.to_tile(seen.width, seen.height).iter().map(|&m| (m != 0) as u8 as f32).collect();
                 let back = resample_plane(&probs, w, None, &back_x, &back_y);
                 // Half the pixel covered (or interpolated to more than half) is inside.
-                let mask = back.iter().map(|&p| (p >= 0.5) as u8).collect();
+                let mask = TileMask::whole(tile.width, tile.height, back.iter().map(|&p| (p >= 0.5) as u8).collect());
                 Ok(TileInstance { mask, ..inst })
             })
             .collect()
@@ -470,12 +471,7 @@ mod tests {
         let wrapped = plan.wrap_batch(|tiles: &[TileImage]| {
             let t = &tiles[0];
             *seen.lock().unwrap() = Some((t.width, t.height));
-            let mut mask = vec![0u8; 16 * 8];
-            for y in 2..6 {
-                for x in 4..12 {
-                    mask[y * 16 + x] = 1;
-                }
-            }
+            let mask = TileMask { x0: 4, y0: 2, width: 8, height: 4, data: vec![1; 32] };
             Ok(vec![vec![TileInstance { class_id: 1, score: 0.9, mask }]])
         });
         let out = wrapped(std::slice::from_ref(&t)).unwrap().remove(0);
@@ -488,7 +484,7 @@ mod tests {
                 want[y * 8 + x] = 1;
             }
         }
-        assert_eq!(out[0].mask, want);
+        assert_eq!(out[0].mask, TileMask::whole(8, 4, want));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use maskrcnn_geo::{
     create_writer_in, detect_raster_pipelined, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink,
     GeoTiff, PipelineOptions, Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance,
-    WriteOptions,
+    TileMask, WriteOptions,
 };
 
 use crate::model::{Detection, MaskRcnn};
@@ -98,13 +98,19 @@ pub fn detect_tiles(
                     tile.tile.name()
                 );
             }
-            let (w, h) = (tile.width as usize, tile.height as usize);
             dets.into_iter()
                 .filter(|d| keep.is_empty() || keep.contains(&d.label))
                 .map(|d| TileInstance {
                     class_id: model.config.category_id(d.label) as u32,
                     score: d.score,
-                    mask: d.mask.to_binary_full(h, w),
+                    // The pasted box only, thresholded as `to_binary_full` does.
+                    mask: TileMask {
+                        x0: d.mask.x0 as u32,
+                        y0: d.mask.y0 as u32,
+                        width: d.mask.width as u32,
+                        height: d.mask.height as u32,
+                        data: d.mask.probs.iter().map(|&p| (p > 0.5) as u8).collect(),
+                    },
                 })
                 .collect()
         })

@@ -11,7 +11,7 @@ use maskrcnn::config::MaskRcnnConfig;
 use maskrcnn::MaskRcnn;
 use maskrcnn_data::image_io::{write_tiff, TiffSampleType};
 use maskrcnn_data::ImageTensor;
-use maskrcnn_geo::{DetectOptions, GeoTiff, TileImage, TileInstance};
+use maskrcnn_geo::{DetectOptions, GeoTiff, TileImage, TileInstance, TileMask};
 
 fn maskrcnn(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_maskrcnn")).args(args).output().unwrap()
@@ -225,7 +225,7 @@ fn objects_on_resampled_tiles_land_at_their_map_place() {
                 mask[y * w + x] = 1;
             }
         }
-        Ok(vec![TileInstance { class_id: 1, score: 0.9, mask }])
+        Ok(vec![TileInstance { class_id: 1, score: 0.9, mask: TileMask::whole(tile.width, tile.height, mask) }])
     };
     let options = DetectOptions { tile_size: 64, overlap: 0, ..DetectOptions::default() };
     let batch = plan.wrap_batch(|tiles: &[TileImage]| tiles.iter().map(inner).collect());

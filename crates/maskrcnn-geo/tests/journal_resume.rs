@@ -58,7 +58,7 @@ impl Truth {
                     }
                 }
                 let score = 0.5 + 0.01 * ((id * 7 + img.tile.index as u32 * 3) % 40) as f32;
-                TileInstance { class_id: id % 3, score, mask }
+                TileInstance { class_id: id % 3, score, mask: boxed_mask(&mask, w.width, w.height) }
             })
             .collect()
     }

@@ -65,7 +65,7 @@ impl Truth {
                     }
                 }
                 let score = 0.5 + 0.01 * ((id * 7 + img.tile.index as u32 * 3) % 40) as f32;
-                TileInstance { class_id: id % 3, score, mask }
+                TileInstance { class_id: id % 3, score, mask: boxed_mask(&mask, w.width, w.height) }
             })
             .collect()
     }
@@ -304,10 +304,19 @@ fn detector_errors_panics_and_wrong_answers_are_errors_naming_the_tile() {
     assert!(err.contains("returned 1 results for 2 tiles"), "{err}");
 
     let bad_mask = |tiles: &[TileImage]| -> anyhow::Result<Vec<Vec<TileInstance>>> {
-        Ok(tiles.iter().map(|_| vec![TileInstance { class_id: 1, score: 0.9, mask: vec![1; 10] }]).collect())
+        Ok(tiles
+            .iter()
+            .map(|_| {
+                vec![TileInstance {
+                    class_id: 1,
+                    score: 0.9,
+                    mask: TileMask { x0: 0, y0: 0, width: 4, height: 4, data: vec![1; 10] },
+                }]
+            })
+            .collect())
     };
     let err = format!("{:#}", run(&bad_mask, PipelineOptions::default()).unwrap_err());
-    assert!(err.contains("mask of 10 values for tile r0c0"), "{err}");
+    assert!(err.contains("mask of 10 values for its 4x4 box for tile r0c0"), "{err}");
 
     let err = format!(
         "{:#}",

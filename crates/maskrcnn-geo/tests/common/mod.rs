@@ -349,3 +349,21 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// A tile-sized mask (`width x height`) given as the tight box around its set pixels, as a
+/// model's pasted mask arrives; an all-empty mask becomes a 0x0 box.
+pub fn boxed_mask(mask: &[u8], width: u32, height: u32) -> maskrcnn_geo::TileMask {
+    let w = width as usize;
+    let set: Vec<(usize, usize)> =
+        mask.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| (i % w, i / w)).collect();
+    if set.is_empty() {
+        return maskrcnn_geo::TileMask { x0: 0, y0: 0, width: 0, height: 0, data: Vec::new() };
+    }
+    let x0 = set.iter().map(|p| p.0).min().unwrap();
+    let x1 = set.iter().map(|p| p.0).max().unwrap() + 1;
+    let y0 = set.iter().map(|p| p.1).min().unwrap();
+    let y1 = set.iter().map(|p| p.1).max().unwrap() + 1;
+    assert!(y1 <= height as usize);
+    let data = (y0..y1).flat_map(|y| mask[y * w + x0..y * w + x1].to_vec()).collect();
+    maskrcnn_geo::TileMask { x0: x0 as u32, y0: y0 as u32, width: (x1 - x0) as u32, height: (y1 - y0) as u32, data }
+}
