@@ -183,7 +183,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     }
     let info = raster.info().clone();
     let plan = crate::cell_size::CellSizePlan::new(&job.raster, &info, model.config.cell_size, job.cell_size)?;
-    let resampling_model = plan.model_for(model, job.options.tile_size)?;
+    // Every tile has the grid's size (the last ones are shifted inwards), unless the raster is smaller.
+    let (tile_width, tile_height) = (job.options.tile_size.min(info.width), job.options.tile_size.min(info.height));
+    let resampling_model = plan.model_for(model, tile_width, tile_height, job.cell_size.no_resample)?;
     let model = resampling_model.as_ref().unwrap_or(model);
     let choice = crate::bands::choose_bands(
         &job.raster,
