@@ -4,66 +4,6 @@ use common::*;
 use geo::Validation;
 use maskrcnn_geo::*;
 
-/// Ground-truth instance-id raster plus a fake detector that returns each object's true mask
-/// clipped to the tile (optionally damaged in some tiles), so merging is tested in isolation.
-struct Truth {
-    width: u32,
-    height: u32,
-    labels: Vec<u32>,
-}
-
-impl Truth {
-    fn new(width: u32, height: u32) -> Truth {
-        Truth { width, height, labels: vec![0; (width * height) as usize] }
-    }
-    fn disc(&mut self, id: u32, cx: f64, cy: f64, r: f64) {
-        for y in 0..self.height {
-            for x in 0..self.width {
-                if ((x as f64 + 0.5 - cx).powi(2) + (y as f64 + 0.5 - cy).powi(2)).sqrt() < r {
-                    self.labels[(y * self.width + x) as usize] = id;
-                }
-            }
-        }
-    }
-    fn rect(&mut self, id: u32, x0: u32, y0: u32, x1: u32, y1: u32) {
-        for y in y0..y1 {
-            for x in x0..x1 {
-                self.labels[(y * self.width + x) as usize] = id;
-            }
-        }
-    }
-    fn pixel_count(&self, id: u32) -> usize {
-        self.labels.iter().filter(|&&v| v == id).count()
-    }
-    fn detect(&self, img: &TileImage) -> Vec<TileInstance> {
-        let w = img.tile.window;
-        let mut ids: Vec<u32> = Vec::new();
-        for y in w.y..w.bottom() {
-            for x in w.x..w.right() {
-                let v = self.labels[(y * self.width + x) as usize];
-                if v != 0 && !ids.contains(&v) {
-                    ids.push(v);
-                }
-            }
-        }
-        ids.sort();
-        ids.into_iter()
-            .map(|id| {
-                let mut mask = vec![0u8; (w.width * w.height) as usize];
-                for y in 0..w.height {
-                    for x in 0..w.width {
-                        mask[(y * w.width + x) as usize] =
-                            (self.labels[((w.y + y) * self.width + w.x + x) as usize] == id) as u8;
-                    }
-                }
-                // Scores differ per tile so the "best member" rule is exercised.
-                let score = 0.5 + 0.01 * ((id * 7 + img.tile.index as u32 * 3) % 40) as f32;
-                TileInstance { class_id: id % 3, score, mask: TileMask::whole(w.width, w.height, mask) }
-            })
-            .collect()
-    }
-}
-
 fn raster(dir: &std::path::Path, w: u32, h: u32) -> GeoTiff {
     let path = dir.join("r.tif");
     let mut spec = TiffSpec::new(w, h, 3, Dtype::U8);
@@ -134,19 +74,7 @@ fn boxed_masks_give_the_features_of_tile_sized_ones() {
     let truth = random_truth(300, 260, 25, 7);
     let opts = DetectOptions { tile_size: 128, overlap: 24, ..Default::default() };
     let (whole, _) = detect_raster(&mut r, |img: &TileImage| Ok(truth.detect(img)), &opts, |_| {}).unwrap();
-    let (boxed, _) = detect_raster(
-        &mut r,
-        |img: &TileImage| {
-            let mut found = truth.detect(img);
-            for inst in &mut found {
-                inst.mask = boxed_mask(&inst.mask.data, img.width, img.height);
-            }
-            Ok(found)
-        },
-        &opts,
-        |_| {},
-    )
-    .unwrap();
+    let (boxed, _) = detect_raster(&mut r, |img: &TileImage| Ok(truth.detect_boxed(img)), &opts, |_| {}).unwrap();
     assert!(whole.len() >= 10, "{}", whole.len());
     assert_eq!(whole, boxed);
 }
