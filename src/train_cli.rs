@@ -218,6 +218,8 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         if bands > 1 && (1..bands).all(|b| first_image.plane(b) == first_image.plane(0)) { 1 } else { bands };
     drop(first_image);
     let device = Device::default().autodiff();
+    // Weights made here (from scratch, new heads) come from --seed, so one seed gives one run.
+    device.seed(args.seed);
     // A bare classification ResNet (torchvision, timm, torchgeo) starts the backbone only.
     let classification = match &args.init {
         Some(path) if is_state_dict_file(path) => {
