@@ -30,8 +30,10 @@ fi
 "$venv/bin/pip" install -q --disable-pip-version-check ./python
 echo "python: pip install ./python done at $((SECONDS - started)) s"
 
-# The binary the tests compare against (`cargo test` built it; a no-op then).
-cargo build --release --bin maskrcnn
+# The binary the tests compare against (`cargo test` built it; a no-op then). --workspace: built
+# alone, the root package resolves other features (no pyo3: syn, num-complex) and rebuilds the
+# whole burn stack.
+cargo build --release --workspace --bin maskrcnn
 export MASKRCNN_BIN="$CARGO_TARGET_DIR/release/maskrcnn"
 "$venv/bin/python" examples/python_quickstart.py >/dev/null
 "$venv/bin/python" -m pytest -q -rs python/tests qgis/tests
