@@ -231,7 +231,19 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     let (workers, threads_per_worker) = job.parallelism.plan(rayon::current_num_threads())?;
     let pipeline = PipelineOptions { batch_size: job.parallelism.batch_size, workers };
     let tta = job.test_time_augmentation;
+    // The hooks (a Python caller's Ctrl-C) belong to this thread and the detector runs on the
+    // pipeline's workers: a stop request polled here after each tile reaches them through a flag.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut progress = |p: Progress| {
+        progress(p);
+        if crate::hooks::check_stop().is_err() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
     let detector = plan.wrap_batch(|tiles: &[TileImage]| {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            bail!("interrupted");
+        }
         crate::hooks::check_stop()?;
         in_worker_pool(threads_per_worker, || detect_tiles(model, tiles, scale, tta, &keep))?
     });
