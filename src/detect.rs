@@ -103,13 +103,13 @@ pub fn detect_tiles(
                 .map(|d| TileInstance {
                     class_id: model.config.category_id(d.label) as u32,
                     score: d.score,
-                    // The pasted box only, thresholded as `to_binary_full` does.
+                    // The pasted box only, not the tile.
                     mask: TileMask {
                         x0: d.mask.x0 as u32,
                         y0: d.mask.y0 as u32,
                         width: d.mask.width as u32,
                         height: d.mask.height as u32,
-                        data: d.mask.probs.iter().map(|&p| (p > 0.5) as u8).collect(),
+                        data: d.mask.to_binary(),
                     },
                 })
                 .collect()
