@@ -135,6 +135,9 @@ fn main() -> Result<()> {
     anyhow::ensure!(dataset.len() >= needed, "{}: {} images, {needed} needed", args[2], dataset.len());
 
     let device = Device::flex().autodiff();
+    // The same initial weights in every process (torchvision's side calls torch.manual_seed(0)): unseeded, the
+    // proposals, sampled RoIs and so the cost of a step differed from process to process.
+    device.seed(0);
     let mut config = MaskRcnnConfig::for_classes(depth, dataset.class_names(), 3, 5);
     config.backbone.norm = NormKind::Batch;
     config.transform.min_size = size;

@@ -12,9 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 pub use maskrcnn_geo::units::cell_size_metres;
-use maskrcnn_geo::{Crs, GeoTransform, RasterInfo, TileImage, TileInstance};
+use maskrcnn_geo::{Crs, GeoTransform, RasterInfo, TileImage, TileInstance, TileMask};
 
 use crate::config::{TransformConfig, MAX_IMAGE_SIDE};
 
@@ -218,22 +218,36 @@ impl CellSizePlan {
         *self == CellSizePlan::NONE
     }
 
-    /// The model's input resizing for this run: its `min_size`/`max_size` scaled by the plan, so
-    /// that a resampled tile reaches the network at the size the tile would without resampling,
-    /// times the plan's factor (otherwise the input resize would undo the resampling).
-    pub fn scale_transform(&self, transform: &mut TransformConfig, tile_size: u32) -> Result<()> {
-        if self.is_identity() {
-            return Ok(());
-        }
-        let f = isotropic((self.fx, self.fy));
-        let side = (tile_size as f64 * self.fx.max(self.fy)).round();
-        let scaled = |v: usize| ((v as f64 * f).round() as usize).max(1);
-        let (min_size, max_size) = (scaled(transform.min_size), scaled(transform.max_size));
+    /// The model's input resizing for this run's `tile_width x tile_height` tiles (raster pixels),
+    /// so that objects reach the network at the scale they had in training:
+    /// - with the training chip size known, the resampled tile is resized by the factor the chips
+    ///   were (`min(min_size, max_size) / chip`), whatever the tile size;
+    /// - otherwise `min_size`/`max_size` are scaled by the plan, so that a resampled tile reaches
+    ///   the network at the size the tile would without resampling, times the plan's factor (the
+    ///   input resize would otherwise undo the resampling).
+    pub fn scale_transform(&self, transform: &mut TransformConfig, tile_width: u32, tile_height: u32) -> Result<()> {
+        let (w, h) = (tile_width as f64 * self.fx, tile_height as f64 * self.fy);
+        let (min_size, max_size) = match transform.chip_size {
+            Some(chip) => {
+                let k = transform.min_size.min(transform.max_size) as f64 / chip.max(1) as f64;
+                let min_size = ((w.min(h) * k).round() as usize).max(1);
+                // At least the long side times k, so that the short side decides the scale.
+                (min_size, ((w.max(h) * k).ceil() as usize).max(min_size))
+            }
+            None if self.is_identity() => return Ok(()),
+            None => {
+                let f = isotropic((self.fx, self.fy));
+                let scaled = |v: usize| ((v as f64 * f).round() as usize).max(1);
+                (scaled(transform.min_size), scaled(transform.max_size))
+            }
+        };
+        let side = w.max(h).round();
         if side > MAX_IMAGE_SIDE as f64 || max_size > MAX_IMAGE_SIDE {
             bail!(
-                "resampling to the model's cell size makes {tile_size} px tiles {side} px (model input up to \
-                 {max_size} px), beyond the {MAX_IMAGE_SIDE} px a model takes; use a smaller --tile-size or \
-                 --no-resample"
+                "{tile_width}x{tile_height} px tiles would reach the model at {} px (resampled to {side} px, the \
+                 scale of its training), beyond the {MAX_IMAGE_SIDE} px a model takes; use a smaller --tile-size or \
+                 --no-resample",
+                max_size.max(side as usize)
             );
         }
         transform.min_size = min_size;
@@ -241,14 +255,39 @@ impl CellSizePlan {
         Ok(())
     }
 
-    /// `model` with its input resizing scaled by the plan ([`Self::scale_transform`]), or `None`
-    /// when the plan resamples nothing and `model` serves as it is.
-    pub fn model_for(&self, model: &crate::MaskRcnn, tile_size: u32) -> Result<Option<crate::MaskRcnn>> {
-        if self.is_identity() {
+    /// `model` with its input resizing set for this run's tiles ([`Self::scale_transform`]), or
+    /// `None` when that changes nothing and `model` serves as it is. With `no_resample` (the
+    /// plan is then [`CellSizePlan::NONE`]) tiles go in at the model's own `min_size`.
+    pub fn model_for(
+        &self,
+        model: &crate::MaskRcnn,
+        tile_width: u32,
+        tile_height: u32,
+        no_resample: bool,
+    ) -> Result<Option<crate::MaskRcnn>> {
+        if no_resample {
             return Ok(None);
         }
         let mut config = model.config.clone();
-        self.scale_transform(&mut config.transform, tile_size)?;
+        self.scale_transform(&mut config.transform, tile_width, tile_height)?;
+        if config.transform == model.config.transform {
+            return Ok(None);
+        }
+        let (old, new) = (&model.config.transform, &config.transform);
+        if let Some(chip) = old.chip_size {
+            // Said when it differs from what the cell size alone would give (tiles the chips' size).
+            let mut without_chip = TransformConfig { chip_size: None, ..old.clone() };
+            self.scale_transform(&mut without_chip, tile_width, tile_height)?;
+            if (new.min_size as f64 / without_chip.min_size as f64 - 1.0).abs() > TOLERANCE {
+                eprintln!(
+                    "the model was trained on {chip} px chips, resized to {} px: {tile_width}x{tile_height} px tiles \
+                     go in at {} px, the chips' scale (--no-resample for its own {} px)",
+                    old.min_size.min(old.max_size),
+                    new.min_size,
+                    old.min_size
+                );
+            }
+        }
         Ok(Some(crate::MaskRcnn { config, net: model.net.clone(), device: model.device.clone() }))
     }
 
@@ -288,13 +327,14 @@ impl CellSizePlan {
         instances
             .into_iter()
             .map(|inst| {
-                if inst.mask.len() != w * h {
-                    bail!("the detector returned a mask of {} values for a {w}x{h} tile", inst.mask.len());
-                }
-                let probs: Vec<f32> = inst.mask.iter().map(|&m| (m != 0) as u8 as f32).collect();
+                inst.mask
+                    .check(seen.width, seen.height)
+                    .with_context(|| format!("the detector's answer for the resampled {w}x{h} tile"))?;
+                let probs: Vec<f32> =
+                    inst.mask.to_tile(seen.width, seen.height).iter().map(|&m| (m != 0) as u8 as f32).collect();
                 let back = resample_plane(&probs, w, None, &back_x, &back_y);
                 // Half the pixel covered (or interpolated to more than half) is inside.
-                let mask = back.iter().map(|&p| (p >= 0.5) as u8).collect();
+                let mask = TileMask::whole(tile.width, tile.height, back.iter().map(|&p| (p >= 0.5) as u8).collect());
                 Ok(TileInstance { mask, ..inst })
             })
             .collect()
@@ -461,6 +501,38 @@ mod tests {
     }
 
     #[test]
+    fn tiles_reach_the_network_at_the_training_chips_scale() {
+        let transform = |min_size, max_size, chip_size| TransformConfig {
+            min_size,
+            max_size,
+            chip_size,
+            ..TransformConfig::default()
+        };
+        let scaled = |plan: CellSizePlan, mut t: TransformConfig, w, h| {
+            plan.scale_transform(&mut t, w, h).map(|()| (t.min_size, t.max_size))
+        };
+        let none = CellSizePlan::NONE;
+        // 256 px chips resized to 800: a 512 px tile goes in at 1600, as two chips side by side would.
+        assert_eq!(scaled(none, transform(800, 1333, Some(256)), 512, 512).unwrap(), (1600, 1600));
+        // The short side sets the scale; the long side is not capped below it.
+        assert_eq!(scaled(none, transform(800, 1333, Some(256)), 512, 300).unwrap(), (938, 1600));
+        // A tile the chips' size gives the chips' own scale.
+        assert_eq!(scaled(none, transform(128, 128, Some(128)), 128, 128).unwrap(), (128, 128));
+        // With resampling to the model's cell size, the resampled tile is what is scaled.
+        let twice = CellSizePlan { fx: 2.0, fy: 2.0 };
+        assert_eq!(scaled(twice, transform(64, 64, Some(64)), 64, 64).unwrap(), (128, 128));
+        // No chip size recorded (torchvision and older models): only the cell-size factor applies.
+        assert_eq!(scaled(none, transform(800, 1333, None), 512, 512).unwrap(), (800, 1333));
+        assert_eq!(scaled(twice, transform(800, 1333, None), 512, 512).unwrap(), (1600, 2666));
+        // Beyond what a model takes: one line that says what to do.
+        let err = scaled(none, transform(800, 1333, Some(64)), 1024, 1024).unwrap_err().to_string();
+        assert!(
+            err.contains("1024x1024 px tiles would reach the model at 12800 px") && err.contains("--tile-size"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn masks_come_back_on_the_tile_grid() {
         // The detector sees the tile at twice the resolution and finds the block at resampled
         // pixels 4..12 x 2..6, which is tile pixels 2..6 x 1..3.
@@ -470,12 +542,7 @@ mod tests {
         let wrapped = plan.wrap_batch(|tiles: &[TileImage]| {
             let t = &tiles[0];
             *seen.lock().unwrap() = Some((t.width, t.height));
-            let mut mask = vec![0u8; 16 * 8];
-            for y in 2..6 {
-                for x in 4..12 {
-                    mask[y * 16 + x] = 1;
-                }
-            }
+            let mask = TileMask { x0: 4, y0: 2, width: 8, height: 4, data: vec![1; 32] };
             Ok(vec![vec![TileInstance { class_id: 1, score: 0.9, mask }]])
         });
         let out = wrapped(std::slice::from_ref(&t)).unwrap().remove(0);
@@ -488,7 +555,7 @@ mod tests {
                 want[y * 8 + x] = 1;
             }
         }
-        assert_eq!(out[0].mask, want);
+        assert_eq!(out[0].mask, TileMask::whole(8, 4, want));
     }
 
     #[test]

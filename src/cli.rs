@@ -902,6 +902,7 @@ fn detect(args: DetectArgs) -> Result<()> {
         crate::hooks::detect_progress(&p);
     })?;
     bar.finish_and_clear();
+    crate::hooks::detect_finished(&summary);
     eprintln!(
         "{} tiles ({} skipped as nodata{}), {} objects -> {}{}",
         summary.tiles_processed,

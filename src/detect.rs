@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use maskrcnn_geo::{
     create_writer_in, detect_raster_pipelined, DetectJournal, DetectOptions, DetectSummary, Feature, FeatureSink,
     GeoTiff, PipelineOptions, Progress, RunFingerprint, ShardHeader, ShardWriter, TileGrid, TileImage, TileInstance,
-    WriteOptions,
+    TileMask, WriteOptions,
 };
 
 use crate::model::{Detection, MaskRcnn};
@@ -98,13 +98,19 @@ pub fn detect_tiles(
                     tile.tile.name()
                 );
             }
-            let (w, h) = (tile.width as usize, tile.height as usize);
             dets.into_iter()
                 .filter(|d| keep.is_empty() || keep.contains(&d.label))
                 .map(|d| TileInstance {
                     class_id: model.config.category_id(d.label) as u32,
                     score: d.score,
-                    mask: d.mask.to_binary_full(h, w),
+                    // The pasted box only, not the tile.
+                    mask: TileMask {
+                        x0: d.mask.x0 as u32,
+                        y0: d.mask.y0 as u32,
+                        width: d.mask.width as u32,
+                        height: d.mask.height as u32,
+                        data: d.mask.to_binary(),
+                    },
                 })
                 .collect()
         })
@@ -177,7 +183,9 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     }
     let info = raster.info().clone();
     let plan = crate::cell_size::CellSizePlan::new(&job.raster, &info, model.config.cell_size, job.cell_size)?;
-    let resampling_model = plan.model_for(model, job.options.tile_size)?;
+    // Every tile has the grid's size (the last ones are shifted inwards), unless the raster is smaller.
+    let (tile_width, tile_height) = (job.options.tile_size.min(info.width), job.options.tile_size.min(info.height));
+    let resampling_model = plan.model_for(model, tile_width, tile_height, job.cell_size.no_resample)?;
     let model = resampling_model.as_ref().unwrap_or(model);
     let choice = crate::bands::choose_bands(
         &job.raster,
@@ -223,7 +231,19 @@ pub fn run_detect(model: &MaskRcnn, job: &DetectJob, mut progress: impl FnMut(Pr
     let (workers, threads_per_worker) = job.parallelism.plan(rayon::current_num_threads())?;
     let pipeline = PipelineOptions { batch_size: job.parallelism.batch_size, workers };
     let tta = job.test_time_augmentation;
+    // The hooks (a Python caller's Ctrl-C) belong to this thread and the detector runs on the
+    // pipeline's workers: a stop request polled here after each tile reaches them through a flag.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut progress = |p: Progress| {
+        progress(p);
+        if crate::hooks::check_stop().is_err() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
     let detector = plan.wrap_batch(|tiles: &[TileImage]| {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            bail!("interrupted");
+        }
         crate::hooks::check_stop()?;
         in_worker_pool(threads_per_worker, || detect_tiles(model, tiles, scale, tta, &keep))?
     });

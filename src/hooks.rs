@@ -15,6 +15,9 @@ use crate::train::progress::TrainProgress;
 pub trait CommandHooks {
     /// A detect run finished another tile.
     fn detect_progress(&self, _progress: &maskrcnn_geo::Progress) {}
+    /// A detect run wrote its output: the final counts (objects held at tile seams until their
+    /// neighbours are done are written after the last tile's progress).
+    fn detect_finished(&self, _summary: &maskrcnn_geo::DetectSummary) {}
     /// Where training reports instead of its progress bar (it also says when to stop).
     fn train_progress(&self) -> Option<&dyn TrainProgress> {
         None
@@ -50,6 +53,12 @@ pub fn current() -> Option<Rc<dyn CommandHooks>> {
 pub fn detect_progress(progress: &maskrcnn_geo::Progress) {
     if let Some(hooks) = current() {
         hooks.detect_progress(progress);
+    }
+}
+
+pub fn detect_finished(summary: &maskrcnn_geo::DetectSummary) {
+    if let Some(hooks) = current() {
+        hooks.detect_finished(summary);
     }
 }
 

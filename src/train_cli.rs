@@ -212,12 +212,15 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         .unwrap_or_else(|| dataset.image(0))
         .context("reading the first image")?;
     let bands = first_image.channels;
+    let first_side = first_image.height.min(first_image.width);
     // Readers repeat a grey band to RGB; the model must know its images were single-band so that
     // `detect` repeats a single-band raster the same way.
     let source_bands =
         if bands > 1 && (1..bands).all(|b| first_image.plane(b) == first_image.plane(0)) { 1 } else { bands };
     drop(first_image);
     let device = args.device.resolve()?.autodiff();
+    // Weights made here (from scratch, new heads) come from --seed, so one seed gives one run.
+    device.seed(args.seed);
     // A bare classification ResNet (torchvision, timm, torchgeo) starts the backbone only.
     let classification = match &args.init {
         Some(path) if is_state_dict_file(path) => {
@@ -340,6 +343,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         raster_bands: crate::bands::chip_raster_bands(&args.data),
     };
     model.config.cell_size = training_cell_size(&args)?;
+    model.config.transform.chip_size = typical_chip_size(dataset.as_ref(), first_side);
     // Results and packages must carry the data's own ids (COCO category ids have gaps).
     model.config.category_ids = std::iter::once(0).chain(dataset.category_ids()).collect();
     freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
@@ -399,6 +403,21 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
 
 /// The chips' cell size: `--cell-size`, else what the chips' georeferencing or export metadata
 /// say; said on stderr either way, since `detect` depends on it.
+/// The short side of the training images, the median over up to 16 spread through the data (the
+/// first readable one when no other reads), so that `detect` can show tiles to the model at the
+/// scale its chips had, whatever tile size a run uses.
+fn typical_chip_size(dataset: &dyn maskrcnn_data::Dataset, first_side: usize) -> Option<usize> {
+    let n = dataset.len();
+    let step = n.div_ceil(16).max(1);
+    let mut sides: Vec<usize> =
+        (0..n).step_by(step).filter_map(|i| dataset.image(i).ok()).map(|im| im.height.min(im.width)).collect();
+    if sides.is_empty() {
+        sides.push(first_side);
+    }
+    sides.sort_unstable();
+    Some(sides[sides.len() / 2]).filter(|&side| side > 0)
+}
+
 fn training_cell_size(args: &TrainArgs) -> Result<Option<f64>> {
     if let Some(c) = args.cell_size {
         if !(c.is_finite() && c > 0.0) {

@@ -11,7 +11,7 @@ use maskrcnn::config::MaskRcnnConfig;
 use maskrcnn::MaskRcnn;
 use maskrcnn_data::image_io::{write_tiff, TiffSampleType};
 use maskrcnn_data::ImageTensor;
-use maskrcnn_geo::{DetectOptions, GeoTiff, TileImage, TileInstance};
+use maskrcnn_geo::{DetectOptions, GeoTiff, TileImage, TileInstance, TileMask};
 
 fn maskrcnn(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_maskrcnn")).args(args).output().unwrap()
@@ -121,6 +121,9 @@ fn training_records_the_chips_cell_size_and_detect_resamples_to_it() {
     let said = train(&run_dir, &[]);
     assert!(said.contains("cell size 0.5 m per pixel (from the georeferencing of"), "{said}");
     assert_eq!(stored_cell_size(&run_dir.join("model")), Some(0.5));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(config["transform"]["chip_size"].as_u64(), Some(64), "the chips' side: {config}");
 
     // --cell-size wins over the chips' georeferencing.
     let overridden = d.join("run-override");
@@ -141,7 +144,24 @@ fn training_records_the_chips_cell_size_and_detect_resamples_to_it() {
     let said = detect(&run_dir, "a.geojson", &[]);
     assert!(said.contains("cell size 1 m, the model's 0.5 m: tiles resampled by 2.000 x 2.000"), "{said}");
     let said = detect(&run_dir, "b.geojson", &["--no-resample"]);
-    assert!(!said.contains("resampled"), "{said}");
+    assert!(!said.contains("resampled") && !said.contains("chips"), "{said}");
+    // Tiles of another size than the chips reach the network at the chips' scale: 96 raster
+    // pixels resampled to 192, with the 64 px chips shown at 64 px.
+    let out = d.join("b2.geojson");
+    let said = run(&[
+        "detect",
+        "--model",
+        &s(&run_dir),
+        "--raster",
+        &s(&coarse),
+        "--output",
+        &s(&out),
+        "--tile-size",
+        "96",
+        "--overlap",
+        "16",
+    ]);
+    assert!(said.contains("trained on 64 px chips, resized to 64 px: 96x96 px tiles go in at 192 px"), "{said}");
     let said = detect(&run_dir, "c.geojson", &["--cell-size", "0.5"]);
     assert!(!said.contains("resampled") && !said.contains("cell size"), "{said}");
 
@@ -172,6 +192,11 @@ fn training_records_the_chips_cell_size_and_detect_resamples_to_it() {
     assert_eq!((emd["MinCellSize"].as_f64(), emd["MaxCellSize"].as_f64()), (Some(0.5), Some(0.5)), "{emd}");
     assert_eq!(emd["ImageSpaceUsed"], "MAP_SPACE");
     assert_eq!(emd["ExtractBands"], serde_json::json!([0]), "one band, repeated: {emd}");
+    // The chip size is arcgis's ImageHeight; our 64 px input size is not its 1.5 x chip, so it
+    // travels as a torchvision argument.
+    assert_eq!(emd["ImageHeight"].as_u64(), Some(64), "{emd}");
+    assert_eq!(emd["MaskRCNNkwargs"]["min_size"].as_u64(), Some(64), "{emd}");
+    assert_eq!(emd["MaskRCNNkwargs"]["max_size"].as_u64(), Some(64), "{emd}");
     let said = detect(&package.join("squares.emd"), "e.geojson", &[]);
     assert!(said.contains("tiles resampled by 2.000 x 2.000"), "{said}");
 
@@ -225,7 +250,7 @@ fn objects_on_resampled_tiles_land_at_their_map_place() {
                 mask[y * w + x] = 1;
             }
         }
-        Ok(vec![TileInstance { class_id: 1, score: 0.9, mask }])
+        Ok(vec![TileInstance { class_id: 1, score: 0.9, mask: TileMask::whole(tile.width, tile.height, mask) }])
     };
     let options = DetectOptions { tile_size: 64, overlap: 0, ..DetectOptions::default() };
     let batch = plan.wrap_batch(|tiles: &[TileImage]| tiles.iter().map(inner).collect());

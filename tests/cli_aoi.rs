@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::fixture;
+use common::{detect_r18_tiny, fixture_scene_tif};
 
 fn gdal(tool: &str, args: &[&str]) {
     let out = Command::new(tool)
@@ -26,37 +26,11 @@ fn s(p: &Path) -> &str {
 /// The fixture photograph in UTM 16N at 1 m, 368x308 pixels from (612000, 4701000): 42 tiles of
 /// 64 px with 8 px of overlap, tile columns starting at x = 0, 56, 112, 168, ...
 fn scene(dir: &Path) -> PathBuf {
-    let path = dir.join("scene.tif");
-    gdal(
-        "gdal_translate",
-        &[
-            "-q",
-            "-of",
-            "GTiff",
-            "-outsize",
-            "200%",
-            "200%",
-            "-a_srs",
-            "EPSG:32616",
-            "-a_ullr",
-            "612000",
-            "4701000",
-            "612368",
-            "4700692",
-            s(&fixture("parity/r18_tiny/image.png")),
-            s(&path),
-        ],
-    );
-    path
+    fixture_scene_tif(&dir.join("scene.tif"), (612000, 4701000))
 }
 
 fn detect(raster: &Path, output: &Path, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_maskrcnn"))
-        .args(["detect", "--model", s(&fixture("parity/r18_tiny")), "--raster", s(raster), "--output", s(output)])
-        .args(["--tile-size", "64", "--overlap", "8", "--threshold", "0.05"])
-        .args(extra)
-        .output()
-        .unwrap();
+    let out = detect_r18_tiny(raster, output, extra).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 

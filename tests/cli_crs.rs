@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::fixture;
+use common::{detect_r18_tiny, fixture_scene_tif};
 
 fn gdal(tool: &str, args: &[&str]) {
     let out = Command::new(tool)
@@ -250,35 +250,12 @@ fn unknown_output_crs_is_a_one_line_error_and_writes_nothing() {
 
 /// A GeoTIFF of the fixture photograph in UTM 16N, 368x308 at 1 m: 42 tiles of 64 px.
 fn scene(dir: &Path) -> PathBuf {
-    let path = dir.join("scene.tif");
-    gdal(
-        "gdal_translate",
-        &[
-            "-q",
-            "-of",
-            "GTiff",
-            "-outsize",
-            "200%",
-            "200%",
-            "-a_srs",
-            "EPSG:32616",
-            "-a_ullr",
-            "612000",
-            "4701000",
-            "612368",
-            "4700692",
-            s(&fixture("parity/r18_tiny/image.png")),
-            s(&path),
-        ],
-    );
-    path
+    fixture_scene_tif(&dir.join("scene.tif"), (612000, 4701000))
 }
 
 fn detect(raster: &Path, output: &Path, extra: &[&str]) -> (bool, String) {
-    let model = fixture("parity/r18_tiny");
-    let base = ["detect", "--model", s(&model), "--raster", s(raster), "--output", s(output)];
-    let opts = ["--tile-size", "64", "--overlap", "8", "--threshold", "0.05", "--min-area", "4"];
-    maskrcnn(&[&base[..], &opts, extra].concat())
+    let out = detect_r18_tiny(raster, output, &[&["--min-area", "4"], extra].concat()).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]

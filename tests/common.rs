@@ -12,6 +12,38 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo_root().join("fixtures").join(rel)
 }
 
+/// The parity fixture photograph written to `path` as a GeoTIFF in UTM 16N (EPSG:32616) at twice its
+/// size, 368x308 at 1 m with its top-left corner at `origin` (metres): 42 tiles of 64 px.
+pub fn fixture_scene_tif(path: &Path, origin: (u32, u32)) -> PathBuf {
+    let (x, y) = origin;
+    let ullr = [x, y, x + 368, y - 308].map(|v| v.to_string());
+    let status = std::process::Command::new("gdal_translate")
+        .args(["-q", "-of", "GTiff", "-outsize", "200%", "200%", "-a_srs", "EPSG:32616", "-a_ullr"])
+        .args(&ullr)
+        .arg(fixture("parity/r18_tiny/image.png"))
+        .arg(path)
+        .status()
+        .expect("this test needs GDAL's gdal_translate (Debian package gdal-bin; .ci/run installs it)");
+    assert!(status.success(), "gdal_translate failed");
+    path.to_path_buf()
+}
+
+/// `maskrcnn detect` with the r18_tiny parity model on 64 px tiles (8 px overlap, threshold 0.05),
+/// then `extra`.
+pub fn detect_r18_tiny(raster: &Path, output: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_maskrcnn"));
+    cmd.arg("detect")
+        .arg("--model")
+        .arg(fixture("parity/r18_tiny"))
+        .arg("--raster")
+        .arg(raster)
+        .arg("--output")
+        .arg(output)
+        .args(["--tile-size", "64", "--overlap", "8", "--threshold", "0.05"])
+        .args(extra);
+    cmd
+}
+
 /// `../shared/data` beside the repository (as CI lays it out), or a loud failure.
 pub fn shared_data(rel: &str) -> PathBuf {
     let p = repo_root().join("..").join("shared").join("data").join(rel);

@@ -237,42 +237,64 @@ fn craters_of_a_float_dem_are_found_on_another_dem() {
     assert_eq!(stored["transform"]["pixel_scale"].as_f64(), Some(65535.0), "{stored}");
     assert_eq!(stored["input_bands"]["image_bands"].as_u64(), Some(1), "{stored}");
     assert_eq!(stored["cell_size"].as_f64(), Some(1.0), "{stored}");
+    assert_eq!(stored["transform"]["chip_size"].as_u64(), Some(CHIP as u64), "{stored}");
     let trained_at = started.elapsed();
 
     let test_origin = (503_000.0, 4_197_000.0);
     let (dem2, truth) = synthetic_dem(1234);
     let test_dem = write_dem(d, "test", &dem2, test_origin);
-    let found = d.join("found.geojson");
-    run(&[
-        "detect",
-        "--model",
-        &s(&run_dir),
-        "--raster",
-        &s(&test_dem),
-        "--output",
-        &s(&found),
-        "--tile-size",
-        &CHIP.to_string(),
-        "--overlap",
-        "48",
-        "--threshold",
-        "0.5",
-    ]);
-    let detections = polygons_of(&found);
     let truth: Vec<MultiPolygon<f64>> = truth.iter().map(|c| MultiPolygon(vec![circle(c, test_origin)])).collect();
-    let hits = truth.iter().filter(|t| detections.iter().any(|p| iou(t, p) >= 0.3)).count();
-    let true_detections = detections.iter().filter(|p| truth.iter().any(|t| iou(t, p) >= 0.3)).count();
-    let recall = hits as f64 / truth.len() as f64;
-    let precision = true_detections as f64 / detections.len().max(1) as f64;
-    eprintln!(
-        "craters: recall {recall:.2} ({hits}/{}), precision {precision:.2} ({true_detections}/{}) at IoU 0.3; \
-         trained in {:.0} s, {:.0} s in all",
-        truth.len(),
-        detections.len(),
-        trained_at.as_secs_f64(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(recall >= 0.7, "recall {recall:.2} at IoU 0.3");
-    // Not a detector that outlines everything: most of what it finds are craters.
-    assert!(precision >= 0.3, "precision {precision:.2} at IoU 0.3");
+    // The chips' size, and tiles twice as large: these reach the network at the chips' scale too
+    // (the model records its 128 px chips), so the craters are found as well.
+    for (tile, extra) in [(CHIP, None), (2 * CHIP, None), (2 * CHIP, Some("--no-resample"))] {
+        let found = d.join(format!("found-{tile}-{}.geojson", extra.is_some()));
+        let (model, raster, output, tile_size) = (s(&run_dir), s(&test_dem), s(&found), tile.to_string());
+        let mut args = vec![
+            "detect",
+            "--model",
+            &model,
+            "--raster",
+            &raster,
+            "--output",
+            &output,
+            "--tile-size",
+            &tile_size,
+            "--overlap",
+            "48",
+            "--threshold",
+            "0.5",
+        ];
+        args.extend(extra);
+        let said = run(&args);
+        if tile != CHIP && extra.is_none() {
+            assert!(
+                said.contains("trained on 128 px chips, resized to 128 px: 256x256 px tiles go in at 256 px"),
+                "{said}"
+            );
+        }
+        let detections = polygons_of(&found);
+        let hits = truth.iter().filter(|t| detections.iter().any(|p| iou(t, p) >= 0.3)).count();
+        let true_detections = detections.iter().filter(|p| truth.iter().any(|t| iou(t, p) >= 0.3)).count();
+        let recall = hits as f64 / truth.len() as f64;
+        let precision = true_detections as f64 / detections.len().max(1) as f64;
+        eprintln!(
+            "craters, {tile} px tiles {extra:?}: recall {recall:.2} ({hits}/{}), precision {precision:.2} ({true_detections}/{}) \
+             at IoU 0.3; trained in {:.0} s, {:.0} s in all",
+            truth.len(),
+            detections.len(),
+            trained_at.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+        if extra.is_some() {
+            // For comparison only: the tiles resized to the model's 128 px, objects at half the
+            // chips' scale (recall 0.61 in the run where the chips' scale gave 0.89).
+            continue;
+        }
+        // Training on two threads is not bit-reproducible; 128 px tiles gave recall 0.78-1.00 over
+        // runs, 256 px tiles at the chips' scale 0.61-0.89.
+        let floor = if tile == CHIP { 0.7 } else { 0.6 };
+        assert!(recall >= floor, "{tile} px tiles: recall {recall:.2} at IoU 0.3");
+        // Not a detector that outlines everything: most of what it finds are craters.
+        assert!(precision >= 0.3, "{tile} px tiles: precision {precision:.2} at IoU 0.3");
+    }
 }

@@ -8,21 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fixture;
+use common::{detect_r18_tiny, fixture_scene_tif};
 
 /// The fixture photograph at twice its size (368x308), placed in a 440x380 canvas whose margin
 /// is transparent (alpha 0): 42 image tiles of 64 px among tiles with no valid pixel (skipped)
 /// and tiles partly valid (masks cut to the image).
 fn raster(dir: &Path) -> PathBuf {
-    let big = dir.join("big.tif");
-    let status = Command::new("gdal_translate")
-        .args(["-q", "-of", "GTiff", "-outsize", "200%", "200%", "-a_srs", "EPSG:32616"])
-        .args(["-a_ullr", "500000", "4000000", "500368", "3999692"])
-        .arg(fixture("parity/r18_tiny/image.png"))
-        .arg(&big)
-        .status()
-        .expect("this test needs GDAL's gdal_translate (Debian package gdal-bin; .ci/run installs it)");
-    assert!(status.success(), "gdal_translate failed");
+    let big = fixture_scene_tif(&dir.join("big.tif"), (500000, 4000000));
     let path = dir.join("scene.tif");
     let status = Command::new("gdalwarp")
         .args(["-q", "-te", "500000", "3999620", "500440", "4000000", "-tr", "1", "1", "-dstalpha"])
@@ -35,22 +27,8 @@ fn raster(dir: &Path) -> PathBuf {
     path
 }
 
-fn detect_cmd(raster: &Path, output: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maskrcnn"));
-    cmd.arg("detect")
-        .arg("--model")
-        .arg(fixture("parity/r18_tiny"))
-        .arg("--raster")
-        .arg(raster)
-        .arg("--output")
-        .arg(output)
-        .args(["--tile-size", "64", "--overlap", "8", "--threshold", "0.05"])
-        .args(extra);
-    cmd
-}
-
 fn detect(raster: &Path, output: &Path, extra: &[&str]) -> (Vec<u8>, String) {
-    let out = detect_cmd(raster, output, extra).output().unwrap();
+    let out = detect_r18_tiny(raster, output, extra).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "detect {extra:?}: {err}");
     (std::fs::read(output).unwrap(), err)
@@ -90,8 +68,10 @@ fn a_run_killed_with_batches_on_two_threads_resumes_one_tile_at_a_time_to_the_sa
 
     let output = dir.path().join("scene.geojson");
     let journal = dir.path().join("scene.geojson.journal");
-    let mut child =
-        detect_cmd(&raster, &output, &["--threads", "2", "--batch-size", "3"]).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = detect_r18_tiny(&raster, &output, &["--threads", "2", "--batch-size", "3"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     loop {
         let recorded = std::fs::metadata(journal.join("tiles.jsonl")).map(|m| m.len()).unwrap_or(0);
@@ -117,7 +97,7 @@ fn zero_workers_or_batch_size_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let raster = raster(dir.path());
     for (flag, value) in [("--workers", "0"), ("--batch-size", "0")] {
-        let out = detect_cmd(&raster, &dir.path().join("o.geojson"), &[flag, value]).output().unwrap();
+        let out = detect_r18_tiny(&raster, &dir.path().join("o.geojson"), &[flag, value]).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{flag} {value} accepted");
         assert!(err.contains(&format!("{flag} must be at least 1")), "{err}");

@@ -4,41 +4,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::fixture;
+use common::{detect_r18_tiny, fixture_scene_tif};
 
 /// A GeoTIFF of the fixture photograph at twice its size (368x308): 42 tiles of 64 px.
 fn raster(dir: &Path) -> PathBuf {
-    let path = dir.join("scene.tif");
-    let status = Command::new("gdal_translate")
-        .args(["-q", "-of", "GTiff", "-outsize", "200%", "200%", "-a_srs", "EPSG:32616"])
-        .args(["-a_ullr", "500000", "4000000", "500368", "3999692"])
-        .arg(fixture("parity/r18_tiny/image.png"))
-        .arg(&path)
-        .status()
-        .expect("this test needs GDAL's gdal_translate (Debian package gdal-bin; .ci/run installs it)");
-    assert!(status.success(), "gdal_translate failed");
-    path
-}
-
-fn detect_cmd(raster: &Path, output: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maskrcnn"));
-    cmd.arg("detect")
-        .arg("--model")
-        .arg(fixture("parity/r18_tiny"))
-        .arg("--raster")
-        .arg(raster)
-        .arg("--output")
-        .arg(output)
-        .args(["--tile-size", "64", "--overlap", "8", "--threshold", "0.05"])
-        .args(extra);
-    cmd
+    fixture_scene_tif(&dir.join("scene.tif"), (500000, 4000000))
 }
 
 fn detect(raster: &Path, output: &Path, extra: &[&str]) -> (bool, String) {
-    let out = detect_cmd(raster, output, extra).output().unwrap();
+    let out = detect_r18_tiny(raster, output, extra).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -71,7 +48,7 @@ fn a_killed_detect_resumes_to_the_uninterrupted_output() {
     // Killed (SIGKILL: no clean-up runs) once a tile row is checkpointed and later tiles recorded.
     let output = dir.path().join("scene.geojson");
     let journal = dir.path().join("scene.geojson.journal");
-    let mut child = detect_cmd(&raster, &output, &[]).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = detect_r18_tiny(&raster, &output, &[]).stderr(Stdio::null()).spawn().unwrap();
     wait_for_progress(&mut child, &journal);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -97,7 +74,7 @@ fn a_killed_detect_resumes_to_the_uninterrupted_output() {
 
     // --overwrite without --resume discards a journal and starts over.
     let again = dir.path().join("again.geojson");
-    let mut child = detect_cmd(&raster, &again, &[]).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = detect_r18_tiny(&raster, &again, &[]).stderr(Stdio::null()).spawn().unwrap();
     wait_for_progress(&mut child, &dir.path().join("again.geojson.journal"));
     child.kill().unwrap();
     child.wait().unwrap();

@@ -376,6 +376,11 @@ impl CommandHooks for PyHooks {
         });
     }
 
+    fn detect_finished(&self, summary: &maskrcnn_geo::DetectSummary) {
+        let (done, total, _) = self.last_detect.get().unwrap_or((summary.tiles_processed, summary.tiles_processed, 0));
+        self.last_detect.set(Some((done, total, summary.features_emitted)));
+    }
+
     fn train_progress(&self) -> Option<&dyn TrainProgress> {
         Some(self)
     }

@@ -278,6 +278,7 @@ class TrainAlgorithm(_Algorithm):
     INIT = "INIT"
     POINTREND = "POINTREND"
     AUGMENT = "AUGMENT"
+    VAL_SPLIT = "VAL_SPLIT"
     RESUME = "RESUME"
     OUTPUT = "OUTPUT"
     BACKBONES = ["18", "34", "50", "101"]
@@ -318,6 +319,11 @@ class TrainAlgorithm(_Algorithm):
         )
         self.addParameter(QgsProcessingParameterBoolean(self.POINTREND, "PointRend mask head", False))
         self.addParameter(QgsProcessingParameterEnum(self.AUGMENT, "Augmentation", self.AUGMENTS, defaultValue=1))
+        val_split = QgsProcessingParameterNumber(
+            self.VAL_SPLIT, "Fraction of chips held out for validation", QgsProcessingParameterNumber.Double, 0.1, minValue=0.0, maxValue=0.9
+        )
+        val_split.setFlags(val_split.flags() | val_split.FlagAdvanced)
+        self.addParameter(val_split)
         self.addParameter(QgsProcessingParameterBoolean(self.RESUME, "Resume the run in the output folder", False))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Run folder"))
 
@@ -333,6 +339,7 @@ class TrainAlgorithm(_Algorithm):
             "--output", output,
             "--backbone", self.BACKBONES[self.parameterAsEnum(parameters, self.BACKBONE, context)],
             "--batch-size", str(self.parameterAsInt(parameters, self.BATCH_SIZE, context)),
+            "--val-split", repr(self.parameterAsDouble(parameters, self.VAL_SPLIT, context)),
         ]
         if parameters.get(self.STEPS) not in (None, ""):
             args += ["--steps", str(self.parameterAsInt(parameters, self.STEPS, context))]

@@ -89,6 +89,7 @@ def run(args, feedback, resume_hint=None):
         _report(line, feedback)
         said.append(line)
     code = process.wait()
+    process.stdout.close()
     if cancelled:
         message = "cancelled"
         if resume_hint:

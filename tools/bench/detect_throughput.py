@@ -40,9 +40,12 @@ def raster_facts(path):
     return w, h, abs(gt[1]), abs(gt[5]), len(info.get("bands", []))
 
 
-def run_once(binary, model, raster, out, threads, batch, extra):
+def run_once(binary, model, raster, out, threads, batch, extra, pin):
     cmd = [str(binary), "--threads", str(threads), "detect", "--model", str(model), "--raster", str(raster),
            "--output", str(out), "--batch-size", str(batch), "--overwrite"] + extra
+    if pin:
+        # N threads get N cores in all: the reader and the merger share them with the model workers.
+        cmd = ["taskset", "-c", f"0-{threads - 1}"] + cmd
     t0 = time.time()
     p = subprocess.run(["/usr/bin/time", "-f", "TIME %e %U %S %M"] + cmd, capture_output=True, text=True)
     wall = time.time() - t0
@@ -73,6 +76,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--extra", default="--tile-size 512 --overlap 64 --threshold 0.5",
                     help="further detect arguments (default: %(default)s)")
+    ap.add_argument("--pin", action="store_true",
+                    help="run N threads on N cores (taskset), so 1 thread is one core in all, reading and merging included")
     ap.add_argument("--out", type=Path, default=REPO / "bench/detect.md")
     args = ap.parse_args()
 
@@ -105,7 +110,7 @@ def main():
             for rep in range(args.reps):
                 for (t, b) in settings:
                     out = Path(tmp) / "out.geojson"
-                    r = run_once(args.binary, args.model, raster, out, t, b, raster_extra)
+                    r = run_once(args.binary, args.model, raster, out, t, b, raster_extra, args.pin)
                     r["load"] = float(open("/proc/loadavg").read().split()[0])
                     if reference is None:
                         reference = r["output"]
@@ -136,10 +141,15 @@ def write_report(args, results, settings, started, load_start, load_end):
           "The cores are shared with other jobs: wall-clock figures depend on the load at the time of each run; "
           "the settings are interleaved within each repetition so the load hits them alike.", "",
           f"Model: {args.model_note}. Detect arguments: `{args.extra}`, GeoJSON output.", "",
+          ("Pinned: a run with N threads is limited to N cores (`taskset -c 0-(N-1)`), the reader thread and the "
+           "merging included, so the speed-up is what a second core buys." if args.pin else
+           "Not pinned: with 1 thread the reader thread and the merging still run beside the model worker, on the "
+           "second core when it is free."), "",
           f"Medians of {args.reps} repetitions. tiles/s counts every grid tile (skipped ones included) over the wall "
           "time of the whole process (model load, reading, inference, stitching, writing). km²/h is the raster's "
-          "area at its cell size over the same wall time. CPU is user+system seconds. `identical`: every run's "
-          "output file equals the first setting's byte for byte.", ""]
+          "area at its cell size over the same wall time. CPU is user+system seconds. The speed-up is the median of "
+          "the per-repetition ratios (runs next to each other in time), so a change in load between repetitions "
+          "cancels. `identical`: every run's output file equals the first setting's byte for byte.", ""]
     for raster, (w, h, cx, cy, km2, runs, one_band) in results.items():
         md += [f"## {raster.name}", "",
                f"{w} x {h} px, cell {cx:g} x {cy:g} (CRS units), {km2:.2f} km², "
@@ -154,8 +164,9 @@ def write_report(args, results, settings, started, load_start, load_end):
             wall = med[(t, b)]
             cpu = statistics.median(r["user"] + r["sys"] for r in rs)
             tiles = rs[0]["tiles"]
-            base = med.get((min(args.threads), b))
-            speed = f"{base / wall:.2f}x" if base else "–"
+            base = runs.get((min(args.threads), b))
+            speed = (f"{statistics.median(r0['wall'] / r['wall'] for r0, r in zip(base, rs)):.2f}x"
+                     if base else "–")
             md.append(f"| {t} | {b} | {wall:.1f} | {cpu:.1f} | {tiles / wall:.2f} | {km2 / (wall / 3600):.1f} | {speed} "
                       f"| {max(r['rss_mb'] for r in rs):.0f} | {statistics.median(r['load'] for r in rs):.1f} "
                       f"| {'yes' if all(r['identical'] for r in rs) else 'NO'} |")

@@ -267,8 +267,9 @@ def run_measured(cmd, extra_env=None):
     """Runs cmd at one thread; its stdout, own CPU time (user + sys) and peak RSS (wait4 on exactly that process)."""
     env = dict(os.environ, **ONE_THREAD, **(extra_env or {}))
     load0 = loadavg()
-    out_path = os.path.join(FIX_DIR, "child_stdout.txt")
-    err_path = os.path.join(FIX_DIR, "child_stderr.txt")
+    # Per driver process, so that two drivers (different --parts) can run at once.
+    out_path = os.path.join(FIX_DIR, f"child_stdout_{os.getpid()}.txt")
+    err_path = os.path.join(FIX_DIR, f"child_stderr_{os.getpid()}.txt")
     with open(out_path, "w") as out_f, open(err_path, "w") as err_f:
         wall0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, env=env)
@@ -323,12 +324,15 @@ def main():
     ap.add_argument("--parts", default="predict,folder,train")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds for predict and folder (median)")
     ap.add_argument("--runs", type=int, default=1, help="timed predictions per predict process (after a warm-up)")
+    ap.add_argument("--sizes", default=",".join(k for k, *_ in SIZES), help="predict image sizes to time")
     ap.add_argument("--folder-images", type=int, default=4)
     ap.add_argument("--train-steps", type=int, default=5, help="timed steps per training process (median)")
     ap.add_argument("--train-depths", default="18,50")
     ap.add_argument("--with-flex", action="store_true", help="also time ours with burn-flex's own conv2d")
     ap.add_argument("--with-system-malloc", action="store_true",
                     help="also time our training step with glibc's malloc (MASKRCNN_BENCH_ALLOC=system)")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL:VAR=VALUE[,VAR=VALUE]",
+                    help="also time ours with these environment variables (every part); repeatable")
     ap.add_argument("--merge", action="store_true", help="keep the other parts of an existing --out json")
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, "bench", "side_by_side"))
@@ -362,13 +366,20 @@ def main():
                 results[part] = earlier[part]
                 results.setdefault("earlier", {})[part] = {"machine": earlier["machine"],
                                                            "settings": earlier.get("settings")}
-    results["settings"] = {k: getattr(args, k) for k in ("parts", "rounds", "runs", "folder_images", "train_steps",
-                                                          "train_depths", "with_flex", "with_system_malloc")}
+    results["settings"] = {k: getattr(args, k) for k in ("parts", "sizes", "rounds", "runs", "folder_images", "train_steps",
+                                                          "train_depths", "with_flex", "with_system_malloc", "variant")}
     print(f"machine: {info['cpu']}, load {info['load_start']}", flush=True)
+
+    variants = {}
+    for spec in args.variant:
+        label, _, assignments = spec.partition(":")
+        variants[f"ours ({label})"] = dict(a.split("=", 1) for a in assignments.split(",") if a)
 
     model_dir = os.path.join(FIX_DIR, "model")
     if "predict" in parts:
         for key, _, _, mn, mx in SIZES:
+            if key not in args.sizes.split(","):
+                continue
             image = os.path.join(FIX_DIR, f"image_{key}.png")
             impls = {
                 "ours": ([BENCH_PREDICT, model_dir, image, str(args.runs), str(mn), str(mx)], None),
@@ -376,6 +387,8 @@ def main():
             }
             if args.with_flex:
                 impls["ours (flex conv2d)"] = (impls["ours"][0], {"MASKRCNN_CONV_FORWARD": "flex"})
+            for name, env in variants.items():
+                impls[name] = (impls["ours"][0], env)
             rows = {name: [] for name in impls}
             for r in range(args.rounds):
                 order = list(impls) if r % 2 == 0 else list(reversed(impls))
@@ -395,17 +408,17 @@ def main():
         folder = os.path.join(FIX_DIR, "folder")
         out_ours = os.path.join(FIX_DIR, "results_ours.json")
         out_tv = os.path.join(FIX_DIR, "results_tv.json")
-        impls = {
-            "ours": [BIN, "--threads", "1", "predict", "--model", model_dir, "--input", folder, "--output", out_ours,
-                     "--overwrite"],
-            "torchvision": this_script("folder", folder, out_tv),
-        }
+        ours = [BIN, "--threads", "1", "predict", "--model", model_dir, "--input", folder, "--output", out_ours,
+                "--overwrite"]
+        impls = {"ours": (ours, None), "torchvision": (this_script("folder", folder, out_tv), None)}
+        for name, env in variants.items():
+            impls[name] = (ours, env)
         rows = {name: [] for name in impls}
         for r in range(args.rounds):
             order = list(impls) if r % 2 == 0 else list(reversed(impls))
             for name in order:
-                m = run_measured(impls[name])
-                out = out_ours if name == "ours" else out_tv
+                m = run_measured(*impls[name])
+                out = out_tv if name == "torchvision" else out_ours
                 detections = len(json.load(open(out)))
                 rows[name].append({"cpu_s": m["cpu_s"], "sys_s": m["sys_s"], "wall_s": m["wall_s"],
                                    "peak_rss_kb": m["peak_rss_kb"], "detections": detections,
@@ -422,6 +435,8 @@ def main():
             impls = {"ours": (ours, None), "torchvision": (this_script("train", depth, 512, 2, args.train_steps, 1), None)}
             if args.with_system_malloc:
                 impls["ours (glibc malloc)"] = (ours, {"MASKRCNN_BENCH_ALLOC": "system"})
+            for name, env in variants.items():
+                impls[name] = (ours, env)
             rows = {}
             for name, (cmd, env) in impls.items():
                 m = run_measured(cmd, env)
@@ -445,9 +460,10 @@ def write_markdown(results, args, path):
     lines = [
         "# Ours vs torchvision, side by side (one thread, process CPU time)",
         "",
-        f"Generated by `tools/bench/side_by_side.py --parts {args.parts} --rounds {args.rounds} --runs {args.runs} "
+        f"Generated by `tools/bench/side_by_side.py --parts {args.parts} --sizes {args.sizes} --rounds {args.rounds} --runs {args.runs} "
         f"--folder-images {args.folder_images} --train-steps {args.train_steps} --train-depths {args.train_depths}"
-        f"{' --with-flex' if args.with_flex else ''}{' --with-system-malloc' if args.with_system_malloc else ''}` on {info['date']} (raw: `{os.path.basename(path)[:-3]}.json`).",
+        f"{' --with-flex' if args.with_flex else ''}{' --with-system-malloc' if args.with_system_malloc else ''}"
+        f"{''.join(f' --variant {v!r}' for v in args.variant)}` on {info['date']} (raw: `{os.path.basename(path)[:-3]}.json`).",
         "",
         f"- Machine: {info['cpu']}, {info['cores']} cores (shared VM), Linux {info['kernel']}; "
         f"1-minute load average {info['load_start'][0]:.2f} at the start, {info['load_end'][0]:.2f} at the end.",

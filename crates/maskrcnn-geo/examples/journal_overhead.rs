@@ -41,7 +41,7 @@ fn fake_detector(tile: &TileImage) -> Result<Vec<TileInstance>> {
                 out.push(TileInstance {
                     class_id: 1,
                     score: 0.5 + 0.001 * ((cx * 7 + cy * 3).rem_euclid(400)) as f32,
-                    mask,
+                    mask: TileMask::whole(w as u32, h as u32, mask),
                 });
             }
         }

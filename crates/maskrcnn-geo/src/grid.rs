@@ -127,16 +127,18 @@ impl TileGrid {
     }
 
     fn owner_on_axis(starts: &[u32], tile: u32, v: u32) -> u32 {
-        // Boundary between tile i and i+1 is the middle of their overlap.
-        let mut i = 0;
-        while i + 1 < starts.len() {
-            let boundary2 = starts[i + 1] + starts[i] + tile; // doubled midpoint
-            if 2 * v + 1 < boundary2 {
-                break;
+        // The boundary between tile i and i+1 is the middle of their overlap; boundaries grow
+        // with i, so the owner is the number of boundaries at or before v (doubled midpoints).
+        let (mut lo, mut hi) = (0usize, starts.len().saturating_sub(1));
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if 2 * v as u64 + 1 >= starts[mid + 1] as u64 + starts[mid] as u64 + tile as u64 {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
-            i += 1;
         }
-        i as u32
+        lo as u32
     }
 
     /// (row, col) of the tile whose core contains pixel (x, y).
@@ -229,6 +231,18 @@ mod tests {
                 let (r, c) = g.owner(x, y);
                 let w = g.tile(r, c).window;
                 assert!(x >= w.x && x < w.right() && y >= w.y && y < w.bottom());
+            }
+        }
+        // The owner is the tile whose core (overlap split in the middle) holds the pixel: the
+        // first tile whose next boundary lies past it, for every pixel of grids with short
+        // last steps, one tile, and no overlap.
+        for (w, tile, overlap) in [(1000, 256, 32), (5000, 512, 64), (513, 512, 64), (300, 300, 0), (1001, 100, 0)] {
+            let g = TileGrid::new(w, 10, tile, overlap).unwrap();
+            for x in 0..w {
+                let linear = (0..g.col_starts.len() - 1)
+                    .find(|&i| 2 * x + 1 < g.col_starts[i + 1] + g.col_starts[i] + tile)
+                    .unwrap_or(g.col_starts.len() - 1);
+                assert_eq!(g.owner(x, 0).1, linear as u32, "grid {w}/{tile}/{overlap}, x {x}");
             }
         }
         let small = TileGrid::new(100, 50, 256, 32).unwrap();

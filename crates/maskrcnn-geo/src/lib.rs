@@ -44,5 +44,5 @@ pub use merge::{
 pub use pipeline::{detect_raster_pipelined, per_tile, BatchDetector, PipelineOptions};
 pub use tiling::{
     detect_raster, detect_raster_journaled, detect_raster_streaming, DetectOptions, DetectSummary, Progress, Shard,
-    Tile, TileGrid, TileImage, TileInstance,
+    Tile, TileGrid, TileImage, TileInstance, TileMask,
 };

@@ -57,28 +57,28 @@ pub struct PixelMask {
 }
 
 impl PixelMask {
-    /// Crop a tile-sized mask (nonzero = object) placed at `window`. None when empty.
+    /// Crop a mask (nonzero = object) that covers `window` to its bounding box. None when empty.
     pub fn from_tile_mask(mask: &[u8], window: PixelWindow) -> Option<PixelMask> {
         let w = window.width as usize;
+        if w == 0 {
+            return None;
+        }
         let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-        for (i, &v) in mask.iter().enumerate() {
-            if v != 0 {
-                let (x, y) = (i % w, i / w);
-                x0 = x0.min(x);
-                y0 = y0.min(y);
-                x1 = x1.max(x);
-                y1 = y1.max(y);
-            }
+        for (y, row) in mask.chunks_exact(w).enumerate() {
+            let Some(first) = row.iter().position(|&v| v != 0) else { continue };
+            let last = row.iter().rposition(|&v| v != 0).unwrap_or(first);
+            x0 = x0.min(first);
+            x1 = x1.max(last);
+            y0 = y0.min(y);
+            y1 = y;
         }
         if x0 == usize::MAX {
             return None;
         }
         let (cw, ch) = (x1 - x0 + 1, y1 - y0 + 1);
-        let mut data = vec![0u8; cw * ch];
-        for y in 0..ch {
-            for x in 0..cw {
-                data[y * cw + x] = (mask[(y0 + y) * w + x0 + x] != 0) as u8;
-            }
+        let mut data = Vec::with_capacity(cw * ch);
+        for row in mask.chunks_exact(w).skip(y0).take(ch) {
+            data.extend(row[x0..=x1].iter().map(|&v| (v != 0) as u8));
         }
         Some(PixelMask {
             x0: window.x + x0 as u32,
@@ -395,14 +395,14 @@ impl Merger {
         let mut buf = vec![0u8; w * h];
         for i in &insts {
             let m = &i.mask;
-            for y in m.y0..m.bottom() {
-                for x in m.x0..m.right() {
-                    if !m.get(x, y) {
-                        continue;
-                    }
+            for (dy, row) in m.data.chunks_exact(m.width.max(1) as usize).enumerate() {
+                let y = m.y0 + dy as u32;
+                let out = &mut buf[(y - y0) as usize * w..][..w];
+                for (dx, _) in row.iter().enumerate().filter(|(_, &v)| v != 0) {
+                    let x = m.x0 + dx as u32;
                     let owner = self.grid.owner(x, y);
                     if owner == i.tile || !tiles.contains(&owner) {
-                        buf[(y - y0) as usize * w + (x - x0) as usize] = 1;
+                        out[(x - x0) as usize] = 1;
                     }
                 }
             }

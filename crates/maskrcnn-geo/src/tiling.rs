@@ -15,7 +15,7 @@ pub use crate::grid::{Shard, Tile, TileGrid};
 use crate::journal::{DetectJournal, TileOutcome};
 use crate::merge::{MergeOptions, Merger, PendingInstance, PixelMask};
 use crate::output::Feature;
-use crate::raster::{GeoTiff, GeoTransform, RasterInfo};
+use crate::raster::{GeoTiff, GeoTransform, PixelWindow, RasterInfo};
 use crate::vectorize::VectorizeOptions;
 
 /// What the detector sees.
@@ -38,9 +38,66 @@ pub struct TileImage {
 pub struct TileInstance {
     pub class_id: u32,
     pub score: f32,
-    /// Tile-sized binary mask (`width*height`, row-major, nonzero = object), e.g. a Mask R-CNN
-    /// mask pasted into the image and thresholded at 0.5.
-    pub mask: Vec<u8>,
+    /// Its binary mask on the tile, e.g. a Mask R-CNN mask pasted into the image and thresholded
+    /// at 0.5.
+    pub mask: TileMask,
+}
+
+/// A binary mask on a tile, kept as the box `[x0, x0+width) x [y0, y0+height)` of the tile's
+/// pixels (row-major, nonzero = object); the rest of the tile is background. A detector hands
+/// over only the box it pasted, so a tile with a hundred objects does not allocate, zero and scan
+/// a hundred tile-sized planes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileMask {
+    pub x0: u32,
+    pub y0: u32,
+    pub width: u32,
+    pub height: u32,
+    /// `width*height` values, row-major.
+    pub data: Vec<u8>,
+}
+
+impl TileMask {
+    /// A mask given for every pixel of a `width x height` tile.
+    pub fn whole(width: u32, height: u32, data: Vec<u8>) -> TileMask {
+        TileMask { x0: 0, y0: 0, width, height, data }
+    }
+
+    /// The mask over the whole `tile_width x tile_height` tile (row-major).
+    pub fn to_tile(&self, tile_width: u32, tile_height: u32) -> Vec<u8> {
+        let (tw, th) = (tile_width as usize, tile_height as usize);
+        let mut out = vec![0u8; tw * th];
+        let (x0, y0, w) = (self.x0 as usize, self.y0 as usize, self.width as usize);
+        for (y, row) in self.data.chunks_exact(w.max(1)).enumerate().take(self.height as usize) {
+            let ty = y0 + y;
+            if ty >= th || x0 >= tw {
+                break;
+            }
+            let n = w.min(tw - x0);
+            out[ty * tw + x0..ty * tw + x0 + n].copy_from_slice(&row[..n]);
+        }
+        out
+    }
+
+    /// Is the box inside a `tile_width x tile_height` tile, with one value per pixel of it? The
+    /// error says what is wrong ("a mask of 10 values for its 4x4 box").
+    pub fn check(&self, tile_width: u32, tile_height: u32) -> Result<()> {
+        if self.data.len() as u64 != self.width as u64 * self.height as u64 {
+            bail!("a mask of {} values for its {}x{} box", self.data.len(), self.width, self.height);
+        }
+        if self.x0 as u64 + self.width as u64 > tile_width as u64
+            || self.y0 as u64 + self.height as u64 > tile_height as u64
+        {
+            bail!(
+                "a {}x{} mask at ({}, {}), outside the {tile_width}x{tile_height} tile",
+                self.width,
+                self.height,
+                self.x0,
+                self.y0
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Options for [`detect_raster`].
@@ -396,27 +453,26 @@ pub(crate) fn tile_outcome(
     opts: &DetectOptions,
 ) -> Result<TileOutcome> {
     let win = tile.window;
-    let n_px = (win.width * win.height) as usize;
     let mut kept = Vec::new();
     for (i, mut inst) in instances.into_iter().enumerate() {
-        if inst.mask.len() != n_px {
-            bail!(
-                "detector returned a mask of {} values for tile {} ({}x{} = {n_px}) (instance {i})",
-                inst.mask.len(),
-                tile.name(),
-                win.width,
-                win.height
-            );
+        if let Err(problem) = inst.mask.check(win.width, win.height) {
+            bail!("detector returned {problem} for tile {} (instance {i})", tile.name());
         }
         if inst.score < opts.min_score {
             continue;
         }
+        let m = &mut inst.mask;
         if let Some(valid) = validity {
-            for (m, &v) in inst.mask.iter_mut().zip(valid) {
-                *m &= v as u8;
+            let (mw, tw) = (m.width as usize, win.width as usize);
+            for (y, row) in m.data.chunks_exact_mut(mw.max(1)).enumerate() {
+                let start = (m.y0 as usize + y) * tw + m.x0 as usize;
+                for (v, &ok) in row.iter_mut().zip(&valid[start..start + mw]) {
+                    *v &= ok as u8;
+                }
             }
         }
-        if let Some(mask) = PixelMask::from_tile_mask(&inst.mask, win) {
+        let window = PixelWindow { x: win.x + m.x0, y: win.y + m.y0, width: m.width, height: m.height };
+        if let Some(mask) = PixelMask::from_tile_mask(&m.data, window) {
             kept.push((inst.class_id, inst.score, mask));
         }
     }

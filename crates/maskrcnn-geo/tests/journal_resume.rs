@@ -3,104 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use maskrcnn_geo::*;
 
-/// Objects as an instance-id raster; the fake detector returns each object's mask clipped to the
-/// tile, with a score that depends on the tile, so stitching and the best-member rule both matter.
-struct Truth {
-    width: u32,
-    labels: Vec<u32>,
-}
-
-impl Truth {
-    fn new(width: u32, height: u32) -> Truth {
-        let mut t = Truth { width, labels: vec![0; (width * height) as usize] };
-        let mut id = 1;
-        for cy in (20..height).step_by(37) {
-            for cx in (15..width).step_by(41) {
-                let r = 8.0 + ((cx * 7 + cy * 3) % 13) as f64;
-                for y in cy.saturating_sub(30)..(cy + 30).min(height) {
-                    for x in cx.saturating_sub(30)..(cx + 30).min(width) {
-                        let (dx, dy) = (x as f64 + 0.5 - cx as f64, y as f64 + 0.5 - cy as f64);
-                        if (dx * dx + dy * dy).sqrt() < r {
-                            t.labels[(y * width + x) as usize] = id;
-                        }
-                    }
-                }
-                id += 1;
-            }
-        }
-        t
-    }
-
-    fn detect(&self, img: &TileImage) -> Vec<TileInstance> {
-        let w = img.tile.window;
-        let mut ids: Vec<u32> = Vec::new();
-        for y in w.y..w.bottom() {
-            for x in w.x..w.right() {
-                let v = self.labels[(y * self.width + x) as usize];
-                if v != 0 && !ids.contains(&v) {
-                    ids.push(v);
-                }
-            }
-        }
-        ids.sort();
-        ids.into_iter()
-            .map(|id| {
-                let mut mask = vec![0u8; (w.width * w.height) as usize];
-                for y in 0..w.height {
-                    for x in 0..w.width {
-                        mask[(y * w.width + x) as usize] =
-                            (self.labels[((w.y + y) * self.width + w.x + x) as usize] == id) as u8;
-                    }
-                }
-                let score = 0.5 + 0.01 * ((id * 7 + img.tile.index as u32 * 3) % 40) as f32;
-                TileInstance { class_id: id % 3, score, mask }
-            })
-            .collect()
-    }
-}
-
 const W: u32 = 300;
 const H: u32 = 260;
-
-/// A tiled Deflate GeoTIFF with the chunk at (128, 64) destroyed, so the grid tiles over it are
-/// unreadable and the run must report them, resumed or not.
-fn raster(dir: &Path) -> PathBuf {
-    let path = dir.join("scene.tif");
-    let mut spec = TiffSpec::new(W, H, 3, Dtype::U8);
-    spec.tile = Some((64, 64));
-    spec.compression = Comp::Deflate;
-    spec.geo = Some((500000.0, 4000000.0, 0.5, 32616));
-    write_tiff(&path, &spec);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let offsets = tag_longs(&bytes, 324);
-    let chunks_across = W.div_ceil(64) as usize;
-    let at = offsets[chunks_across + 2] as usize;
-    bytes[at..at + 16].fill(0xff);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-/// The LONG values of `tag` in a little-endian classic TIFF's first IFD.
-fn tag_longs(b: &[u8], tag: u16) -> Vec<u32> {
-    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-    let ifd = u32_at(4) as usize;
-    for e in 0..u16_at(ifd) as usize {
-        let entry = ifd + 2 + 12 * e;
-        if u16_at(entry) == tag {
-            assert_eq!(u16_at(entry + 2), 4, "tag {tag} is LONG");
-            let count = u32_at(entry + 4) as usize;
-            let data = if count == 1 { entry + 8 } else { u32_at(entry + 8) as usize };
-            return (0..count).map(|i| u32_at(data + 4 * i)).collect();
-        }
-    }
-    panic!("no tag {tag}");
-}
 
 fn options(shard: Shard) -> DetectOptions {
     DetectOptions {
@@ -143,7 +52,7 @@ fn run(
     fail_at: Option<usize>,
     mut on_tile: impl FnMut(usize, &Path),
 ) -> anyhow::Result<Outcome> {
-    let truth = Truth::new(W, H);
+    let truth = Truth::disc_lattice(W, H);
     let dir = DetectJournal::dir_for(output)?;
     let fp = fingerprint(raster, opts);
     let mut journal = if resume { DetectJournal::resume(&dir, &fp)? } else { DetectJournal::create(&dir, &fp)? };
@@ -158,7 +67,7 @@ fn run(
                 anyhow::bail!("stopped at tile {}", img.tile.index);
             }
             calls += 1;
-            Ok(truth.detect(img))
+            Ok(truth.detect_boxed(img))
         },
         opts,
         &mut journal,
@@ -184,16 +93,17 @@ fn same_summary(a: &DetectSummary, b: &DetectSummary) {
 #[test]
 fn resuming_after_a_stop_at_any_tile_writes_the_uninterrupted_output() {
     let tmp = tempfile::tempdir().unwrap();
-    let raster = raster(tmp.path());
+    let raster = raster_with_a_bad_chunk(tmp.path(), W, H);
     let opts = options(Shard::WHOLE);
 
     // The plain run, without a journal, is the reference.
     let mut tiff = GeoTiff::open(&raster).unwrap();
-    let truth = Truth::new(W, H);
+    let truth = Truth::disc_lattice(W, H);
     let plain_out = tmp.path().join("plain.geojson");
     let mut sink = create_writer(&plain_out, tiff.info().crs.clone().as_ref(), &WriteOptions::default()).unwrap();
     let plain =
-        detect_raster_streaming(&mut tiff, |img| Ok(truth.detect(img)), &opts, |f| sink.write(&f), |_| {}).unwrap();
+        detect_raster_streaming(&mut tiff, |img| Ok(truth.detect_boxed(img)), &opts, |f| sink.write(&f), |_| {})
+            .unwrap();
     sink.finish().unwrap();
     let plain_bytes = std::fs::read(&plain_out).unwrap();
     let grid = TileGrid::new(W, H, 96, 16).unwrap();
@@ -251,7 +161,7 @@ fn resuming_after_a_stop_at_any_tile_writes_the_uninterrupted_output() {
 #[test]
 fn a_run_stopped_by_an_error_resumes_and_a_resumed_run_can_stop_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let raster = raster(tmp.path());
+    let raster = raster_with_a_bad_chunk(tmp.path(), W, H);
     let opts = options(Shard::WHOLE);
     let reference = run(&raster, &tmp.path().join("ref.geojson"), &opts, false, None, |_, _| {}).unwrap();
 
@@ -273,7 +183,7 @@ fn a_run_stopped_by_an_error_resumes_and_a_resumed_run_can_stop_again() {
 #[test]
 fn a_shard_resumes_to_the_same_features_and_pending_instances() {
     let tmp = tempfile::tempdir().unwrap();
-    let raster = raster(tmp.path());
+    let raster = raster_with_a_bad_chunk(tmp.path(), W, H);
     let opts = options(Shard::new(1, 2).unwrap());
     let snaps = tmp.path().join("snaps");
     let output = tmp.path().join("shard.geojson");
@@ -292,7 +202,7 @@ fn a_shard_resumes_to_the_same_features_and_pending_instances() {
 #[test]
 fn a_journal_of_another_run_is_refused_naming_what_differs() {
     let tmp = tempfile::tempdir().unwrap();
-    let raster = raster(tmp.path());
+    let raster = raster_with_a_bad_chunk(tmp.path(), W, H);
     let opts = options(Shard::WHOLE);
     let output = tmp.path().join("out.geojson");
     let journal = DetectJournal::dir_for(&output).unwrap();
@@ -328,7 +238,7 @@ fn a_journal_of_another_run_is_refused_naming_what_differs() {
 #[test]
 fn a_damaged_checkpoint_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
-    let raster = raster(tmp.path());
+    let raster = raster_with_a_bad_chunk(tmp.path(), W, H);
     let opts = options(Shard::WHOLE);
     let output = tmp.path().join("out.geojson");
     let journal = DetectJournal::dir_for(&output).unwrap();

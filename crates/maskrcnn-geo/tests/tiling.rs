@@ -4,66 +4,6 @@ use common::*;
 use geo::Validation;
 use maskrcnn_geo::*;
 
-/// Ground-truth instance-id raster plus a fake detector that returns each object's true mask
-/// clipped to the tile (optionally damaged in some tiles), so merging is tested in isolation.
-struct Truth {
-    width: u32,
-    height: u32,
-    labels: Vec<u32>,
-}
-
-impl Truth {
-    fn new(width: u32, height: u32) -> Truth {
-        Truth { width, height, labels: vec![0; (width * height) as usize] }
-    }
-    fn disc(&mut self, id: u32, cx: f64, cy: f64, r: f64) {
-        for y in 0..self.height {
-            for x in 0..self.width {
-                if ((x as f64 + 0.5 - cx).powi(2) + (y as f64 + 0.5 - cy).powi(2)).sqrt() < r {
-                    self.labels[(y * self.width + x) as usize] = id;
-                }
-            }
-        }
-    }
-    fn rect(&mut self, id: u32, x0: u32, y0: u32, x1: u32, y1: u32) {
-        for y in y0..y1 {
-            for x in x0..x1 {
-                self.labels[(y * self.width + x) as usize] = id;
-            }
-        }
-    }
-    fn pixel_count(&self, id: u32) -> usize {
-        self.labels.iter().filter(|&&v| v == id).count()
-    }
-    fn detect(&self, img: &TileImage) -> Vec<TileInstance> {
-        let w = img.tile.window;
-        let mut ids: Vec<u32> = Vec::new();
-        for y in w.y..w.bottom() {
-            for x in w.x..w.right() {
-                let v = self.labels[(y * self.width + x) as usize];
-                if v != 0 && !ids.contains(&v) {
-                    ids.push(v);
-                }
-            }
-        }
-        ids.sort();
-        ids.into_iter()
-            .map(|id| {
-                let mut mask = vec![0u8; (w.width * w.height) as usize];
-                for y in 0..w.height {
-                    for x in 0..w.width {
-                        mask[(y * w.width + x) as usize] =
-                            (self.labels[((w.y + y) * self.width + w.x + x) as usize] == id) as u8;
-                    }
-                }
-                // Scores differ per tile so the "best member" rule is exercised.
-                let score = 0.5 + 0.01 * ((id * 7 + img.tile.index as u32 * 3) % 40) as f32;
-                TileInstance { class_id: id % 3, score, mask }
-            })
-            .collect()
-    }
-}
-
 fn raster(dir: &std::path::Path, w: u32, h: u32) -> GeoTiff {
     let path = dir.join("r.tif");
     let mut spec = TiffSpec::new(w, h, 3, Dtype::U8);
@@ -126,6 +66,20 @@ fn object_spanning_four_tiles_becomes_one_polygon() {
 }
 
 #[test]
+fn boxed_masks_give_the_features_of_tile_sized_ones() {
+    // A model hands over only the box it pasted; the merged, vectorised result must be the one
+    // the same masks give as tile-sized planes, seams and core ownership included.
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = raster(dir.path(), 300, 260);
+    let truth = random_truth(300, 260, 25, 7);
+    let opts = DetectOptions { tile_size: 128, overlap: 24, ..Default::default() };
+    let (whole, _) = detect_raster(&mut r, |img: &TileImage| Ok(truth.detect(img)), &opts, |_| {}).unwrap();
+    let (boxed, _) = detect_raster(&mut r, |img: &TileImage| Ok(truth.detect_boxed(img)), &opts, |_| {}).unwrap();
+    assert!(whole.len() >= 10, "{}", whole.len());
+    assert_eq!(whole, boxed);
+}
+
+#[test]
 fn imperfect_tiles_and_close_neighbours() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = raster(dir.path(), 240, 240);
@@ -141,13 +95,13 @@ fn imperfect_tiles_and_close_neighbours() {
         |img: &TileImage| {
             let mut inst = truth.detect(img);
             if img.tile.col == 1 {
-                for i in inst.iter_mut().filter(|i| i.class_id == 0 && i.mask.iter().any(|&m| m != 0)) {
+                for i in inst.iter_mut().filter(|i| i.class_id == 0 && i.mask.data.iter().any(|&m| m != 0)) {
                     let w = img.width as usize;
-                    let orig = i.mask.clone();
+                    let orig = i.mask.data.clone();
                     for y in 1..img.height as usize - 1 {
                         for x in 1..w - 1 {
                             if orig[y * w + x + 1] != 0 || orig[(y + 1) * w + x] != 0 {
-                                i.mask[y * w + x] = 1;
+                                i.mask.data[y * w + x] = 1;
                             }
                         }
                     }
@@ -288,13 +242,16 @@ fn nodata_tiles_are_skipped_and_bad_masks_rejected() {
 
     let err = detect_raster(
         &mut r,
-        |_: &TileImage| Ok(vec![TileInstance { class_id: 0, score: 1.0, mask: vec![1; 10] }]),
+        |_: &TileImage| {
+            let mask = TileMask { x0: 120, y0: 0, width: 10, height: 1, data: vec![1; 10] };
+            Ok(vec![TileInstance { class_id: 0, score: 1.0, mask }])
+        },
         &keep,
         |_| {},
     )
     .err()
     .unwrap();
-    assert!(format!("{err:#}").contains("mask of 10 values"), "{err:#}");
+    assert!(format!("{err:#}").contains("a 10x1 mask at (120, 0), outside the 128x128 tile"), "{err:#}");
     let err = detect_raster(&mut r, |_: &TileImage| anyhow::bail!("model exploded"), &keep, |_| {}).err().unwrap();
     assert!(format!("{err:#}").contains("detector failed on tile r0c0"), "{err:#}");
 }
@@ -354,7 +311,11 @@ fn alpha_zero_pixels_are_nodata() {
         &mut r,
         |img: &TileImage| {
             calls += 1;
-            Ok(vec![TileInstance { class_id: 1, score: 0.9, mask: vec![1; (img.width * img.height) as usize] }])
+            Ok(vec![TileInstance {
+                class_id: 1,
+                score: 0.9,
+                mask: TileMask::whole(img.width, img.height, vec![1; (img.width * img.height) as usize]),
+            }])
         },
         &opts,
         |_| {},

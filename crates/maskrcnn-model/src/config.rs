@@ -120,6 +120,11 @@ pub struct TransformConfig {
     /// data maximum); inference reads 8-bit files as /255 and 16-bit as /65535.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pixel_scale: Option<f32>,
+    /// Side of the images (chips) the model was trained on, when known (our training, an
+    /// arcgis `.emd`'s `ImageHeight`). `detect` scales its tiles so that objects reach the network
+    /// at the scale the chips did, whatever the tile size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chip_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,6 +231,7 @@ impl Default for TransformConfig {
             size_divisible: 32,
             band_stats: None,
             pixel_scale: None,
+            chip_size: None,
         }
     }
 }
@@ -421,6 +427,9 @@ impl TransformConfig {
         check_range("transform.min_size", self.min_size, 1, MAX_IMAGE_SIDE)?;
         check_range("transform.max_size", self.max_size, 1, MAX_IMAGE_SIDE)?;
         check_range("transform.size_divisible", self.size_divisible, 1, 1024)?;
+        if let Some(chip) = self.chip_size {
+            check_range("transform.chip_size", chip, 1, MAX_IMAGE_SIDE)?;
+        }
         if self.image_mean.len() != bands || self.image_std.len() != bands {
             bail!(
                 "transform.image_mean/image_std must have one value per input band ({bands}), got {}/{}",

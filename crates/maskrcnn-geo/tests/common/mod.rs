@@ -349,3 +349,144 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// A tile-sized mask (`width x height`) given as the tight box around its set pixels, as a
+/// model's pasted mask arrives; an all-empty mask becomes a 0x0 box.
+pub fn boxed_mask(mask: &[u8], width: u32, height: u32) -> maskrcnn_geo::TileMask {
+    let w = width as usize;
+    let set: Vec<(usize, usize)> =
+        mask.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| (i % w, i / w)).collect();
+    if set.is_empty() {
+        return maskrcnn_geo::TileMask { x0: 0, y0: 0, width: 0, height: 0, data: Vec::new() };
+    }
+    let x0 = set.iter().map(|p| p.0).min().unwrap();
+    let x1 = set.iter().map(|p| p.0).max().unwrap() + 1;
+    let y0 = set.iter().map(|p| p.1).min().unwrap();
+    let y1 = set.iter().map(|p| p.1).max().unwrap() + 1;
+    assert!(y1 <= height as usize);
+    let data = (y0..y1).flat_map(|y| mask[y * w + x0..y * w + x1].to_vec()).collect();
+    maskrcnn_geo::TileMask { x0: x0 as u32, y0: y0 as u32, width: (x1 - x0) as u32, height: (y1 - y0) as u32, data }
+}
+
+/// Objects as an instance-id raster (0 = background) and a fake detector that returns each
+/// object's true mask clipped to the tile, with a score that depends on the tile, so that seams
+/// and the merger's best-member rule both matter.
+pub struct Truth {
+    pub width: u32,
+    pub height: u32,
+    pub labels: Vec<u32>,
+}
+
+impl Truth {
+    pub fn new(width: u32, height: u32) -> Truth {
+        Truth { width, height, labels: vec![0; (width * height) as usize] }
+    }
+
+    /// Discs of varying size on a lattice (37 px down, 41 px across), many cut by seams.
+    pub fn disc_lattice(width: u32, height: u32) -> Truth {
+        let mut t = Truth::new(width, height);
+        let mut id = 1;
+        for cy in (20..height).step_by(37) {
+            for cx in (15..width).step_by(41) {
+                let r = 8.0 + ((cx * 7 + cy * 3) % 13) as f64;
+                t.disc(id, cx as f64, cy as f64, r);
+                id += 1;
+            }
+        }
+        t
+    }
+
+    pub fn disc(&mut self, id: u32, cx: f64, cy: f64, r: f64) {
+        for y in 0..self.height {
+            for x in 0..self.width {
+                if ((x as f64 + 0.5 - cx).powi(2) + (y as f64 + 0.5 - cy).powi(2)).sqrt() < r {
+                    self.labels[(y * self.width + x) as usize] = id;
+                }
+            }
+        }
+    }
+
+    pub fn rect(&mut self, id: u32, x0: u32, y0: u32, x1: u32, y1: u32) {
+        for y in y0..y1 {
+            for x in x0..x1 {
+                self.labels[(y * self.width + x) as usize] = id;
+            }
+        }
+    }
+
+    pub fn pixel_count(&self, id: u32) -> usize {
+        self.labels.iter().filter(|&&v| v == id).count()
+    }
+
+    /// Tile-sized masks, one per object the tile sees, in id order.
+    pub fn detect(&self, img: &maskrcnn_geo::TileImage) -> Vec<maskrcnn_geo::TileInstance> {
+        let w = img.tile.window;
+        let mut ids: Vec<u32> = Vec::new();
+        for y in w.y..w.bottom() {
+            for x in w.x..w.right() {
+                let v = self.labels[(y * self.width + x) as usize];
+                if v != 0 && !ids.contains(&v) {
+                    ids.push(v);
+                }
+            }
+        }
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let mut mask = vec![0u8; (w.width * w.height) as usize];
+                for y in 0..w.height {
+                    for x in 0..w.width {
+                        mask[(y * w.width + x) as usize] =
+                            (self.labels[((w.y + y) * self.width + w.x + x) as usize] == id) as u8;
+                    }
+                }
+                let score = 0.5 + 0.01 * ((id * 7 + img.tile.index as u32 * 3) % 40) as f32;
+                let mask = maskrcnn_geo::TileMask::whole(w.width, w.height, mask);
+                maskrcnn_geo::TileInstance { class_id: id % 3, score, mask }
+            })
+            .collect()
+    }
+
+    /// As [`Truth::detect`], each mask handed over as its tight box, as a model's pasted masks are.
+    pub fn detect_boxed(&self, img: &maskrcnn_geo::TileImage) -> Vec<maskrcnn_geo::TileInstance> {
+        let mut found = self.detect(img);
+        for inst in &mut found {
+            inst.mask = boxed_mask(&inst.mask.data, img.width, img.height);
+        }
+        found
+    }
+}
+
+/// A tiled (64 px) Deflate GeoTIFF at 0.5 m in EPSG:32616 with one chunk (the third of the second
+/// chunk row) destroyed, so the tiles over it are unreadable and a run must report them.
+pub fn raster_with_a_bad_chunk(dir: &Path, width: u32, height: u32) -> PathBuf {
+    let path = dir.join("scene.tif");
+    let mut spec = TiffSpec::new(width, height, 3, Dtype::U8);
+    spec.tile = Some((64, 64));
+    spec.compression = Comp::Deflate;
+    spec.geo = Some((500000.0, 4000000.0, 0.5, 32616));
+    write_tiff(&path, &spec);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let offsets = tag_longs(&bytes, 324);
+    let at = offsets[width.div_ceil(64) as usize + 2] as usize;
+    bytes[at..at + 16].fill(0xff);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The LONG values of `tag` in a little-endian classic TIFF's first IFD.
+pub fn tag_longs(b: &[u8], tag: u16) -> Vec<u32> {
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let ifd = u32_at(4) as usize;
+    for e in 0..u16_at(ifd) as usize {
+        let entry = ifd + 2 + 12 * e;
+        if u16_at(entry) == tag {
+            assert_eq!(u16_at(entry + 2), 4, "tag {tag} is LONG");
+            let count = u32_at(entry + 4) as usize;
+            let data = if count == 1 { entry + 8 } else { u32_at(entry + 8) as usize };
+            return (0..count).map(|i| u32_at(data + 4 * i)).collect();
+        }
+    }
+    panic!("no tag {tag}");
+}

@@ -46,15 +46,18 @@ pub struct PastedMask {
 }
 
 impl PastedMask {
-    /// Full-image binary mask (probability > 0.5, as torchvision users threshold it), row-major.
+    /// The binary mask inside the window (probability > 0.5, as torchvision users threshold it),
+    /// row-major `height x width`.
+    pub fn to_binary(&self) -> Vec<u8> {
+        self.probs.iter().map(|&p| (p > 0.5) as u8).collect()
+    }
+
+    /// Full-image binary mask ([`Self::to_binary`] placed in the image), row-major.
     pub fn to_binary_full(&self, image_height: usize, image_width: usize) -> Vec<u8> {
         let mut out = vec![0u8; image_height * image_width];
-        for y in 0..self.height {
+        for (y, row) in self.to_binary().chunks_exact(self.width.max(1)).enumerate() {
             let dst = (self.y0 + y) * image_width + self.x0;
-            for (o, &p) in out[dst..dst + self.width].iter_mut().zip(&self.probs[y * self.width..(y + 1) * self.width])
-            {
-                *o = (p > 0.5) as u8;
-            }
+            out[dst..dst + self.width].copy_from_slice(row);
         }
         out
     }

@@ -153,6 +153,7 @@ impl EmdPackage {
             // arcgis.learn builds the model with min_size = 1.5 chip and max_size = 2 chip.
             config.transform.min_size = chip * 3 / 2;
             config.transform.max_size = chip * 2;
+            config.transform.chip_size = Some(chip);
         }
         for (key, value) in &self.kwargs {
             apply_kwarg(config, key, value).with_context(|| format!("MaskRCNNkwargs.{key}"))?;
@@ -368,7 +369,8 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
         })
         .collect();
     // arcgis.learn builds min_size = 1.5 x chip; keep that relation so its tiling matches ours.
-    let chip = config.transform.min_size * 2 / 3;
+    // Without a recorded chip size, the one arcgis.learn's min_size = 1.5 chip rule implies.
+    let chip = config.transform.chip_size.unwrap_or(config.transform.min_size * 2 / 3);
     let mut kwargs = serde_json::Map::new();
     let (rh, d) = (&config.roi_heads, &defaults.roi_heads);
     let mut put = |k: &str, v: Value, differs: bool| {
@@ -376,6 +378,11 @@ pub fn emd_json(config: &MaskRcnnConfig, name: &str) -> Value {
             kwargs.insert(k.to_string(), v);
         }
     };
+    // Sizes other than arcgis.learn's 1.5 / 2 x chip go in as torchvision arguments, which it
+    // passes on, so the `.emd` gives back the model's own input size.
+    let t = &config.transform;
+    put("min_size", t.min_size.into(), t.min_size != chip * 3 / 2);
+    put("max_size", t.max_size.into(), t.max_size != chip * 2);
     put("box_score_thresh", rh.box_score_thresh.into(), rh.box_score_thresh != d.box_score_thresh);
     put("box_nms_thresh", rh.box_nms_thresh.into(), rh.box_nms_thresh != d.box_nms_thresh);
     put(

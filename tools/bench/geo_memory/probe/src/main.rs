@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use maskrcnn_geo::{
-    create_writer, detect_raster_streaming, DetectOptions, GeoTiff, TileGrid, TileImage, TileInstance, WriteOptions,
+    create_writer, detect_raster_streaming, DetectOptions, GeoTiff, TileGrid, TileImage, TileInstance, TileMask, WriteOptions,
 };
 
 const DISC_PERIOD: i64 = 150;
@@ -51,7 +51,7 @@ fn fake_detector(tile: &TileImage) -> Result<Vec<TileInstance>> {
             }
             // A model misses objects it sees only a sliver of; so does this one.
             if pixels > 400 {
-                out.push(TileInstance { class_id: 1, score: 0.9, mask });
+                out.push(TileInstance { class_id: 1, score: 0.9, mask: TileMask::whole(w as u32, h as u32, mask) });
             }
         }
     }
