@@ -27,6 +27,8 @@ pub fn most_uncertain_cells(uncertainty: &[f32], h: usize, w: usize, k: usize) -
 /// The stride-4 level that points are read from: on the CPU one channels-last host copy (fast
 /// contiguous taps), on a GPU the device tensor itself, read by a gather, so the map (the largest
 /// tensor of inference) never crosses to the host.
+// One per image, never stored in bulk: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum FineFeatures {
     Host(HostFeatures),
     Device(Tensor<4>),
