@@ -216,7 +216,7 @@ fn time_components(model: &MaskRcnn, trace: &ForwardTrace, original_hw: (usize, 
 /// mosaic with zero gutters (which gives the per-RoI results exactly, at 30% extra arithmetic).
 fn conv_probe() -> Result<()> {
     use burn::tensor::Distribution;
-    let device = burn::tensor::Device::default();
+    let device = burn::tensor::Device::flex();
     let conv = maskrcnn::layers::Conv::new(256, 256, 3, 1, 1, true, &device);
     let shapes: [(&str, [usize; 4]); 3] = [
         ("100 RoIs 14x14", [100, 256, 14, 14]),
@@ -271,7 +271,7 @@ fn main() -> Result<()> {
     let model_path = &args[1];
     let image_path = &args[2];
     let runs: usize = args.get(3).map(|s| s.parse()).transpose().context("runs must be a whole number")?.unwrap_or(5);
-    let device = burn::tensor::Device::default();
+    let device = burn::tensor::Device::flex();
     let load0 = Instant::now();
     let mut model = load_model(model_path.as_ref(), &device)?.model;
     if pointrend {

@@ -134,7 +134,7 @@ fn main() -> Result<()> {
     let needed = (warmup + steps) * batch;
     anyhow::ensure!(dataset.len() >= needed, "{}: {} images, {needed} needed", args[2], dataset.len());
 
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     // The same initial weights in every process (torchvision's side calls torch.manual_seed(0)): unseeded, the
     // proposals, sampled RoIs and so the cost of a step differed from process to process.
     device.seed(0);

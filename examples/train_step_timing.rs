@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         max_object_size: (size as f64 * 0.3).max(20.0),
         seed: 0,
     })?;
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let mut model = MaskRcnn::new(config.clone(), &device)?;
     freeze_layers(&mut model.net, config.backbone.trainable_layers);
     let dir = tempfile::tempdir()?;

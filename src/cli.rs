@@ -105,6 +105,8 @@ struct LrFindArgs {
     /// Replace an existing lr_find.png and lr_find.json in --output.
     #[arg(long)]
     overwrite: bool,
+    #[command(flatten)]
+    device: crate::device_arg::DeviceArgs,
 }
 
 #[derive(Args)]
@@ -122,6 +124,8 @@ struct DemoArgs {
     /// Train the PointRend mask head instead of the plain one.
     #[arg(long)]
     pointrend: bool,
+    #[command(flatten)]
+    device: crate::device_arg::DeviceArgs,
 }
 
 #[derive(Args)]
@@ -241,6 +245,8 @@ struct DetectArgs {
     /// a journal, start from the first tile.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    device: crate::device_arg::DeviceArgs,
 }
 
 #[derive(Args)]
@@ -345,6 +351,8 @@ struct EvaluateArgs {
     /// With --model: exit 0 even when unreadable images of the dataset were skipped.
     #[arg(long, requires = "model")]
     skip_bad: bool,
+    #[command(flatten)]
+    device: crate::device_arg::DeviceArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -411,6 +419,8 @@ struct PredictArgs {
     /// Exit 0 even when unreadable images of the --input folder were skipped.
     #[arg(long)]
     skip_bad: bool,
+    #[command(flatten)]
+    device: crate::device_arg::DeviceArgs,
 }
 
 pub fn run() -> Result<()> {
@@ -439,7 +449,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
     }
-    match cli.command {
+    crate::device_arg::guard(|| match cli.command {
         Command::Predict(args) => predict(args),
         Command::Evaluate(args) => evaluate(args),
         Command::ShowResults(args) => show_results(args),
@@ -451,7 +461,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Train(args) => crate::train_cli::run_train(args),
         Command::Demo(args) => demo(args),
         Command::LrFind(args) => lr_find(args),
-    }
+    })
 }
 
 /// A clap parser for a model enum, by its serde names (the model crate does not depend on clap).
@@ -566,7 +576,7 @@ fn predict(args: PredictArgs) -> Result<()> {
         Ok(())
     };
     check_outputs(&policy)?;
-    let device = burn::tensor::Device::default();
+    let device = args.device.resolve()?;
     let mut loaded = load_model(&args.model, &device)?;
     // The weights file actually read (an .emd names its own) is an input too.
     policy.input(&loaded.weights_path, "--model");
@@ -690,7 +700,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
             policy.input(&dataset.image_path(&info.file_name), "--data image");
         }
         check_outputs(&policy)?;
-        let device = burn::tensor::Device::default();
+        let device = args.device.resolve()?;
         let loaded = load_model(model_path, &device)?;
         policy.input(&loaded.weights_path, "--model");
         check_outputs(&policy)?;
@@ -790,7 +800,7 @@ fn show_results(args: ShowResultsArgs) -> Result<()> {
         policy.input(&dataset.image_path(&info.file_name), "--data image");
     }
     policy.check_file(&args.output)?;
-    let device = burn::tensor::Device::default();
+    let device = maskrcnn_model::device::cpu();
     let loaded = load_model(&args.model, &device)?;
     policy.input(&loaded.weights_path, "--model").check_file(&args.output)?;
     let model = loaded.model;
@@ -848,7 +858,7 @@ fn detect(args: DetectArgs) -> Result<()> {
     if let Some(aoi) = &args.aoi {
         refuse_output(&args.output, args.overwrite, &[(aoi, "--aoi")])?;
     }
-    let device = burn::tensor::Device::default();
+    let device = args.device.resolve()?;
     let mut model = load_model(&args.model, &device)?.model;
     apply_max_detections(&mut model.config, args.max_detections)?;
     let options = DetectOptions {
@@ -986,7 +996,7 @@ fn package(args: PackageArgs) -> Result<()> {
     let mut policy = OutputPolicy::new(args.overwrite);
     policy.model_input(&args.model, "--model");
     policy.check_folder(&args.output, outputs.iter().map(PathBuf::as_path))?;
-    let device = burn::tensor::Device::default();
+    let device = maskrcnn_model::device::cpu();
     let loaded = load_model(&args.model, &device)?;
     // An .emd names its weights file, which may sit where the package goes.
     policy.input(&loaded.weights_path, "--model");
@@ -1055,6 +1065,7 @@ fn demo(args: DemoArgs) -> Result<()> {
         steps: args.steps,
         seed: args.seed,
         pointrend: args.pointrend,
+        device: args.device.clone(),
     };
     let report = crate::demo::run_demo(&options)?;
     println!("{}", crate::demo::describe(&report, &args.output));
@@ -1102,7 +1113,7 @@ fn lr_find(args: LrFindArgs) -> Result<()> {
     let dataset = crate::train_cli::open_dataset(&args.data, args.images.as_deref(), args.format, &args.class_name)?;
     let class_names = dataset.class_names().to_vec();
     let bands = dataset.image(0).context("reading the first image")?.channels;
-    let device = burn::tensor::Device::default().autodiff();
+    let device = args.device.resolve()?.autodiff();
     let mut model = match &args.init {
         Some(path) => {
             let mut m = load_model(path, &device)?.model;

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use burn::tensor::Device;
 use maskrcnn_data::synthetic::{generate, write_coco, SyntheticConfig};
 use maskrcnn_data::Dataset;
 
@@ -20,6 +19,8 @@ pub struct DemoOptions {
     pub steps: usize,
     pub seed: u64,
     pub pointrend: bool,
+    /// Where training and prediction run (`--device`).
+    pub device: crate::device_arg::DeviceArgs,
 }
 
 pub struct DemoReport {
@@ -65,7 +66,8 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
         out.join("data").display()
     );
 
-    let device = Device::default().autodiff();
+    let inference_device = options.device.resolve()?;
+    let device = inference_device.clone().autodiff();
     let mut model = MaskRcnn::new(small_config(train_set.class_names(), image_size, options.pointrend), &device)?;
     crate::train::params::freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
     let train_options = TrainOptions {
@@ -84,7 +86,7 @@ pub fn run_demo(options: &DemoOptions) -> Result<DemoReport> {
     let report = train(&mut model, &train_set, &run, &train_options, false)?;
     let model_dir = report.final_model.context("training stopped before writing the final model")?;
 
-    let trained = crate::weights::load_model(&model_dir, &Device::default())?.model;
+    let trained = crate::weights::load_model(&model_dir, &inference_device)?.model;
     let dataset = crate::evaluate::GroundTruthSet::open(&heldout_json, None)?;
     let overlays = out.join("overlays");
     std::fs::create_dir_all(&overlays)?;

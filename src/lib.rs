@@ -3,7 +3,7 @@
 //! weights, training) is the `maskrcnn-model` crate, re-exported here under its module names.
 
 pub use maskrcnn_model::{
-    backbone, config, io_util, layers, model, ops, proposal, roi_heads, tensor_util, train, transform, weights,
+    backbone, config, device, io_util, layers, model, ops, proposal, roi_heads, tensor_util, train, transform, weights,
     Detection, MaskRcnn, MaskRcnnConfig,
 };
 
@@ -13,6 +13,7 @@ pub mod cell_size;
 pub mod cli;
 pub mod demo;
 pub mod detect;
+pub mod device_arg;
 pub mod evaluate;
 pub mod hooks;
 pub mod image_io;

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use maskrcnn_data::coco::CocoDataset;
 use maskrcnn_data::esri::EsriRcnnMasksDataset;
@@ -136,6 +135,8 @@ pub struct TrainArgs {
     /// from the chips' georeferencing or their export metadata.
     #[arg(long)]
     pub cell_size: Option<f64>,
+    #[command(flatten)]
+    pub device: crate::device_arg::DeviceArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -217,7 +218,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     let source_bands =
         if bands > 1 && (1..bands).all(|b| first_image.plane(b) == first_image.plane(0)) { 1 } else { bands };
     drop(first_image);
-    let device = Device::default().autodiff();
+    let device = args.device.resolve()?.autodiff();
     // Weights made here (from scratch, new heads) come from --seed, so one seed gives one run.
     device.seed(args.seed);
     // A bare classification ResNet (torchvision, timm, torchgeo) starts the backbone only.

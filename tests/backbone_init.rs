@@ -52,7 +52,7 @@ fn a_torchvision_resnet18_body_gives_torchvisions_features() {
     let sd = StateDict { tensors };
     assert_eq!(classification_resnet(&sd).unwrap(), Some(ClassificationResNet { depth: 18, in_channels: 3 }));
 
-    let device = Device::default();
+    let device = Device::flex();
     let names = vec!["object".to_string()];
     let mut model = maskrcnn::MaskRcnn::new(maskrcnn::MaskRcnnConfig::for_classes(18, &names, 3, 5), &device).unwrap();
     let loaded = load_backbone_body(&mut model, &sd, &device).unwrap();

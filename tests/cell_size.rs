@@ -107,7 +107,7 @@ fn training_records_the_chips_cell_size_and_detect_resamples_to_it() {
         serde_json::from_slice(&std::fs::read(chips.join("esri_model_definition.emd")).unwrap()).unwrap();
     assert_eq!(chip_emd["CellSizeMeters"].as_f64(), Some(0.5), "{chip_emd}");
 
-    let mut start = MaskRcnn::new(MaskRcnnConfig::small(2, 64, 8), &burn::tensor::Device::default()).unwrap();
+    let mut start = MaskRcnn::new(MaskRcnnConfig::small(2, 64, 8), &burn::tensor::Device::flex()).unwrap();
     let start_dir = d.join("start");
     maskrcnn::weights::save_model_dir(&mut start, &start_dir).unwrap();
     let train = |out: &Path, extra: &[&str]| {
@@ -210,7 +210,7 @@ fn bad_cell_sizes_are_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (raster, _) = squares_raster(d, "r", 64, Some(1.0));
-    let mut model = MaskRcnn::new(MaskRcnnConfig::small(2, 64, 8), &burn::tensor::Device::default()).unwrap();
+    let mut model = MaskRcnn::new(MaskRcnnConfig::small(2, 64, 8), &burn::tensor::Device::flex()).unwrap();
     let model_dir = d.join("model");
     maskrcnn::weights::save_model_dir(&mut model, &model_dir).unwrap();
     let out = d.join("o.geojson");

@@ -9,7 +9,7 @@ use maskrcnn::tensor_util::tensor_to_vec;
 
 #[test]
 fn conv2d_gradients_match_direct_loops() {
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let (n, ci, h, w, co, k, stride, pad, dil) = (2, 3, 9, 11, 4, 3, 2, 1, 2);
     let x: Tensor<4> = Tensor::random([n, ci, h, w], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
     let wt: Tensor<4> = Tensor::random([co, ci, k, k], Distribution::Uniform(-1.0, 1.0), &device).require_grad();

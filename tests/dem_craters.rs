@@ -200,7 +200,7 @@ fn craters_of_a_float_dem_are_found_on_another_dem() {
     // own training from scratch, quick enough for CI.
     let mut config = MaskRcnnConfig::small(2, CHIP, 32);
     config.class_names = vec!["background".into(), "crater".into()];
-    let device = burn::tensor::Device::default();
+    let device = burn::tensor::Device::flex();
     let mut start = MaskRcnn::new(config, &device).unwrap();
     let start_dir = d.join("start");
     maskrcnn::weights::save_model_dir(&mut start, &start_dir).unwrap();

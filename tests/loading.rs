@@ -43,7 +43,7 @@ fn architecture_is_inferred_from_tensor_shapes() {
 
 #[test]
 fn every_format_loads_into_a_model() {
-    let device = Device::default();
+    let device = Device::flex();
     for name in ["model.pth", "model.safetensors", "model_legacy_wrapped.pth"] {
         let loaded = load_model(&loader(name), &device).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         // config.json beside the weights wins over inference.
@@ -53,7 +53,7 @@ fn every_format_loads_into_a_model() {
 
 #[test]
 fn saved_model_folder_round_trips() {
-    let device = Device::default();
+    let device = Device::flex();
     let mut model = load_model(&fixture("parity/r18_tiny"), &device).unwrap().model;
     let dir = tempfile::tempdir().unwrap();
     save_model_dir(&mut model, dir.path()).unwrap();
@@ -72,7 +72,7 @@ fn write_safetensors_without(prefix: &str, path: &std::path::Path) {
 
 #[test]
 fn wrong_architecture_is_a_clear_error() {
-    let device = Device::default();
+    let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     // A Faster R-CNN-like checkpoint: no mask head.
     let path = dir.path().join("faster.safetensors");
@@ -95,7 +95,7 @@ fn wrong_architecture_is_a_clear_error() {
 
 #[test]
 fn corrupt_and_missing_files_are_clear_errors() {
-    let device = Device::default();
+    let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let truncated = dir.path().join("truncated.pth");
     let bytes = std::fs::read(loader("model.pth")).unwrap();
@@ -119,7 +119,7 @@ fn emd_text(model_file: &str) -> String {
 
 #[test]
 fn arcgis_emd_and_dlpk_load_with_their_classes() {
-    let device = Device::default();
+    let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(loader("model.pth"), dir.path().join("people.pth")).unwrap();
     std::fs::write(dir.path().join("people.emd"), emd_text("people.pth")).unwrap();
@@ -149,7 +149,7 @@ fn arcgis_emd_and_dlpk_load_with_their_classes() {
 
 #[test]
 fn arcgis_package_round_trips() {
-    let device = Device::default();
+    let device = Device::flex();
     let mut model = load_model(&fixture("parity/r18_tiny"), &device).unwrap().model;
     model.config.class_names = vec!["background".into(), "person".into(), "tie".into(), "scissors".into()];
     model.config.category_ids = vec![0, 1, 32, 87];

@@ -42,7 +42,7 @@ fn flatten_head(shape: &[usize], values: &[f32], k: usize) -> Vec<f32> {
 }
 
 fn run_parity(dir: &str, box_tol: f32) {
-    let device = Device::default();
+    let device = Device::flex();
     let model = load(dir, &device);
     let reference = read_safetensors(&fixture(&format!("parity/{dir}/outputs.safetensors")));
     let get = |k: &str| reference.get(k).unwrap_or_else(|| panic!("fixture lacks {k}")).clone();
@@ -159,7 +159,7 @@ fn run_isolated_stages(dir: &str) {
     use maskrcnn::roi_heads::poolers::multiscale_roi_align;
     use maskrcnn::roi_heads::postprocess_detections;
     use maskrcnn::tensor_util::tensor_from_vec;
-    let device = Device::default();
+    let device = Device::flex();
     let model = load(dir, &device);
     let cfg = &model.config;
     let reference = read_safetensors(&fixture(&format!("parity/{dir}/outputs.safetensors")));

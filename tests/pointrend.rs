@@ -18,7 +18,7 @@ fn tiny_pointrend_config() -> maskrcnn::MaskRcnnConfig {
 
 #[test]
 fn pointrend_model_saves_reloads_and_predicts_224_masks() {
-    let device = Device::default();
+    let device = Device::flex();
     let mut model = MaskRcnn::new(tiny_pointrend_config(), &device).unwrap();
     let dir = tempfile::tempdir().unwrap();
     save_model_dir(&mut model, dir.path()).unwrap();
@@ -55,7 +55,7 @@ fn pointrend_model_saves_reloads_and_predicts_224_masks() {
 
 #[test]
 fn plain_checkpoint_asked_to_run_pointrend_names_the_missing_keys() {
-    let device = Device::default();
+    let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(fixture("parity/r18_tiny/model.safetensors"), dir.path().join("model.safetensors")).unwrap();
     std::fs::write(dir.path().join("config.json"), serde_json::to_string(&tiny_pointrend_config()).unwrap()).unwrap();
@@ -65,7 +65,7 @@ fn plain_checkpoint_asked_to_run_pointrend_names_the_missing_keys() {
 
 #[test]
 fn a_plain_checkpoint_starts_pointrend_fine_tuning_with_a_new_head_keeping_the_rest() {
-    let device = Device::default();
+    let device = Device::flex();
     let plain = load_model(&fixture("parity/r18_tiny"), &device).unwrap().model;
     let mut plain_for_keys = load_model(&fixture("parity/r18_tiny"), &device).unwrap().model;
     let before = StateDict::from_module(&mut plain_for_keys.net, "");

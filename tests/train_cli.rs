@@ -86,7 +86,7 @@ fn train_command_writes_a_loadable_model_folder() {
     assert!(out.join("best/config.json").is_file());
     let curves = image::open(out.join("loss_curves.png")).expect("loss_curves.png written beside metrics.jsonl");
     assert!(curves.width() > 100 && curves.height() > 100);
-    let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
+    let model = maskrcnn::weights::load_model(&out.join("model"), &Device::flex()).unwrap().model;
     assert_eq!(model.config.num_classes, 4);
     assert_eq!(model.config.class_names[1], "building");
     assert_eq!(model.config.backbone.trainable_layers, 5);
@@ -111,7 +111,7 @@ fn train_command_reads_rcnn_masks_and_mask_png_folders() {
         let out = tmp.path().join("run");
         let data = root.join(folder);
         run_train(quick_run(&data, &out, 2, &[])).unwrap_or_else(|e| panic!("{folder}: {e:#}"));
-        let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
+        let model = maskrcnn::weights::load_model(&out.join("model"), &Device::flex()).unwrap().model;
         assert!(model.config.num_classes >= 2, "{folder}");
         if folder == "esri_tiny" {
             // The .emd's class values travel with the model, each with its own name.
@@ -168,7 +168,7 @@ fn sixteen_bit_imagery_gets_per_band_statistics_stored_with_the_model() {
         "--quiet",
     ];
     run_train(Cli::parse_from(args).train).unwrap();
-    let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
+    let model = maskrcnn::weights::load_model(&out.join("model"), &Device::flex()).unwrap().model;
     let t = &model.config.transform;
     let stats = t.band_stats.as_ref().expect("band statistics stored with the model");
     assert_eq!(t.pixel_scale, Some(65535.0));
@@ -234,7 +234,7 @@ fn category_ids_with_gaps_round_trip_through_training() {
     std::fs::write(&json, serde_json::to_string(&coco).unwrap()).unwrap();
     let out = tmp.path().join("run");
     run_train(quick_run(&json, &out, 1, &[])).unwrap();
-    let model = maskrcnn::weights::load_model(&out.join("model"), &Device::default()).unwrap().model;
+    let model = maskrcnn::weights::load_model(&out.join("model"), &Device::flex()).unwrap().model;
     let ids: Vec<u64> = (1..model.config.num_classes).map(|l| model.config.category_id(l)).collect();
     assert_eq!(ids, expected, "the model keeps the data's category ids in label order");
 
@@ -326,7 +326,7 @@ fn a_run_folder_inside_the_data_is_refused() {
 fn a_classification_resnet_starts_the_backbone() {
     use maskrcnn::weights::{HostTensor, StateDict};
     let tmp = tempfile::tempdir().unwrap();
-    let device = Device::default();
+    let device = Device::flex();
     let names = vec!["object".to_string()];
     let mut source = maskrcnn::MaskRcnn::new(maskrcnn::MaskRcnnConfig::for_classes(18, &names, 3, 3), &device).unwrap();
     let body = StateDict::from_module(&mut source.net.backbone.body, "backbone.body");

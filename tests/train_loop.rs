@@ -37,7 +37,7 @@ fn fresh_model(config: &MaskRcnnConfig, seed: u64) -> MaskRcnn {
     use std::collections::HashMap;
     use std::sync::Mutex;
     static INITIAL: Mutex<Option<HashMap<(String, u64), maskrcnn::weights::StateDict>>> = Mutex::new(None);
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let mut model = MaskRcnn::new(config.clone(), &device).unwrap();
     let key = (serde_json::to_string(config).unwrap(), seed);
     let mut cache = INITIAL.lock().unwrap();
@@ -145,7 +145,7 @@ fn killed_and_resumed_run_ends_with_identical_weights() {
                 .collect::<Vec<_>>()
         };
         assert_eq!(strip(metrics(&full_dir)), strip(metrics(&killed_dir)), "metrics.jsonl of the resumed run differs");
-        let loaded = maskrcnn::weights::load_model(&full_dir.join("model"), &Device::default()).unwrap();
+        let loaded = maskrcnn::weights::load_model(&full_dir.join("model"), &Device::flex()).unwrap();
         assert_eq!(loaded.model.config, config);
         assert!(full_dir.join("best/model.safetensors").is_file());
     }
@@ -256,7 +256,7 @@ fn tiny_model_overfits_synthetic_images() {
     for line in metrics.lines().filter(|l| l.contains("\"step\"")) {
         println!("{line}");
     }
-    let loaded = maskrcnn::weights::load_model(report.final_model.as_ref().unwrap(), &Device::default()).unwrap().model;
+    let loaded = maskrcnn::weights::load_model(report.final_model.as_ref().unwrap(), &Device::flex()).unwrap().model;
     let ap50 = mask_ap50(&loaded, &data);
     println!("mask AP50 after {} steps: {ap50:.3} ({:.0} s)", report.steps, started.elapsed().as_secs_f64());
     assert!(ap50 > 0.9, "mask AP50 {ap50:.3} <= 0.9 after overfitting 3 images");

@@ -47,7 +47,7 @@ fn read_all(path: &std::path::Path) -> HashMap<String, Raw> {
 
 #[test]
 fn losses_and_gradients_match_torchvision() {
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let root = fixture("parity/r18_tiny");
     let config = read_config(&root.join("config.json")).unwrap();
     let trainable = config.backbone.trainable_layers;

@@ -304,7 +304,7 @@ impl Model {
 fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
     let loaded = py
         .detach(|| {
-            let device = burn::tensor::Device::default();
+            let device = maskrcnn::device::cpu();
             maskrcnn::weights::load_model(&path, &device).map_err(|e| EngineError::from_anyhow(&e))
         })
         .map_err(|e| e.into_py(py))?;

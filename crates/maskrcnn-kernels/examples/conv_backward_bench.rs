@@ -148,7 +148,7 @@ fn main() {
     let backward_kind = if generic::use_generic() { "generic" } else { "gemm" };
     let threads = rayon::current_num_threads();
 
-    let plain = Device::default();
+    let plain = Device::flex();
     let model = ResNet50::new(&plain, false);
     let input = Tensor::<4>::random([1, 3, size, size], Distribution::Normal(0.0, 1.0), &plain);
     let (mut forward, mut forward_cpu) = (Vec::new(), Vec::new());
@@ -164,7 +164,7 @@ fn main() {
     }
     drop(model);
 
-    let autodiff = Device::default().autodiff();
+    let autodiff = Device::flex().autodiff();
     let model = ResNet50::new(&autodiff, true);
     let input = Tensor::<4>::random([1, 3, size, size], Distribution::Normal(0.0, 1.0), &autodiff);
     let (mut fwd_bwd, mut fwd_bwd_cpu) = (Vec::new(), Vec::new());

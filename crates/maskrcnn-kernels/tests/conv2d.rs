@@ -55,7 +55,7 @@ fn naive_forward(case: &Case, d: &Data, bias: &[f64]) -> Vec<f64> {
 type Conv2dFn = fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvOptions<2>) -> Tensor<4>;
 
 fn autodiff_grads(conv: Conv2dFn, case: &Case, d: &Data, bias: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let x = tensor(&d.x, d.x_dims, &device).require_grad();
     let w = tensor(&d.w, d.w_dims, &device).require_grad();
     let b = tensor(bias, [case.c_out], &device).require_grad();
@@ -94,7 +94,7 @@ fn autodiff_without_bias_and_with_frozen_input() {
     let (name, case) = cases().swap_remove(6);
     let d = data(&case, 41);
     let (_, dw_ref) = naive_grads(&case, &d);
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let x = tensor(&d.x, d.x_dims, &device);
     let w = tensor(&d.w, d.w_dims, &device).require_grad();
     let y = maskrcnn_kernels::conv2d(x.clone(), w.clone(), None, case.options());
@@ -109,7 +109,7 @@ fn forward_matches_direct_loops_without_autodiff() {
         let d = data(&case, 500 + i as u64);
         let bias = random_values(case.c_out, 700 + i as u64);
         let expected = naive_forward(&case, &d, &bias);
-        let device = Device::default();
+        let device = Device::flex();
         assert!(!device.is_autodiff());
         let run = |bias: Option<Tensor<1>>| {
             maskrcnn_kernels::conv2d(
@@ -133,7 +133,7 @@ fn untracked_tensors_on_an_autodiff_device_run_forward_only() {
     let (name, case) = cases().swap_remove(3);
     let d = data(&case, 61);
     let bias = random_values(case.c_out, 62);
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let y = maskrcnn_kernels::conv2d(
         tensor(&d.x, d.x_dims, &device),
         tensor(&d.w, d.w_dims, &device),
@@ -147,7 +147,7 @@ fn untracked_tensors_on_an_autodiff_device_run_forward_only() {
 #[test]
 #[should_panic(expected = "does not match input channels")]
 fn mismatched_channels_panic_with_the_shapes() {
-    let device = Device::default();
+    let device = Device::flex();
     let x = Tensor::<4>::zeros([1, 3, 8, 8], &device);
     let w = Tensor::<4>::zeros([4, 2, 3, 3], &device);
     let _ = maskrcnn_kernels::conv2d(x, w, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));

@@ -14,7 +14,7 @@ fn max_relative_error(a: Tensor<4>, b: Tensor<4>) -> f32 {
 
 #[test]
 fn matches_burn_for_stride_equal_kernel_and_falls_back_otherwise() {
-    let device = Device::default();
+    let device = Device::flex();
     // (batch, ci, co, h, w, kernel [kh, kw], stride): the non-overlapping fast path (square and
     // rectangular, the mask head's 2x2) and an overlapping layer that burn runs.
     let cases = [

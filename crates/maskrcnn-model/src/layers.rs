@@ -113,12 +113,23 @@ impl Conv {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [self.dilation; 2], 1);
-        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
+        conv2d_on_device(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
     }
 
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[0]
     }
+}
+
+/// The model's conv2d on any device: our kernels on the CPU (flex), burn's op elsewhere
+/// (tests/gpu_op_grads.rs checks the latter's output and gradients against the CPU's).
+pub fn conv2d_on_device(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    conv2d(x, weight, bias, options)
 }
 
 impl NamedTensors for Conv {
@@ -353,7 +364,7 @@ mod tests {
 
     #[test]
     fn training_batch_norm_matches_pytorch_formulas() {
-        let device = Device::default().autodiff();
+        let device = Device::flex().autodiff();
         let (n, c, h, w) = (2, 3, 4, 5);
         let x = values(n * c * h * w, 0.1);
         let dy = values(n * c * h * w, 1.7);
@@ -386,7 +397,7 @@ mod tests {
 
     #[test]
     fn loading_builds_skip_random_init_and_restore_it() {
-        let device = Device::default();
+        let device = Device::flex();
         let zeroed = without_random_init(|| Conv::new(3, 4, 3, 1, 1, true, &device));
         assert!(tensor_to_vec(zeroed.weight.val().reshape([-1])).iter().all(|&v| v == 0.0));
         let nested = without_random_init(|| without_random_init(|| Linear::new(5, 2, &device)));
@@ -398,7 +409,7 @@ mod tests {
 
     #[test]
     fn frozen_batch_norm_gives_no_gradient_to_its_affine_terms() {
-        let device = Device::default().autodiff();
+        let device = Device::flex().autodiff();
         let bn = BatchNorm::new(2, &device);
         let input = tensor_from_vec(values(16, 0.3), [1, 2, 2, 4], &device).require_grad();
         let grads = bn.forward(input.clone()).sum().backward();

@@ -6,6 +6,7 @@
 
 pub mod backbone;
 pub mod config;
+pub mod device;
 pub mod io_util;
 pub mod layers;
 pub mod model;

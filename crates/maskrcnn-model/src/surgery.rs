@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn extra_bands_get_the_mean_rgb_filter() {
-        let device = Device::default();
+        let device = Device::flex();
         let config = MaskRcnnConfig::for_classes(18, &["a".to_string()], 3, 5);
         let mut model = MaskRcnn::new(config, &device).unwrap();
         let rgb = tensor_to_vec(model.net.backbone.body.conv1.weight.val());
@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn new_classes_replace_only_the_class_specific_layers() {
-        let device = Device::default();
+        let device = Device::flex();
         for pointrend in [false, true] {
             let mut config = MaskRcnnConfig::for_classes(18, &["a".to_string()], 3, 5);
             config.roi_heads.representation_size = 64;

@@ -263,7 +263,7 @@ fn fuzz_checkpoint_shapes() {
             if sd.tensors.values().all(|t| t.shape.iter().product::<usize>() == t.data.len()) {
                 let path = dir.join("edited.safetensors");
                 sd.write_safetensors(&path).unwrap();
-                let _ = load_model(&path, &Device::default());
+                let _ = load_model(&path, &Device::flex());
                 loaded += 1;
             }
         },
@@ -297,7 +297,7 @@ fn fuzz_emd() {
     let emd = dir.join("model.emd");
     let seed = emd_seed();
     std::fs::write(&emd, seed.to_string()).unwrap();
-    load_model(&emd, &Device::default()).expect("the seed package loads");
+    load_model(&emd, &Device::flex()).expect("the seed package loads");
     let sd = StateDict::read(&dir.join("model.safetensors")).unwrap();
     let inferred = infer_config(&sd).unwrap();
     let text = seed.to_string().into_bytes();
@@ -316,7 +316,7 @@ fn fuzz_emd() {
             let Ok(package) = read_emd(&emd) else { return };
             let mut config = inferred.clone();
             if package.apply_to(&mut config).is_ok() && input.len() % 16 == 0 {
-                let _ = load_model(&emd, &Device::default());
+                let _ = load_model(&emd, &Device::flex());
             }
         },
     );
@@ -371,7 +371,7 @@ fn fuzz_dlpk() {
                 assert!(written <= limits.max_total_bytes, "extraction stayed within its budget");
             }
             // The full loader, with the default limits (the weights here are tiny anyway).
-            let _ = load_model(&path, &Device::default());
+            let _ = load_model(&path, &Device::flex());
         },
     );
 }

@@ -66,7 +66,7 @@ fn every_aspect_ratio_predicts_inside_the_image() {
     let mut failures = Vec::new();
     for head in [MaskHeadKind::Standard, MaskHeadKind::PointRend] {
         let config = sliver_config(head);
-        let model = MaskRcnn::new(config.clone(), &Device::default()).unwrap();
+        let model = MaskRcnn::new(config.clone(), &Device::flex()).unwrap();
         // (height, width, resized size torchvision-style with each side at least 1 px)
         let cases: &[(usize, usize, (usize, usize))] = &[
             (3000, 1, (1333, 1)),
@@ -111,7 +111,7 @@ fn every_aspect_ratio_predicts_inside_the_image() {
 
 #[test]
 fn images_without_pixels_are_errors_or_have_no_detections() {
-    let model = MaskRcnn::new(MaskRcnnConfig::small(3, 64, 8), &Device::default()).unwrap();
+    let model = MaskRcnn::new(MaskRcnnConfig::small(3, 64, 8), &Device::flex()).unwrap();
     for (h, w) in [(0, 0), (0, 5), (7, 0)] {
         let empty = ImageChw { channels: 3, height: h, width: w, data: Vec::new() };
         let err = model.try_predict(std::slice::from_ref(&empty)).unwrap_err();
@@ -143,7 +143,7 @@ fn slivers_train_without_panicking() {
     let mut failures = Vec::new();
     for head in [MaskHeadKind::Standard, MaskHeadKind::PointRend] {
         let config = sliver_config(head);
-        let model = MaskRcnn::new(config, &Device::default().autodiff()).unwrap();
+        let model = MaskRcnn::new(config, &Device::flex().autodiff()).unwrap();
         let cases: &[(usize, usize)] = if head == MaskHeadKind::Standard {
             &[(3000, 1), (4, 3000), (1, 60000), (1, 1)]
         } else {
@@ -190,11 +190,11 @@ fn slivers_train_without_panicking() {
 fn sliver_feature_maps_get_their_true_scale() {
     // A 1x1333 image padded to 32x1344: its stride-4 map is 8x336. From the height alone the
     // scale would read as 8; torchvision asserts here. The width gives the true 1/4.
-    let feature: Tensor<4> = Tensor::zeros([1, 2, 8, 336], &Device::default());
+    let feature: Tensor<4> = Tensor::zeros([1, 2, 8, 336], &Device::flex());
     assert_eq!(maskrcnn_model::roi_heads::poolers::level_scale(&feature, &[(1, 1333)]), 0.25);
-    let feature: Tensor<4> = Tensor::zeros([1, 2, 336, 8], &Device::default());
+    let feature: Tensor<4> = Tensor::zeros([1, 2, 336, 8], &Device::flex());
     assert_eq!(maskrcnn_model::roi_heads::poolers::level_scale(&feature, &[(1333, 1)]), 0.25);
-    let feature: Tensor<4> = Tensor::zeros([1, 2, 200, 272], &Device::default());
+    let feature: Tensor<4> = Tensor::zeros([1, 2, 200, 272], &Device::flex());
     assert_eq!(maskrcnn_model::roi_heads::poolers::level_scale(&feature, &[(800, 1066)]), 0.25);
 }
 
@@ -302,7 +302,7 @@ fn invalid_configs() -> Vec<(&'static str, Edit, &'static str)> {
 
 #[test]
 fn invalid_configs_are_refused_naming_the_field() {
-    let device = Device::default();
+    let device = Device::flex();
     let base = MaskRcnnConfig::small(3, 64, 8);
     let mut failures = Vec::new();
     for (name, edit, expected) in invalid_configs() {
@@ -327,7 +327,7 @@ fn invalid_configs_are_refused_naming_the_field() {
 
 #[test]
 fn invalid_config_json_in_a_model_folder_is_a_one_line_error() {
-    let device = Device::default();
+    let device = Device::flex();
     let mut model = MaskRcnn::new(MaskRcnnConfig::small(3, 64, 8), &device).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     maskrcnn_model::weights::save_model_dir(&mut model, tmp.path()).unwrap();
@@ -351,7 +351,7 @@ fn invalid_config_json_in_a_model_folder_is_a_one_line_error() {
 
 #[test]
 fn edge_configs_that_are_valid_run() {
-    let device = Device::default();
+    let device = Device::flex();
     for (name, edit) in [
         ("no detections per image", (|c| c.roi_heads.box_detections_per_img = 0) as Edit),
         ("min_size above max_size (the long side becomes max_size)", |c| {

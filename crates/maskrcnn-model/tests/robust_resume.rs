@@ -58,7 +58,7 @@ fn config() -> MaskRcnnConfig {
 
 /// Models with identical initial weights (burn draws initial weights from a global generator).
 fn model(initial: &StateDict) -> MaskRcnn {
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let mut model = MaskRcnn::new(config(), &device).unwrap();
     initial.load_into(&mut model.net, "", &device).unwrap();
     freeze_layers(&mut model.net, model.config.backbone.trainable_layers);
@@ -125,7 +125,7 @@ fn append_torn_line(dir: &Path, text: &str) {
 #[test]
 fn killed_and_resumed_run_writes_the_same_metrics() {
     let data = dataset();
-    let initial = StateDict::from_module(&mut MaskRcnn::new(config(), &Device::default()).unwrap().net, "");
+    let initial = StateDict::from_module(&mut MaskRcnn::new(config(), &Device::flex()).unwrap().net, "");
     let tmp = tempfile::tempdir().unwrap();
     let (full, killed) = (tmp.path().join("full"), tmp.path().join("killed"));
 
@@ -153,7 +153,7 @@ fn killed_and_resumed_run_writes_the_same_metrics() {
 #[test]
 fn a_run_killed_before_its_early_stop_line_stops_at_the_same_step() {
     let data = dataset();
-    let initial = StateDict::from_module(&mut MaskRcnn::new(config(), &Device::default()).unwrap().net, "");
+    let initial = StateDict::from_module(&mut MaskRcnn::new(config(), &Device::flex()).unwrap().net, "");
     let tmp = tempfile::tempdir().unwrap();
     let (full, killed) = (tmp.path().join("full"), tmp.path().join("killed"));
     // Patience 0 stops at the first epoch end (step 3), right after its checkpoint.

@@ -4,7 +4,7 @@ use burn::tensor::Tensor;
 
 use crate::ops::boxes::{box_area, Box};
 use crate::ops::roi_align::{sampling_plan, RoiAlignParams};
-use crate::tensor_util::{int_tensor_from_vec, tensor_from_vec};
+use crate::tensor_util::{int_tensor_from_vec, select_indices, tensor_from_vec};
 
 /// Caps the gathered intermediate (`rois x cells x taps x channels`) so inference memory stays
 /// bounded however many proposals there are.
@@ -53,16 +53,17 @@ pub fn roi_align_level(feature: &Tensor<4>, rois: &[(usize, Box)], params: &RoiA
         return Tensor::zeros([0, c, params.output_h, params.output_w], &device);
     }
     let flat: Tensor<2> = feature.clone().permute([0, 2, 3, 1]).reshape([n * h * w, c]);
-    if !feature.is_tracked() {
+    // Inference on the CPU accumulates on host memory (no gathered intermediate); on a GPU the
+    // gather below stays on the device, which beats reading the feature map back.
+    if !feature.is_tracked() && crate::device::is_cpu(&device) {
         return crate::ops::roi_align_cpu::roi_align_level_host(flat, rois, (c, h, w), params);
     }
     let mut chunks = Vec::new();
     for chunk in rois.chunks(ROIS_PER_CHUNK) {
         let plan = sampling_plan(chunk, h, w, params);
         let taps = plan.rows.len();
-        let rows = int_tensor_from_vec(plan.rows, &device);
         let weights: Tensor<2> = tensor_from_vec(plan.weights, [taps, 1], &device);
-        let gathered = flat.clone().select(0, rows) * weights;
+        let gathered = select_indices(flat.clone(), 0, plan.rows) * weights;
         let pooled: Tensor<3> = gathered
             .reshape([chunk.len() * plan.cells, plan.taps_per_cell, c])
             .sum_dim(1)

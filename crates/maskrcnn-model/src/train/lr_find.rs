@@ -4,8 +4,8 @@
 use anyhow::Result;
 use maskrcnn_data::Dataset;
 
-use super::optim::{clip_gradients, OptimizerConfig, OptimizerState};
-use super::params::{gradients_by_name, parameter_values, set_parameters};
+use super::device_optim::{Optimizer, Update};
+use super::optim::{OptimizerConfig, OptimizerState};
 use super::sampling::RandomSampler;
 use super::trainer::{epoch_order, guess_pixel_scale, load_example, step_rng};
 use crate::model::MaskRcnn;
@@ -64,7 +64,7 @@ pub fn lr_find(
     };
     let bands = model.config.backbone.in_channels;
     let device = model.device.clone();
-    let mut optimizer = OptimizerState::default();
+    let mut optimizer = Optimizer::new(OptimizerState::default(), &device);
     let (mut lrs, mut losses) = (Vec::new(), Vec::new());
     let (mut average, mut best) = (0.0f64, f64::INFINITY);
     let n = options.iterations.max(2);
@@ -91,12 +91,11 @@ pub fn lr_find(
             break;
         }
         let grads = terms.total().backward();
-        let mut g = gradients_by_name(&mut model.net, &grads);
-        drop(grads);
-        clip_gradients(&mut g, options.clip_grad_norm);
-        let mut params = parameter_values(&mut model.net, Some(&|name: &str| g.contains_key(name)));
-        optimizer.step(&options.optimizer, lr, &mut params, &g);
-        set_parameters(&mut model.net, &params, &device);
+        if let Update::NonFinite { .. } =
+            optimizer.update(&options.optimizer, lr, &mut model.net, grads, options.clip_grad_norm, &device)
+        {
+            break;
+        }
         average = 0.98 * average + 0.02 * loss;
         let smoothed = average / (1.0 - 0.98f64.powi(step as i32 + 1));
         lrs.push(lr);

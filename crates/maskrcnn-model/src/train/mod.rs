@@ -10,7 +10,8 @@
 //! - [`sampling`]: `Matcher` and `BalancedPositiveNegativeSampler`; the sampler is a trait so
 //!   tests replay torchvision's recorded choices ([`RecordedSampler`]).
 //! - [`optim`]: SGD (torchvision recipe) and AdamW (fastai/arcgis.learn defaults) on host copies
-//!   of the parameters, one-cycle and warm-up + multistep schedules, gradient-norm clipping.
+//!   of the parameters, one-cycle and warm-up + multistep schedules, gradient-norm clipping;
+//!   [`device_optim`]: the same formulas on device tensors for a model on a GPU.
 //! - [`trainer`]: the loop, `metrics.jsonl`, validation, best model, non-finite step handling.
 //! - [`checkpoint`]: atomic checkpoints (weights + optimiser buffers + run position).
 //!
@@ -35,6 +36,7 @@
 //!   followed by the scaled mean/std is the same affine map.
 
 pub mod checkpoint;
+pub mod device_optim;
 pub mod forward;
 pub mod lr_find;
 pub mod optim;

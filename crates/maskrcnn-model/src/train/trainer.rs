@@ -20,9 +20,9 @@ use serde_json::json;
 use super::checkpoint::{
     load_latest_checkpoint, save_checkpoint, save_model_folder, LogState, RunState, BEST_DIR, FINAL_DIR,
 };
+use super::device_optim::{Optimizer, Update};
 use super::forward::{LossTerms, TrainTarget};
-use super::optim::{clip_gradients, OptimizerConfig, OptimizerKind, OptimizerState, Schedule, ScheduleKind};
-use super::params::{gradients_by_name, parameter_values, set_parameters};
+use super::optim::{OptimizerConfig, OptimizerKind, OptimizerState, Schedule, ScheduleKind};
 use super::progress::{SilentProgress, StderrProgress, TrainProgress};
 use super::sampling::RandomSampler;
 use super::validation::{ValidationAp, ValidationScorer};
@@ -226,7 +226,7 @@ struct Trainer<'a> {
     options: &'a TrainOptions,
     run_dir: PathBuf,
     state: RunState,
-    optimizer: OptimizerState,
+    optimizer: Optimizer,
     /// Dataset items that could not be read, with why; they are skipped, not fatal.
     unreadable: std::collections::BTreeMap<usize, String>,
     /// Those not yet reported.
@@ -283,20 +283,16 @@ impl Trainer<'_> {
             });
         }
         let grads = losses.total().backward();
-        let mut g = gradients_by_name(&mut self.model.net, &grads);
-        drop(grads);
-        let grad_norm = match self.state.clip_grad_norm {
-            Some(max) => clip_gradients(&mut g, max),
-            None => clip_gradients(&mut g, f32::INFINITY),
-        };
-        if !grad_norm.is_finite() {
-            return Ok(StepOutcome::Skipped { losses: values, reason: format!("gradient norm is {grad_norm}") });
-        }
-        let mut params = parameter_values(&mut self.model.net, Some(&|n: &str| g.contains_key(n)));
         let lr = self.state.schedule.lr(step);
-        self.optimizer.step(&self.state.optimizer, lr, &mut params, &g);
+        let max_norm = self.state.clip_grad_norm.unwrap_or(f32::INFINITY);
         let device = self.model.device.clone();
-        set_parameters(&mut self.model.net, &params, &device);
+        let grad_norm =
+            match self.optimizer.update(&self.state.optimizer, lr, &mut self.model.net, grads, max_norm, &device) {
+                Update::Applied { grad_norm } => grad_norm,
+                Update::NonFinite { grad_norm } => {
+                    return Ok(StepOutcome::Skipped { losses: values, reason: format!("gradient norm is {grad_norm}") })
+                }
+            };
         if !losses.batch_norm_stats.is_empty() {
             self.model.net.backbone.body.update_running_stats(&losses.batch_norm_stats)?;
         }
@@ -441,6 +437,7 @@ pub fn train_with_progress(
     std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let _lock = super::run_lock::RunLock::acquire(run_dir)?;
     let (state, optimizer) = start_or_resume(model, dataset, run_dir, options, resume)?;
+    let model_device = model.device.clone();
     let mut log = StepLog::from_state(&state.log);
     let mut trainer = Trainer {
         model,
@@ -449,7 +446,7 @@ pub fn train_with_progress(
         run_dir: run_dir.to_path_buf(),
         unreadable: state.unreadable.clone(),
         state,
-        optimizer,
+        optimizer: Optimizer::new(optimizer, &model_device),
         newly_unreadable: Vec::new(),
     };
     let total = trainer.state.total_steps;
@@ -689,7 +686,7 @@ impl Trainer<'_> {
         });
         self.state.log = log.to_state();
         self.state.unreadable = self.unreadable.clone();
-        save_checkpoint(&self.run_dir, self.model, &self.optimizer, &self.state)?;
+        save_checkpoint(&self.run_dir, self.model, &self.optimizer.host_state(), &self.state)?;
         Ok(())
     }
 

@@ -34,9 +34,9 @@ pub struct ValidationScorer {
 
 impl ValidationScorer {
     /// Snapshots `model`'s current weights (including batch-norm running statistics) into an
-    /// inference copy.
+    /// inference copy on the device the model trains on, without autodiff.
     pub fn new(model: &mut MaskRcnn) -> Result<Self> {
-        let device = Device::default();
+        let device: Device = model.device.clone().inner();
         let weights = StateDict::from_module(&mut model.net, "");
         let mut inference = MaskRcnn::new(model.config.clone(), &device)?;
         weights.load_into(&mut inference.net, "", &device)?;

@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn a_classification_resnet_becomes_the_body() {
-        let device = Device::default();
+        let device = Device::flex();
         let names = vec!["building".to_string()];
         let mut source = MaskRcnn::new(MaskRcnnConfig::for_classes(18, &names, 3, 3), &device).unwrap();
         let sd = classification_checkpoint(&mut source);

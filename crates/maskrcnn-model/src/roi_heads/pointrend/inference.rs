@@ -7,7 +7,9 @@ use crate::ops::interpolate::resize_bilinear;
 use crate::tensor_util::{tensor_from_vec, tensor_to_vec};
 
 use super::heads::{CoarseMaskHead, PointHead};
-use super::point_features::{regular_grid, sample_box_points_host, sample_coarse_host, HostFeatures};
+use super::point_features::{
+    regular_grid, sample_box_points, sample_box_points_host, sample_coarse_host, HostFeatures,
+};
 use super::{COARSE_INPUT_SIDE, COARSE_OUTPUT_SIDE, SUBDIVISION_POINTS, SUBDIVISION_STEPS};
 
 /// Indices and box-relative centres of the `k` most uncertain cells (highest value) of an
@@ -22,14 +24,62 @@ pub fn most_uncertain_cells(uncertainty: &[f32], h: usize, w: usize, k: usize) -
     (indices, coords)
 }
 
+/// The stride-4 level that points are read from: on the CPU one channels-last host copy (fast
+/// contiguous taps), on a GPU the device tensor itself, read by a gather, so the map (the largest
+/// tensor of inference) never crosses to the host.
+// One per image, never stored in bulk: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum FineFeatures {
+    Host(HostFeatures),
+    Device(Tensor<4>),
+}
+
+impl FineFeatures {
+    pub fn new(level: &Tensor<4>) -> Self {
+        if crate::device::is_cpu(&level.device()) {
+            Self::Host(HostFeatures::from_tensor(level))
+        } else {
+            Self::Device(level.clone())
+        }
+    }
+
+    pub fn channels(&self) -> usize {
+        match self {
+            Self::Host(h) => h.channels(),
+            Self::Device(t) => t.dims()[1],
+        }
+    }
+
+    /// Features at box-relative `points` of each RoI, as rows `[R * P, C]` (RoI-major).
+    fn rows(
+        &self,
+        scale: f32,
+        rois: &[(usize, Box)],
+        points: &[Vec<[f32; 2]>],
+        device: &burn::tensor::Device,
+    ) -> Tensor<2> {
+        let p = points.first().map_or(0, Vec::len);
+        match self {
+            Self::Host(h) => {
+                tensor_from_vec(sample_box_points_host(h, scale, rois, points), [rois.len() * p, h.channels()], device)
+            }
+            Self::Device(t) => {
+                let sampled = sample_box_points(t, scale, rois, points);
+                let [r, c, p] = sampled.dims();
+                sampled.swap_dims(1, 2).reshape([r * p, c])
+            }
+        }
+    }
+}
+
 /// PointRend inference for detections: coarse logits, then adaptive subdivision up to 224x224.
 /// Only each detection's predicted class is refined (the other channels never reach the output),
 /// and RoIs are processed in chunks so memory stays bounded.
 pub struct PointRendInference<'a> {
     pub coarse_head: &'a CoarseMaskHead,
     pub point_head: &'a PointHead,
-    /// The stride-4 FPN level ('0') on the host, and its scale.
-    pub fine_features: &'a HostFeatures,
+    /// The stride-4 FPN level ('0'), and its scale.
+    pub fine_features: &'a FineFeatures,
     pub fine_scale: f32,
 }
 
@@ -53,9 +103,9 @@ impl PointRendInference<'_> {
         let c = self.fine_features.channels();
         let grid = regular_grid(COARSE_INPUT_SIDE);
         let grid_points: Vec<Vec<[f32; 2]>> = vec![grid; r];
-        let rows = sample_box_points_host(self.fine_features, self.fine_scale, rois, &grid_points);
+        let rows = self.fine_features.rows(self.fine_scale, rois, &grid_points, &device);
         let point_features: Tensor<4> =
-            tensor_from_vec(rows, [r, COARSE_INPUT_SIDE, COARSE_INPUT_SIDE, c], &device).permute([0, 3, 1, 2]);
+            rows.reshape([r, COARSE_INPUT_SIDE, COARSE_INPUT_SIDE, c]).permute([0, 3, 1, 2]);
         let coarse = self.coarse_head.forward(point_features);
         let [_, k, s7, _] = coarse.dims();
         let coarse_host = tensor_to_vec(coarse);
@@ -79,11 +129,7 @@ impl PointRendInference<'_> {
                 coords.push(pts);
             }
             let p = coords[0].len();
-            let fine = tensor_from_vec(
-                sample_box_points_host(self.fine_features, self.fine_scale, rois, &coords),
-                [r * p, c],
-                &device,
-            );
+            let fine = self.fine_features.rows(self.fine_scale, rois, &coords, &device);
             let coarse_at_points =
                 tensor_from_vec(sample_coarse_host(&coarse_host, k, s7, &coords), [r * p, k], &device);
             let point_logits = tensor_to_vec(self.point_head.forward_rows(fine, coarse_at_points));
@@ -99,7 +145,7 @@ impl PointRendInference<'_> {
 
 impl super::PointRendHeads {
     /// Refined masks for detections `rois` with their `labels`, read from the stride-4 FPN level
-    /// (the first of `levels`), copied once to the host.
+    /// (the first of `levels`: copied once to the host on the CPU, read in place on a GPU).
     pub fn masks(
         &self,
         levels: &[Tensor<4>],
@@ -107,7 +153,7 @@ impl super::PointRendHeads {
         labels: &[usize],
         image_sizes: &[(usize, usize)],
     ) -> crate::roi_heads::mask_head::MaskProbabilities {
-        let fine_features = HostFeatures::from_tensor(&levels[0]);
+        let fine_features = FineFeatures::new(&levels[0]);
         let inference = PointRendInference {
             coarse_head: &self.coarse_head,
             point_head: &self.point_head,

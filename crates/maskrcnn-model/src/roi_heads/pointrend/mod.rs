@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 pub use heads::{CoarseMaskHead, PointConv, PointHead};
-pub use inference::{most_uncertain_cells, PointRendInference};
+pub use inference::{most_uncertain_cells, FineFeatures, PointRendInference};
 pub use point_features::{
     regular_grid, sample_box_points, sample_box_points_host, sample_coarse, sample_coarse_host, HostFeatures,
 };

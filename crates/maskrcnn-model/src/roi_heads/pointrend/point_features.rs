@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use crate::ops::boxes::Box;
 use crate::ops::point_sample::visit_point_taps;
-use crate::tensor_util::{int_tensor_from_vec, tensor_from_vec, tensor_to_vec};
+use crate::tensor_util::{select_indices, tensor_from_vec, tensor_to_vec};
 
 /// Cell centres of a `side x side` grid in box-relative `[0, 1]` coordinates, row by row
 /// (`affine_grid` with align_corners=False).
@@ -52,8 +52,7 @@ pub fn sample_box_points(
     }
     let flat: Tensor<2> = feature.clone().permute([0, 2, 3, 1]).reshape([n * h * w, c]);
     let taps = rows.len();
-    let gathered =
-        flat.select(0, int_tensor_from_vec(rows, &device)) * tensor_from_vec::<2>(weights, [taps, 1], &device);
+    let gathered = select_indices(flat, 0, rows) * tensor_from_vec::<2>(weights, [taps, 1], &device);
     let sampled: Tensor<3> = gathered.reshape([rois.len() * p, 4, c]).sum_dim(1).reshape([rois.len(), p, c]);
     sampled.swap_dims(1, 2)
 }

@@ -20,7 +20,7 @@ fn uncertain_cells_are_the_largest_values_with_centres() {
 
 #[test]
 fn box_points_read_the_right_pixels() {
-    let device = Device::default();
+    let device = Device::flex();
     // A 1x1x4x4 map holding its own flat index; stride 2 means an 8x8 image.
     let map: Tensor<4> = tensor_from_vec((0..16).map(|v| v as f32).collect(), [1, 1, 4, 4], &device);
     // The centre of feature pixel (x=1, y=2) is image point (3, 5).
@@ -33,7 +33,7 @@ fn box_points_read_the_right_pixels() {
 /// tensor gather reads, for several RoIs, images and points partly outside the map.
 #[test]
 fn host_sampling_and_row_layout_match_the_tensor_path() {
-    let device = Device::default();
+    let device = Device::flex();
     let (n, c, h, w) = (2, 5, 6, 7);
     let values: Vec<f32> = (0..n * c * h * w).map(|i| ((i as f32) * 0.37).sin()).collect();
     let map: Tensor<4> = tensor_from_vec(values, [n, c, h, w], &device);
