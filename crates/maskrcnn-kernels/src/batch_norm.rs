@@ -223,6 +223,9 @@ mod tests {
             .collect()
     }
 
+    /// (output, x_grad, mean, biased variance, gamma_grad, beta_grad).
+    type Reference = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
     /// The textbook formulas in f64, channel by channel.
     fn reference(
         x: &[f32],
@@ -231,7 +234,7 @@ mod tests {
         beta: &[f32],
         [batch, channels, plane]: [usize; 3],
         eps: f64,
-    ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    ) -> Reference {
         let m = (batch * plane) as f64;
         let (mut y, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
         let (mut means, mut vars, mut dgamma, mut dbeta) = (vec![], vec![], vec![], vec![]);
