@@ -505,6 +505,39 @@ mod tests {
         }
     }
 
+    /// At the stem's size (512 px, batch 2: 131,072 values per channel) and with off-centre channels, the fused
+    /// path stays within f32 rounding of the f64 formulas; the largest errors of both paths are printed
+    /// (`--nocapture`) because the tensor-op path's long f32 reductions are what the fused sums improve on.
+    #[test]
+    fn fused_training_batch_norm_is_accurate_at_the_stems_size() {
+        let device = Device::default().autodiff();
+        let (n, c, h, w) = (2, 2, 256, 256);
+        let plane = h * w;
+        let x: Vec<f32> = values(n * c * plane, 0.9)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + 6.0 * ((i / plane) % c) as f32 + 2.0)
+            .collect();
+        let dy: Vec<f32> = values(n * c * plane, 0.2).iter().map(|v| 0.01 * v).collect();
+        let (weight, bias) = (vec![0.8, -1.3], vec![0.2, 0.1]);
+        let mut bn = BatchNorm::new(c, &device);
+        bn.weight = Param::from_tensor(tensor_from_vec(weight.clone(), [c], &device));
+        bn.bias = Param::from_tensor(tensor_from_vec(bias.clone(), [c], &device));
+        let (y_ref, dx_ref, _, _) = reference(&x, &dy, &weight, &bias, [n, c, plane]);
+        let max_err = |got: &[f32], want: &[f32]| {
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale
+        };
+        let fused = batch_norm_step(&bn, &x, &dy, [n, c, h, w], true);
+        let ops = batch_norm_step(&bn, &x, &dy, [n, c, h, w], false);
+        let (fused_y, fused_dx) = (max_err(&fused.0, &y_ref), max_err(&fused.1, &dx_ref));
+        let (ops_y, ops_dx) = (max_err(&ops.0, &y_ref), max_err(&ops.1, &dx_ref));
+        eprintln!(
+            "relative max error: fused output {fused_y:e}, dx {fused_dx:e}; tensor ops output {ops_y:e}, dx {ops_dx:e}"
+        );
+        assert!(fused_y < 1e-5 && fused_dx < 1e-5, "fused: output {fused_y:e}, dx {fused_dx:e}");
+    }
+
     #[test]
     fn loading_builds_skip_random_init_and_restore_it() {
         let device = Device::default();
