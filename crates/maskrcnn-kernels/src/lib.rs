@@ -8,9 +8,14 @@
 //! burn backend extension ([`ConvKernels`]); models call [`conv2d`] instead of
 //! `burn::tensor::module::conv2d`.
 //!
+//! Training-mode batch norm runs as one fused kernel forward and one backward on flex
+//! ([`batch_norm_train`], [`BatchNormKernels`]); `MASKRCNN_BATCH_NORM=tensor-ops` turns it off.
+//!
 //! Set `MASKRCNN_CONV_BACKWARD=generic` ([`generic::BACKWARD_ENV`]) to run burn's default
 //! backward instead, for comparison in the same binary.
 
+pub mod batch_norm;
+mod batch_norm_op;
 mod bias_grad;
 mod columns;
 mod element;
@@ -28,6 +33,7 @@ use burn::backend::{Dispatch, DispatchDevice};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::Tensor;
 
+pub use batch_norm_op::{batch_norm_train, BatchNormKernels, BatchNormTrainOutput, BATCH_NORM_ENV};
 pub use bias_grad::conv2d_bias_backward;
 pub use element::GradElement;
 pub use extension::ConvKernels;
