@@ -14,6 +14,11 @@ SpaceNet Atlanta sample in ../shared/data (read in place, never copied; skipped 
   tools/bench/detect_throughput.py                                   # the defaults above
   tools/bench/detect_throughput.py --size 5000 --reps 3 --threads 1 2 --batch-sizes 1 4
   tools/bench/detect_throughput.py --raster scene.tif --model fixtures/parity/r18_tiny
+  tools/bench/detect_throughput.py --reference /tmp/maskrcnn-before --pin   # two builds side by side
+
+With `--reference BINARY` (e.g. a build of the commit before a change) every setting runs with
+both builds, one right after the other, so they meet the same load; each build's speed-up is
+against its own one-thread runs, and every output must equal the first run's byte for byte.
 """
 
 import argparse
@@ -65,6 +70,10 @@ def run_once(binary, model, raster, out, threads, batch, extra, pin):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", type=Path, default=Path(os.environ.get("MASKRCNN", REPO / "target/release/maskrcnn")))
+    ap.add_argument("--reference", type=Path, help="a second maskrcnn binary (e.g. the commit before a change), "
+                    "run right after --binary in every setting")
+    ap.add_argument("--labels", nargs=2, default=["this", "reference"], metavar=("BINARY", "REFERENCE"),
+                    help="names of the two builds in the tables (default: this, reference)")
     ap.add_argument("--model", type=Path, default=REPO / "fixtures/parity/r18_tiny")
     ap.add_argument("--model-note", default="fixtures/parity/r18_tiny (ResNet-18 FPN 32 ch, trained parity fixture, "
                     "resizes each 512 tile to 256 px)")
@@ -95,7 +104,9 @@ def main():
             else:
                 print(f"{SPACENET} absent: the SpaceNet figures are left out", file=sys.stderr)
     extra = args.extra.split()
-    settings = [(t, b) for b in args.batch_sizes for t in args.threads]
+    builds = [(args.labels[0], args.binary)] + ([(args.labels[1], args.reference)] if args.reference else [])
+    settings = [(name, t, b) for b in args.batch_sizes for t in args.threads for name, _ in builds]
+    binaries = dict(builds)
     load_start = open("/proc/loadavg").read().split()[:3]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = {}
@@ -108,25 +119,28 @@ def main():
             runs = {s: [] for s in settings}
             reference = None
             for rep in range(args.reps):
-                for (t, b) in settings:
+                for (name, t, b) in settings:
                     out = Path(tmp) / "out.geojson"
-                    r = run_once(args.binary, args.model, raster, out, t, b, raster_extra, args.pin)
+                    load_before = float(open("/proc/loadavg").read().split()[0])
+                    r = run_once(binaries[name], args.model, raster, out, t, b, raster_extra, args.pin)
+                    r["load_before"] = load_before
                     r["load"] = float(open("/proc/loadavg").read().split()[0])
                     if reference is None:
                         reference = r["output"]
                     # GeoJSON carries no timestamps: equal runs give equal bytes.
                     r["identical"] = r["output"] == reference
                     del r["output"]
-                    runs[(t, b)].append(r)
-                    print(f"{raster.name} rep {rep + 1} threads {t} batch {b}: {r['wall']:.1f} s wall, "
-                          f"{r['user'] + r['sys']:.1f} s CPU, {r['rss_mb']:.0f} MB, load {r['load']}", file=sys.stderr)
+                    runs[(name, t, b)].append(r)
+                    print(f"{raster.name} rep {rep + 1} {name} threads {t} batch {b}: {r['wall']:.1f} s wall, "
+                          f"{r['user'] + r['sys']:.1f} s CPU, {r['rss_mb']:.0f} MB, load {load_before} -> "
+                          f"{r['load']}", file=sys.stderr)
             results[raster] = (w, h, cx, cy, km2, runs, raster_extra != extra)
             # After each raster, so a long run stopped part way still leaves its figures.
             load_end = open("/proc/loadavg").read().split()[:3]
-            write_report(args, results, settings, started, load_start, load_end)
+            write_report(args, results, settings, builds, started, load_start, load_end)
 
 
-def write_report(args, results, settings, started, load_start, load_end):
+def write_report(args, results, settings, builds, started, load_start, load_end):
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     keep = ("Model name", "CPU(s):", "Thread(s) per core", "Core(s) per socket", "Flags")
     cpu = [l for l in lscpu.splitlines() if l.startswith(keep[:4])]
@@ -141,6 +155,8 @@ def write_report(args, results, settings, started, load_start, load_end):
           "The cores are shared with other jobs: wall-clock figures depend on the load at the time of each run; "
           "the settings are interleaved within each repetition so the load hits them alike.", "",
           f"Model: {args.model_note}. Detect arguments: `{args.extra}`, GeoJSON output.", "",
+          *([f"Builds: `{builds[0][0]}` is {builds[0][1]}, `{builds[1][0]}` is {builds[1][1]}; every setting runs "
+             "both, one right after the other.", ""] if len(builds) > 1 else []),
           ("Pinned: a run with N threads is limited to N cores (`taskset -c 0-(N-1)`), the reader thread and the "
            "merging included, so the speed-up is what a second core buys." if args.pin else
            "Not pinned: with 1 thread the reader thread and the merging still run beside the model worker, on the "
@@ -155,25 +171,27 @@ def write_report(args, results, settings, started, load_start, load_end):
                f"{w} x {h} px, cell {cx:g} x {cy:g} (CRS units), {km2:.2f} km², "
                f"{runs[settings[0]][0]['tiles']} tiles, {runs[settings[0]][0]['objects']} objects"
                + (" (one band, fed as `--bands 1,1,1`)." if one_band else "."), "",
-               "| threads | batch | wall s | CPU s | tiles/s | km²/h | speed-up vs 1 thread, same batch | peak RSS MB "
-               "| load (1 min) | identical |",
-               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+               "| build | threads | batch | wall s | CPU s | tiles/s | km²/h | speed-up vs 1 thread, same batch "
+               "| peak RSS MB | load (1 min) before / after | identical |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         med = {s: statistics.median(r["wall"] for r in runs[s]) for s in settings}
-        for (t, b) in settings:
-            rs = runs[(t, b)]
-            wall = med[(t, b)]
+        for (name, t, b) in settings:
+            rs = runs[(name, t, b)]
+            wall = med[(name, t, b)]
             cpu = statistics.median(r["user"] + r["sys"] for r in rs)
             tiles = rs[0]["tiles"]
-            base = runs.get((min(args.threads), b))
+            base = runs.get((name, min(args.threads), b))
             speed = (f"{statistics.median(r0['wall'] / r['wall'] for r0, r in zip(base, rs)):.2f}x"
                      if base else "–")
-            md.append(f"| {t} | {b} | {wall:.1f} | {cpu:.1f} | {tiles / wall:.2f} | {km2 / (wall / 3600):.1f} | {speed} "
-                      f"| {max(r['rss_mb'] for r in rs):.0f} | {statistics.median(r['load'] for r in rs):.1f} "
+            load = (f"{statistics.median(r['load_before'] for r in rs):.1f} / "
+                    f"{statistics.median(r['load'] for r in rs):.1f}")
+            md.append(f"| {name} | {t} | {b} | {wall:.1f} | {cpu:.1f} | {tiles / wall:.2f} | {km2 / (wall / 3600):.1f} "
+                      f"| {speed} | {max(r['rss_mb'] for r in rs):.0f} | {load} "
                       f"| {'yes' if all(r['identical'] for r in rs) else 'NO'} |")
-        md += ["", "Every run (wall s / CPU s):", ""]
-        for (t, b) in settings:
-            md.append(f"- threads {t}, batch {b}: " + ", ".join(
-                f"{r['wall']:.1f}/{r['user'] + r['sys']:.1f}" for r in runs[(t, b)]))
+        md += ["", "Every run (wall s / CPU s / load before):", ""]
+        for (name, t, b) in settings:
+            md.append(f"- {name}, threads {t}, batch {b}: " + ", ".join(
+                f"{r['wall']:.1f}/{r['user'] + r['sys']:.1f}/{r['load_before']:.1f}" for r in runs[(name, t, b)]))
         md.append("")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")

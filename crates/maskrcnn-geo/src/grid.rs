@@ -141,6 +141,33 @@ impl TileGrid {
         lo as u32
     }
 
+    /// Tiles (row, col) whose windows intersect or touch `b` (share an edge with it), row-major.
+    pub fn tiles_touching(&self, b: &PixelWindow) -> Vec<(u32, u32)> {
+        let size_x = self.tile_size.min(self.width);
+        let size_y = self.tile_size.min(self.height);
+        // Starts are sorted: tiles with start <= far edge and start + size >= near edge.
+        let rows = self.row_starts.partition_point(|&s| s + size_y < b.y)
+            ..self.row_starts.partition_point(|&s| s <= b.bottom());
+        let cols = self.col_starts.partition_point(|&s| s + size_x < b.x)
+            ..self.col_starts.partition_point(|&s| s <= b.right());
+        let mut out = Vec::with_capacity(rows.len() * cols.len());
+        for r in rows {
+            for c in cols.clone() {
+                out.push((r as u32, c as u32));
+            }
+        }
+        out
+    }
+
+    /// The owner tiles' rows of pixel rows `ys` and columns of pixel columns `xs`: what
+    /// [`Self::owner`] gives, for a whole box at the cost of its sides.
+    pub fn owners(&self, ys: std::ops::Range<u32>, xs: std::ops::Range<u32>) -> (Vec<u32>, Vec<u32>) {
+        (
+            ys.map(|y| Self::owner_on_axis(&self.row_starts, self.tile_size, y)).collect(),
+            xs.map(|x| Self::owner_on_axis(&self.col_starts, self.tile_size, x)).collect(),
+        )
+    }
+
     /// (row, col) of the tile whose core contains pixel (x, y).
     pub fn owner(&self, x: u32, y: u32) -> (u32, u32) {
         (
@@ -243,6 +270,13 @@ mod tests {
                     .find(|&i| 2 * x + 1 < g.col_starts[i + 1] + g.col_starts[i] + tile)
                     .unwrap_or(g.col_starts.len() - 1);
                 assert_eq!(g.owner(x, 0).1, linear as u32, "grid {w}/{tile}/{overlap}, x {x}");
+            }
+        }
+        // A box's owners are those of its pixels.
+        let (rows, cols) = g.owners(5..700, 3..1000);
+        for (dy, &r) in rows.iter().enumerate() {
+            for (dx, &c) in cols.iter().enumerate() {
+                assert_eq!((r, c), g.owner(3 + dx as u32, 5 + dy as u32));
             }
         }
         let small = TileGrid::new(100, 50, 256, 32).unwrap();

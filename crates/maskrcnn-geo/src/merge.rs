@@ -164,17 +164,74 @@ struct Inst {
     class_id: u32,
     score: f32,
     mask: PixelMask,
+    /// What [`Merger::emit`] gives for this instance alone, worked out off the merging thread
+    /// ([`FeatureMaker::lone_feature`]); used only if it stays alone.
+    ready: Option<LoneFeature>,
+}
+
+/// The feature of an instance that is its own object (None: its polygon came out empty, e.g.
+/// under `min_area`), made before it reaches the merger.
+pub type LoneFeature = Option<Feature>;
+
+/// Turns an object's pixels into its feature: the part of merging that needs no other tile, so
+/// the pipeline's workers can do it for instances that stay alone and the merging thread's share
+/// of the run shrinks.
+#[derive(Debug, Clone)]
+pub struct FeatureMaker {
+    gt: GeoTransform,
+    vectorize: VectorizeOptions,
+    class_names: Vec<String>,
+}
+
+impl FeatureMaker {
+    pub fn new(gt: GeoTransform, vectorize: VectorizeOptions, class_names: Vec<String>) -> FeatureMaker {
+        FeatureMaker { gt, vectorize, class_names }
+    }
+
+    /// The feature of the object whose pixels are `buf` (`w x h` from raster pixel (x0, y0)),
+    /// with the class and score of its best member, seen by `tiles`.
+    fn feature(
+        &self,
+        buf: &[u8],
+        (x0, y0, w, h): (u32, u32, usize, usize),
+        class_id: u32,
+        score: f32,
+        tiles: impl Iterator<Item = (u32, u32)>,
+    ) -> Result<Option<Feature>> {
+        let geometry = vectorize_mask(buf, w, h, &self.gt.shifted(x0 as f64, y0 as f64), &self.vectorize)?;
+        if geometry.0.is_empty() {
+            return Ok(None);
+        }
+        let class = self.class_names.get(class_id as usize).cloned().unwrap_or_else(|| class_id.to_string());
+        let tile_names: Vec<String> = tiles.map(|(r, c)| format!("r{r}c{c}")).collect();
+        let mut feature = Feature::new(geometry, class, class_id as i64, score as f64, tile_names.join(";"));
+        feature.area = self.vectorize.units.area_m2(&feature.geometry);
+        Ok(Some(feature))
+    }
+
+    /// The feature [`Merger::emit`] makes for an instance that forms an object on its own: all
+    /// of its pixels (its tile owns them or no other member does), its class and score.
+    pub fn lone_feature(&self, tile: Tile, class_id: u32, score: f32, mask: &PixelMask) -> Result<LoneFeature> {
+        let (w, h) = (mask.width as usize, mask.height as usize);
+        // `emit` composes an object's pixels as 0/1, which is how masks come from a tile.
+        let ones;
+        let buf = if mask.data.iter().all(|&v| v <= 1) {
+            &mask.data
+        } else {
+            ones = mask.data.iter().map(|&v| (v != 0) as u8).collect::<Vec<u8>>();
+            &ones
+        };
+        self.feature(buf, (mask.x0, mask.y0, w, h), class_id, score, std::iter::once((tile.row, tile.col)))
+    }
 }
 
 /// Incremental tile merger used by [`crate::tiling::detect_raster_streaming`] and
 /// [`merge_outputs`]. Tiles must be added row by row (any order within a row).
 pub struct Merger {
     grid: TileGrid,
-    gt: GeoTransform,
     rows: Range<u32>,
     opts: MergeOptions,
-    vectorize: VectorizeOptions,
-    class_names: Vec<String>,
+    maker: FeatureMaker,
     next_id: u64,
     insts: BTreeMap<u64, Inst>,
     by_tile: HashMap<(u32, u32), Vec<u64>>,
@@ -193,11 +250,9 @@ impl Merger {
     ) -> Merger {
         Merger {
             grid,
-            gt,
             rows,
             opts,
-            vectorize,
-            class_names,
+            maker: FeatureMaker::new(gt, vectorize, class_names),
             next_id: 0,
             insts: BTreeMap::new(),
             by_tile: HashMap::new(),
@@ -224,25 +279,6 @@ impl Merger {
             let (lo, hi) = (ra.min(rb), ra.max(rb));
             self.parent.insert(hi, lo);
         }
-    }
-
-    /// Tiles (row, col) whose windows intersect or touch `b`.
-    fn tiles_touching(&self, b: &PixelWindow) -> Vec<(u32, u32)> {
-        let g = &self.grid;
-        let size_x = g.tile_size.min(g.width);
-        let size_y = g.tile_size.min(g.height);
-        // Starts are sorted: tiles with start <= far edge and start + size >= near edge.
-        let rows =
-            g.row_starts.partition_point(|&s| s + size_y < b.y)..g.row_starts.partition_point(|&s| s <= b.bottom());
-        let cols =
-            g.col_starts.partition_point(|&s| s + size_x < b.x)..g.col_starts.partition_point(|&s| s <= b.right());
-        let mut out = Vec::new();
-        for r in rows {
-            for c in cols.clone() {
-                out.push((r as u32, c as u32));
-            }
-        }
-        out
     }
 
     fn same_object(&self, a: &Inst, b: &Inst) -> bool {
@@ -289,13 +325,24 @@ impl Merger {
         contact > 0 && contact as f64 >= 0.5 * la.min(lb) as f64
     }
 
+    /// What makes this merger's features, for making lone objects' features elsewhere.
+    pub fn feature_maker(&self) -> &FeatureMaker {
+        &self.maker
+    }
+
     /// Add one instance detected in `tile` (mask in raster pixel coordinates).
     pub fn add(&mut self, tile: Tile, class_id: u32, score: f32, mask: PixelMask) {
-        let inst = Inst { tile: (tile.row, tile.col), class_id, score, mask };
+        self.add_ready(tile, class_id, score, mask, None);
+    }
+
+    /// [`Self::add`] with the instance's [`FeatureMaker::lone_feature`] made already (by the
+    /// same options), used if no other instance joins it.
+    pub fn add_ready(&mut self, tile: Tile, class_id: u32, score: f32, mask: PixelMask, ready: Option<LoneFeature>) {
+        let inst = Inst { tile: (tile.row, tile.col), class_id, score, mask, ready };
         let id = self.next_id;
         self.next_id += 1;
         let mut matches = Vec::new();
-        for t in self.tiles_touching(&inst.mask.bbox()) {
+        for t in self.grid.tiles_touching(&inst.mask.bbox()) {
             if t == inst.tile {
                 continue;
             }
@@ -377,7 +424,7 @@ impl Merger {
     }
 
     fn emit(&mut self, members: &[u64]) -> Result<Option<Feature>> {
-        let insts: Vec<Inst> = members.iter().map(|id| self.insts.remove(id).expect("member exists")).collect();
+        let mut insts: Vec<Inst> = members.iter().map(|id| self.insts.remove(id).expect("member exists")).collect();
         for id in members {
             self.parent.remove(id);
         }
@@ -386,6 +433,9 @@ impl Merger {
                 v.retain(|x| !members.contains(x));
             }
         }
+        if let [Inst { ready: Some(ready), .. }] = insts.as_mut_slice() {
+            return Ok(ready.take());
+        }
         let tiles: BTreeSet<(u32, u32)> = insts.iter().map(|i| i.tile).collect();
         let x0 = insts.iter().map(|i| i.mask.x0).min().unwrap();
         let y0 = insts.iter().map(|i| i.mask.y0).min().unwrap();
@@ -393,23 +443,21 @@ impl Merger {
         let y1 = insts.iter().map(|i| i.mask.bottom()).max().unwrap();
         let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
         let mut buf = vec![0u8; w * h];
+        let (owner_rows, owner_cols) = self.grid.owners(y0..y1, x0..x1);
         for i in &insts {
             let m = &i.mask;
             for (dy, row) in m.data.chunks_exact(m.width.max(1) as usize).enumerate() {
                 let y = m.y0 + dy as u32;
                 let out = &mut buf[(y - y0) as usize * w..][..w];
+                let owner_row = owner_rows[(y - y0) as usize];
                 for (dx, _) in row.iter().enumerate().filter(|(_, &v)| v != 0) {
-                    let x = m.x0 + dx as u32;
-                    let owner = self.grid.owner(x, y);
+                    let x = (m.x0 - x0) as usize + dx;
+                    let owner = (owner_row, owner_cols[x]);
                     if owner == i.tile || !tiles.contains(&owner) {
-                        out[(x - x0) as usize] = 1;
+                        out[x] = 1;
                     }
                 }
             }
-        }
-        let geometry = vectorize_mask(&buf, w, h, &self.gt.shifted(x0 as f64, y0 as f64), &self.vectorize)?;
-        if geometry.0.is_empty() {
-            return Ok(None);
         }
         let best = insts
             .iter()
@@ -417,11 +465,7 @@ impl Merger {
             .max_by(|a, b| a.1.score.total_cmp(&b.1.score).then(b.0.cmp(&a.0)))
             .map(|(_, i)| i)
             .unwrap();
-        let class = self.class_names.get(best.class_id as usize).cloned().unwrap_or_else(|| best.class_id.to_string());
-        let tile_names: Vec<String> = tiles.iter().map(|(r, c)| format!("r{r}c{c}")).collect();
-        let mut feature = Feature::new(geometry, class, best.class_id as i64, best.score as f64, tile_names.join(";"));
-        feature.area = self.vectorize.units.area_m2(&feature.geometry);
-        Ok(Some(feature))
+        self.maker.feature(&buf, (x0, y0, w, h), best.class_id, best.score, tiles.iter().copied())
     }
 }
 
@@ -513,7 +557,8 @@ impl Merger {
                 .with_context(|| format!("merger state: instance {}", s.id))?;
             self.by_tile.entry((s.row, s.col)).or_default().push(s.id);
             self.parent.insert(s.id, s.root);
-            self.insts.insert(s.id, Inst { tile: (s.row, s.col), class_id: s.class_id, score: s.score as f32, mask });
+            let inst = Inst { tile: (s.row, s.col), class_id: s.class_id, score: s.score as f32, mask, ready: None };
+            self.insts.insert(s.id, inst);
         }
         for (&id, &root) in &self.parent {
             if self.parent.get(&root) != Some(&root) {
@@ -705,15 +750,6 @@ pub fn merge_outputs_streaming(
                 on_feature(feature_from_json(f).with_context(ctx)?)?;
             } else if let Some(p) = v.get("pending") {
                 let num = |k: &str| p[k].as_u64().ok_or_else(|| anyhow!("pending instance without {k}"));
-                let runs: Vec<u32> = serde_json::from_value(p["runs"].clone()).with_context(ctx)?;
-                let mask = PixelMask::from_runs(
-                    num("x0")? as u32,
-                    num("y0")? as u32,
-                    num("width")? as u32,
-                    num("height")? as u32,
-                    &runs,
-                )
-                .with_context(ctx)?;
                 let (tile_row, tile_col) = (num("tile_row")?, num("tile_col")?);
                 if tile_row >= u64::from(header.grid.rows()) || tile_col >= u64::from(header.grid.cols()) {
                     bail!(
@@ -723,6 +759,23 @@ pub fn merge_outputs_streaming(
                         header.grid.cols()
                     );
                 }
+                let pixel = |k: &str| -> Result<u32> {
+                    u32::try_from(num(k)?).map_err(|_| anyhow!("pending instance with {k} beyond 2^32"))
+                };
+                let (x0, y0, width, height) = (
+                    pixel("x0").with_context(ctx)?,
+                    pixel("y0").with_context(ctx)?,
+                    pixel("width").with_context(ctx)?,
+                    pixel("height").with_context(ctx)?,
+                );
+                // Before decoding: a damaged box must not size an allocation, nor wrap the merger's
+                // pixel arithmetic.
+                let window = header.grid.tile(tile_row as u32, tile_col as u32).window;
+                if !mask_box_within(x0, y0, width, height, &window) {
+                    bail!("{}: pending instance lies outside its tile r{tile_row}c{tile_col}", ctx());
+                }
+                let runs: Vec<u32> = serde_json::from_value(p["runs"].clone()).with_context(ctx)?;
+                let mask = PixelMask::from_runs(x0, y0, width, height, &runs).with_context(ctx)?;
                 pending.push(PendingInstance {
                     tile_row: tile_row as u32,
                     tile_col: tile_col as u32,
@@ -759,4 +812,88 @@ pub fn merge_outputs_streaming(
         on_feature(f)?;
     }
     Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `w x h` box of ones at raster (x0, y0).
+    fn block(x0: u32, y0: u32, w: u32, h: u32) -> PixelMask {
+        PixelMask { x0, y0, width: w, height: h, data: vec![1; (w * h) as usize] }
+    }
+
+    /// Two tiles side by side sharing columns 40..60: `a` and `b` are one object seen by both,
+    /// `c` an object of the left tile alone.
+    fn run(ready: impl Fn(&FeatureMaker, Tile, u32, &PixelMask) -> Option<LoneFeature>) -> Vec<Feature> {
+        let grid = TileGrid::new(100, 60, 60, 20).unwrap();
+        let (left, right) = (grid.tile(0, 0), grid.tile(0, 1));
+        let names = vec!["bg".to_string(), "house".to_string()];
+        let mut merger = Merger::new(
+            grid,
+            GeoTransform::IDENTITY,
+            0..1,
+            MergeOptions::default(),
+            VectorizeOptions::default(),
+            names,
+        );
+        let maker = merger.feature_maker().clone();
+        for (tile, score, mask) in [(left, 0.9, block(45, 10, 12, 8)), (left, 0.8, block(5, 30, 6, 6))] {
+            let r = ready(&maker, tile, 1, &mask);
+            merger.add_ready(tile, 1, score, mask, r);
+        }
+        let b = block(44, 10, 14, 8);
+        let r = ready(&maker, right, 1, &b);
+        merger.add_ready(right, 1, 0.7, b, r);
+        let (features, pending) = merger.finish().unwrap();
+        assert!(pending.is_empty());
+        features
+    }
+
+    /// Found by `fuzz_shard_reader` once the merger computed each box's owner tiles up front: a
+    /// pending instance at y0 = 2^32-1 (its bottom wrapping to 0) made the owner table empty and
+    /// the merge panic; a box outside its tile is a damaged shard.
+    #[test]
+    fn a_pending_instance_outside_its_tile_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let grid = TileGrid::new(40, 30, 16, 4).unwrap();
+        let header = ShardHeader::new(
+            Shard::WHOLE,
+            grid,
+            GeoTransform::IDENTITY,
+            None,
+            vec!["a".into()],
+            MergeOptions::default(),
+            VectorizeOptions::default(),
+        );
+        for (x0, y0, width) in [(10u64, 4294967295u64, 4u64), (14, 2, 4), (10, 2, 1 << 32)] {
+            let pending = serde_json::json!({"pending": {"tile_row": 0, "tile_col": 0, "class_id": 1, "score": 0.8,
+                "x0": x0, "y0": y0, "width": width, "height": 1, "runs": [0, 4]}});
+            let path = dir.path().join("s0of1.jsonl");
+            let text = format!("{}\n{pending}\n", serde_json::to_string(&header).unwrap());
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", merge_outputs(&[&path]).expect_err("a damaged box"));
+            assert!(err.contains("s0of1.jsonl line 2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_ready_lone_feature_is_the_one_the_merger_makes_and_is_used_only_for_an_instance_left_alone() {
+        let plain = run(|_, _, _, _| None);
+        assert_eq!(plain.len(), 2);
+        let made = run(|maker, tile, class_id, mask| Some(maker.lone_feature(tile, class_id, 0.5, mask).unwrap()));
+        // The scores differ (0.5 above): compare everything else.
+        let strip =
+            |fs: &[Feature]| fs.iter().map(|f| (f.geometry.clone(), f.tile.clone(), f.area)).collect::<Vec<_>>();
+        assert_eq!(strip(&plain), strip(&made));
+        // The joined object is the merger's own (its best score, both tiles); the lone one is the ready feature.
+        let joined = made.iter().find(|f| f.tile == "r0c0;r0c1").expect("the joined object");
+        assert_eq!(joined.score, 0.9f32 as f64);
+        let lone = made.iter().find(|f| f.tile == "r0c0").expect("the lone object");
+        assert_eq!(lone.score, 0.5f32 as f64);
+        // A lone instance whose ready answer is "no polygon" gives none.
+        let none = run(|_, tile, _, mask| (tile.col == 0 && mask.width == 6).then_some(None));
+        assert_eq!(none.len(), 1);
+        assert_eq!(none[0].tile, "r0c0;r0c1");
+    }
 }

@@ -1,6 +1,6 @@
 //! Whole-scene detection on every core: a reader thread decoding tiles ahead, worker threads
-//! running the detector on batches of tiles, and the caller's thread stitching seams, journaling
-//! and vectorising, all at once.
+//! running the detector on batches of tiles and vectorising what they find, and the
+//! caller's thread stitching seams, journaling and writing, all at once.
 //!
 //! ```text
 //! reader ──batches──► worker 1..W ──outcomes──► reorder ──► TileLoop (merger, journal, output)
@@ -9,24 +9,27 @@
 //! ```
 //!
 //! The reader takes a token before it reads a tile and the consumer hands it back once that
-//! tile is merged, so at most [`PipelineOptions::tiles_in_flight`] tiles (pixels, masks) exist
-//! at any time, whatever the raster's size: memory stays flat. Outcomes are merged in the same
-//! row-major order as the one-thread driver, so the output and the journal are the same for any
-//! batch size and worker count, as long as the detector gives a tile the same answer alone and
-//! in a batch.
+//! tile is merged, so at most [`PipelineOptions::tiles_in_flight`] tiles exist at any time, and
+//! of those at most [`PipelineOptions::tiles_with_pixels`] with their pixels (the job queue is
+//! bounded too), whatever the raster's size: memory stays flat. The workers also vectorise each
+//! instance as the object it is if no other tile's joins it ([`LoneFeatures`]), so the caller's
+//! thread is left with the seams. Outcomes are merged in the same row-major order as the
+//! one-thread driver, so the output and the journal are the same for any batch size and worker
+//! count, as long as the detector gives a tile the same answer alone and in a batch.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
-use crate::journal::{DetectJournal, TileOutcome};
+use crate::journal::DetectJournal;
 use crate::output::Feature;
 use crate::raster::GeoTiff;
 use crate::tiling::{
-    read_tile, tile_outcome, DetectOptions, DetectSummary, Progress, ReadTile, Tile, TileImage, TileInstance, TileLoop,
+    read_tile, tile_outcome, DetectOptions, DetectSummary, LoneFeatures, Progress, ReadTile, Tile, TileImage,
+    TileInstance, TileLoop, TileResult,
 };
 
 /// A detector over a batch of tiles: one list of instances per tile, in the batch's order.
@@ -69,10 +72,24 @@ impl Default for PipelineOptions {
 }
 
 impl PipelineOptions {
-    /// Most tiles read but not yet merged: a batch being filled, one batch running and one
-    /// queued per worker. Bounds the pipeline's memory.
+    /// Most tiles read but not yet merged: [`Self::tiles_with_pixels`] and
+    /// [`Self::answers_ahead`]. Bounds the pipeline's memory.
     pub fn tiles_in_flight(&self) -> usize {
+        self.tiles_with_pixels() + self.answers_ahead()
+    }
+
+    /// Most tiles whose pixels exist at once: a batch being filled, one batch running and one
+    /// queued per worker (the job queue holds no more, whatever the tokens allow).
+    pub fn tiles_with_pixels(&self) -> usize {
         self.batch_size.max(1) * (2 * self.workers.max(1) + 1)
+    }
+
+    /// Tiles detected (their pixels gone, their masks kept) that may wait for the merging thread
+    /// while the workers go on. That thread works in bursts: a tile row's objects are finished
+    /// and written together, and the journal syncs its checkpoint then. Without this slack the
+    /// workers would soon run out of tokens and wait for it, a core idle.
+    pub fn answers_ahead(&self) -> usize {
+        8 * self.batch_size.max(1) * self.workers.max(1)
     }
 }
 
@@ -113,23 +130,31 @@ where
     let (job_tx, job_rx) = sync_channel::<Vec<Job>>(pipeline.workers);
     // Shared by the workers alone: once they have all stopped, the reader's next send fails.
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = channel::<(usize, Result<TileOutcome>)>();
+    let lone = run.lone_features();
+    let (done_tx, done_rx) = channel::<(usize, Result<TileResult>)>();
     std::thread::scope(|scope| {
         let reader_done = done_tx.clone();
         let info = &info;
-        scope.spawn(move || {
-            read_ahead(raster, info, gt, opts, todo, pipeline.batch_size, token_rx, job_tx, reader_done)
-        });
-        for _ in 0..pipeline.workers {
+        // Named, so a profile or `top -H` tells the stages apart.
+        let thread = |name: String| std::thread::Builder::new().name(name);
+        thread("detect-reader".into())
+            .spawn_scoped(scope, move || {
+                read_ahead(raster, info, gt, opts, todo, pipeline.batch_size, token_rx, job_tx, reader_done)
+            })
+            .context("starting the detect reader thread")?;
+        for k in 0..pipeline.workers {
             let done = done_tx.clone();
             let jobs = Arc::clone(&job_rx);
-            scope.spawn(move || work(&jobs, detector, opts, done));
+            let lone = &lone;
+            thread(format!("detect-worker-{k}"))
+                .spawn_scoped(scope, move || work(&jobs, detector, opts, lone, done))
+                .context("starting a detect worker thread")?;
         }
         drop(done_tx);
         drop(job_rx);
 
         // Consumed in tile order whatever order the workers finish in.
-        let mut arrived: BTreeMap<usize, Result<TileOutcome>> = BTreeMap::new();
+        let mut arrived: BTreeMap<usize, Result<TileResult>> = BTreeMap::new();
         let result = run.run(|tile| loop {
             if let Some(outcome) = arrived.remove(&tile.index) {
                 // Fails only once the reader has finished; then no token is needed.
@@ -167,7 +192,7 @@ fn read_ahead(
     batch_size: usize,
     tokens: Receiver<()>,
     jobs: SyncSender<Vec<Job>>,
-    done: std::sync::mpsc::Sender<(usize, Result<TileOutcome>)>,
+    done: std::sync::mpsc::Sender<(usize, Result<TileResult>)>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(batch_size);
     for tile in todo {
@@ -187,7 +212,7 @@ fn read_ahead(
         }
         match read_tile(raster, info, gt, tile, opts) {
             ReadTile::Done(outcome) => {
-                if done.send((tile.index, Ok(outcome))).is_err() {
+                if done.send((tile.index, Ok(outcome.into()))).is_err() {
                     return;
                 }
             }
@@ -208,7 +233,8 @@ fn work<D>(
     jobs: &Mutex<Receiver<Vec<Job>>>,
     detector: &D,
     opts: &DetectOptions,
-    done: std::sync::mpsc::Sender<(usize, Result<TileOutcome>)>,
+    lone: &LoneFeatures,
+    done: std::sync::mpsc::Sender<(usize, Result<TileResult>)>,
 ) where
     D: BatchDetector + ?Sized,
 {
@@ -231,12 +257,14 @@ fn work<D>(
                 Ok(answers)
             });
         drop(images);
-        let outcomes: Vec<Result<TileOutcome>> = match answers {
+        let outcomes: Vec<Result<TileResult>> = match answers {
             Ok(answers) => answers
                 .into_iter()
                 .zip(&tiles)
                 .zip(&validity)
-                .map(|((instances, &tile), valid)| tile_outcome(tile, instances, valid.as_deref(), opts))
+                .map(|((instances, &tile), valid)| {
+                    tile_outcome(tile, instances, valid.as_deref(), opts).map(|o| lone.make(tile, o))
+                })
                 .collect(),
             Err(e) => {
                 let message = format!("{e:#}");

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 // break the tiling <-> merge import cycle.
 pub use crate::grid::{Shard, Tile, TileGrid};
 use crate::journal::{DetectJournal, TileOutcome};
-use crate::merge::{MergeOptions, Merger, PendingInstance, PixelMask};
+use crate::merge::{FeatureMaker, LoneFeature, MergeOptions, Merger, PendingInstance, PixelMask};
 use crate::output::Feature;
 use crate::raster::{GeoTiff, GeoTransform, PixelWindow, RasterInfo};
 use crate::vectorize::VectorizeOptions;
@@ -214,7 +214,7 @@ where
     let info = raster.info().clone();
     let gt = info.geotransform_or_identity();
     let mut run = TileLoop::begin(&info, opts, journal, on_feature, progress)?;
-    run.run(|tile| run_tile(raster, &info, gt, tile, &mut detector, opts))?;
+    run.run(|tile| run_tile(raster, &info, gt, tile, &mut detector, opts).map(TileResult::from))?;
     run.finish()
 }
 
@@ -316,27 +316,34 @@ where
             .collect()
     }
 
+    /// What a thread other than this one needs to make the features of a tile's lone objects.
+    pub(crate) fn lone_features(&self) -> LoneFeatures {
+        LoneFeatures { maker: self.merger.feature_maker().clone() }
+    }
+
     /// Every remaining tile in row-major order; `source` gives the outcome of each tile the journal
     /// does not hold, called in the order of [`Self::tiles_to_run`].
-    pub(crate) fn run(&mut self, mut source: impl FnMut(Tile) -> Result<TileOutcome>) -> Result<()> {
+    pub(crate) fn run(&mut self, mut source: impl FnMut(Tile) -> Result<TileResult>) -> Result<()> {
         let cols = self.grid.cols() as usize;
         let mut done = (self.first_row - self.rows.start) as usize * cols;
         for row in self.first_row..self.rows.end {
             for col in 0..self.grid.cols() {
                 let tile = self.grid.tile(row, col);
-                let outcome = match self.replay.front() {
+                let (outcome, mut ready) = match self.replay.front() {
                     Some(r) if r.tile == tile.index => {
                         let r = self.replay.pop_front().expect("front exists");
                         let j = self.journal.as_deref_mut().expect("replay comes from a journal");
                         j.count_resumed_tiles(1);
-                        r.into_outcome(&tile).with_context(|| format!("{}: damaged journal", j.dir().display()))?
+                        let outcome =
+                            r.into_outcome(&tile).with_context(|| format!("{}: damaged journal", j.dir().display()))?;
+                        (outcome, Vec::new())
                     }
                     _ => {
-                        let outcome = source(tile)?;
+                        let TileResult { outcome, ready } = source(tile)?;
                         if let Some(j) = self.journal.as_deref_mut() {
                             j.record_tile(tile.index, &outcome)?;
                         }
-                        outcome
+                        (outcome, ready)
                     }
                 };
                 let summary = &mut self.summary;
@@ -344,9 +351,10 @@ where
                     TileOutcome::Unreadable(why) => summary.unreadable_tiles.push((tile.name(), why)),
                     TileOutcome::Nodata => summary.tiles_skipped_nodata += 1,
                     TileOutcome::Detected(instances) => {
-                        for (class_id, score, mask) in instances {
+                        for (k, (class_id, score, mask)) in instances.into_iter().enumerate() {
                             summary.instances_seen += 1;
-                            self.merger.add(tile, class_id, score, mask);
+                            let ready = ready.get_mut(k).and_then(Option::take);
+                            self.merger.add_ready(tile, class_id, score, mask, ready);
                         }
                         summary.tiles_processed += 1;
                     }
@@ -382,6 +390,45 @@ where
         }
         self.summary.pending = pending;
         Ok(self.summary)
+    }
+}
+
+/// A tile's outcome for [`TileLoop::run`], with the features of its lone objects where they were
+/// made already (see [`LoneFeatures`]).
+pub(crate) struct TileResult {
+    pub(crate) outcome: TileOutcome,
+    /// Per instance of a `Detected` outcome (or empty): its feature, if it was made.
+    pub(crate) ready: Vec<Option<LoneFeature>>,
+}
+
+impl From<TileOutcome> for TileResult {
+    fn from(outcome: TileOutcome) -> TileResult {
+        TileResult { outcome, ready: Vec::new() }
+    }
+}
+
+/// Makes, on any thread, the feature each instance of a tile gives if it turns out to be an
+/// object of its own, as most are: vectorising them on the pipeline's workers leaves the merging
+/// thread the seams, i.e. the objects several tiles saw. The merger uses such a feature only for
+/// an instance left alone, and it is what the merger itself would have made of it, so the output
+/// does not change; the features of instances that do get joined are made for nothing, a small
+/// price (most instances seen by two tiles are one tile's only, the other tile missing it).
+#[derive(Debug, Clone)]
+pub(crate) struct LoneFeatures {
+    maker: FeatureMaker,
+}
+
+impl LoneFeatures {
+    pub(crate) fn make(&self, tile: Tile, outcome: TileOutcome) -> TileResult {
+        let ready = match &outcome {
+            TileOutcome::Detected(instances) => instances
+                .iter()
+                // An error is the merger's to report, in its turn: it makes the feature again.
+                .map(|(class_id, score, mask)| self.maker.lone_feature(tile, *class_id, *score, mask).ok())
+                .collect(),
+            _ => Vec::new(),
+        };
+        TileResult { outcome, ready }
     }
 }
 
