@@ -75,6 +75,71 @@ pub fn read_safetensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> 
         .collect()
 }
 
+/// One tensor of the training-loss fixture, in its own dtype (f32, i64 or u8).
+pub struct FixtureTensor {
+    pub shape: Vec<usize>,
+    pub f32s: Vec<f32>,
+    pub ints: Vec<i64>,
+    pub bytes: Vec<u8>,
+}
+
+/// Every tensor of a safetensors file in its own dtype (f32, i64, u8).
+pub fn read_typed_safetensors(path: &Path) -> HashMap<String, FixtureTensor> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    st.tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let d = v.data();
+            let mut raw = FixtureTensor { shape: v.shape().to_vec(), f32s: vec![], ints: vec![], bytes: vec![] };
+            match v.dtype() {
+                safetensors::Dtype::F32 => {
+                    raw.f32s = d.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+                }
+                safetensors::Dtype::I64 => {
+                    raw.ints = d.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+                }
+                safetensors::Dtype::U8 => raw.bytes = d.to_vec(),
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            }
+            (name, raw)
+        })
+        .collect()
+}
+
+/// The training-loss fixture (`tools/reference/train/make_loss_fixtures.py`): its two images, their
+/// targets and torchvision's recorded sampling, and every tensor of the file.
+pub fn loss_fixture_batch() -> (
+    Vec<maskrcnn::transform::ImageChw>,
+    Vec<maskrcnn::train::TrainTarget>,
+    maskrcnn::train::RecordedSampler,
+    HashMap<String, FixtureTensor>,
+) {
+    let fx = read_typed_safetensors(&fixture("train/loss_r18_tiny.safetensors"));
+    let get = |k: &str| fx.get(k).unwrap_or_else(|| panic!("fixture lacks {k}"));
+    let indices = |k: &str| get(k).ints.iter().map(|&v| v as usize).collect::<Vec<usize>>();
+    let (mut images, mut targets, mut sampler) = (Vec::new(), Vec::new(), maskrcnn::train::RecordedSampler::default());
+    for i in 0..2 {
+        let img = get(&format!("image.{i}"));
+        images.push(maskrcnn::transform::ImageChw {
+            channels: img.shape[0],
+            height: img.shape[1],
+            width: img.shape[2],
+            data: img.bytes.iter().map(|&v| v as f32 / 255.0).collect(),
+        });
+        let masks = get(&format!("target.{i}.masks"));
+        let plane = masks.shape[1] * masks.shape[2];
+        targets.push(maskrcnn::train::TrainTarget {
+            boxes: get(&format!("target.{i}.boxes")).f32s.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect(),
+            labels: get(&format!("target.{i}.labels")).ints.iter().map(|&l| l as usize).collect(),
+            masks: masks.bytes.chunks_exact(plane).map(|m| m.to_vec()).collect(),
+        });
+        sampler.rpn.push((indices(&format!("rpn.pos.{i}")), indices(&format!("rpn.neg.{i}"))));
+        sampler.roi_heads.push((indices(&format!("roi.pos.{i}")), indices(&format!("roi.neg.{i}"))));
+    }
+    (images, targets, sampler, fx)
+}
+
 /// Max |a - b| relative to the largest reference magnitude.
 pub fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
     assert_eq!(actual.len(), expected.len(), "length mismatch");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -15,7 +15,6 @@ use maskrcnn::model::ForwardTrace;
 use maskrcnn::ops::boxes::box_iou;
 use maskrcnn::tensor_util::tensor_to_vec;
 use maskrcnn::train::params::{freeze_layers, gradients_by_name};
-use maskrcnn::train::{RecordedSampler, TrainTarget};
 use maskrcnn::transform::ImageChw;
 use maskrcnn::weights::checkpoint::read_config;
 use maskrcnn::weights::StateDict;
@@ -148,68 +147,11 @@ fn pointrend_predict_on_gpu_matches_cpu() {
     }
 }
 
-struct Raw {
-    shape: Vec<usize>,
-    f32s: Vec<f32>,
-    ints: Vec<i64>,
-    bytes: Vec<u8>,
-}
-
-fn read_all(path: &Path) -> HashMap<String, Raw> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, v)| {
-            let d = v.data();
-            let mut raw = Raw { shape: v.shape().to_vec(), f32s: vec![], ints: vec![], bytes: vec![] };
-            match v.dtype() {
-                safetensors::Dtype::F32 => {
-                    raw.f32s = d.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-                }
-                safetensors::Dtype::I64 => {
-                    raw.ints = d.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
-                }
-                safetensors::Dtype::U8 => raw.bytes = d.to_vec(),
-                other => panic!("{name}: unexpected dtype {other:?}"),
-            }
-            (name, raw)
-        })
-        .collect()
-}
-
-/// The two images, targets and torchvision's recorded sampling of the loss fixture.
-fn loss_batch() -> (Vec<ImageChw>, Vec<TrainTarget>, RecordedSampler) {
-    let fx = read_all(&fixture("train/loss_r18_tiny.safetensors"));
-    let get = |k: &str| fx.get(k).unwrap_or_else(|| panic!("fixture lacks {k}"));
-    let indices = |k: &str| get(k).ints.iter().map(|&v| v as usize).collect::<Vec<usize>>();
-    let (mut images, mut targets, mut sampler) = (Vec::new(), Vec::new(), RecordedSampler::default());
-    for i in 0..2 {
-        let img = get(&format!("image.{i}"));
-        images.push(ImageChw {
-            channels: img.shape[0],
-            height: img.shape[1],
-            width: img.shape[2],
-            data: img.bytes.iter().map(|&v| v as f32 / 255.0).collect(),
-        });
-        let masks = get(&format!("target.{i}.masks"));
-        let plane = masks.shape[1] * masks.shape[2];
-        targets.push(TrainTarget {
-            boxes: get(&format!("target.{i}.boxes")).f32s.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect(),
-            labels: get(&format!("target.{i}.labels")).ints.iter().map(|&l| l as usize).collect(),
-            masks: masks.bytes.chunks_exact(plane).map(|m| m.to_vec()).collect(),
-        });
-        sampler.rpn.push((indices(&format!("rpn.pos.{i}")), indices(&format!("rpn.neg.{i}"))));
-        sampler.roi_heads.push((indices(&format!("roi.pos.{i}")), indices(&format!("roi.neg.{i}"))));
-    }
-    (images, targets, sampler)
-}
-
 fn train_step(device: &Device) -> ([f32; maskrcnn::train::forward::NUM_LOSS_TERMS], BTreeMap<String, Vec<f32>>) {
     let mut model = load("r18_tiny", &device.clone().autodiff());
     let trainable = model.config.backbone.trainable_layers;
     freeze_layers(&mut model.net, trainable);
-    let (images, targets, mut sampler) = loss_batch();
+    let (images, targets, mut sampler, _) = common::loss_fixture_batch();
     let losses = model.forward_train(&images, &targets, &mut sampler).unwrap();
     let values = losses.values();
     let grads = losses.total().backward();

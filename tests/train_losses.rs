@@ -4,46 +4,13 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use burn::tensor::Device;
 use common::{fixture, relative_error};
 use maskrcnn::train::params::{freeze_layers, gradients_by_name};
-use maskrcnn::train::{RecordedSampler, TrainTarget, TrainTrace};
-use maskrcnn::transform::ImageChw;
+use maskrcnn::train::TrainTrace;
 use maskrcnn::weights::checkpoint::read_config;
 use maskrcnn::weights::StateDict;
 use maskrcnn::MaskRcnn;
-
-struct Raw {
-    shape: Vec<usize>,
-    f32s: Vec<f32>,
-    ints: Vec<i64>,
-    bytes: Vec<u8>,
-}
-
-fn read_all(path: &std::path::Path) -> HashMap<String, Raw> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
-    st.tensors()
-        .into_iter()
-        .map(|(name, v)| {
-            let d = v.data();
-            let mut raw = Raw { shape: v.shape().to_vec(), f32s: vec![], ints: vec![], bytes: vec![] };
-            match v.dtype() {
-                safetensors::Dtype::F32 => {
-                    raw.f32s = d.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-                }
-                safetensors::Dtype::I64 => {
-                    raw.ints = d.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
-                }
-                safetensors::Dtype::U8 => raw.bytes = d.to_vec(),
-                other => panic!("{name}: unexpected dtype {other:?}"),
-            }
-            (name, raw)
-        })
-        .collect()
-}
 
 #[test]
 fn losses_and_gradients_match_torchvision() {
@@ -55,31 +22,8 @@ fn losses_and_gradients_match_torchvision() {
     StateDict::read(&root.join("model.safetensors")).unwrap().load_into(&mut model.net, "", &device).unwrap();
     freeze_layers(&mut model.net, trainable);
 
-    let fx = read_all(&fixture("train/loss_r18_tiny.safetensors"));
+    let (images, targets, mut sampler, fx) = common::loss_fixture_batch();
     let get = |k: &str| fx.get(k).unwrap_or_else(|| panic!("fixture lacks {k}"));
-    let mut images = Vec::new();
-    let mut targets = Vec::new();
-    let mut sampler = RecordedSampler::default();
-    let indices = |k: &str| get(k).ints.iter().map(|&v| v as usize).collect::<Vec<usize>>();
-    for i in 0..2 {
-        let img = get(&format!("image.{i}"));
-        images.push(ImageChw {
-            channels: img.shape[0],
-            height: img.shape[1],
-            width: img.shape[2],
-            data: img.bytes.iter().map(|&v| v as f32 / 255.0).collect(),
-        });
-        let boxes = &get(&format!("target.{i}.boxes")).f32s;
-        let masks = get(&format!("target.{i}.masks"));
-        let plane = masks.shape[1] * masks.shape[2];
-        targets.push(TrainTarget {
-            boxes: boxes.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect(),
-            labels: get(&format!("target.{i}.labels")).ints.iter().map(|&l| l as usize).collect(),
-            masks: masks.bytes.chunks_exact(plane).map(|m| m.to_vec()).collect(),
-        });
-        sampler.rpn.push((indices(&format!("rpn.pos.{i}")), indices(&format!("rpn.neg.{i}"))));
-        sampler.roi_heads.push((indices(&format!("roi.pos.{i}")), indices(&format!("roi.neg.{i}"))));
-    }
 
     // Proposals first (a dry run with the recorded sampler), so the recorded RoI indices can be
     // mapped onto our proposal order: boxes with equal scores may leave NMS in another order
