@@ -275,17 +275,22 @@ fn maskrcnn_cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_maskrcnn"))
 }
 
-fn predict_cli(device: &str, out: &Path) -> std::process::Output {
-    maskrcnn_cli()
+/// `maskrcnn predict` of the r18_tiny fixture on `device`, writing `out`.
+fn predict_command(device: &str, out: &Path) -> Command {
+    let mut command = maskrcnn_cli();
+    command
         .args(["predict", "--model"])
         .arg(fixture("parity/r18_tiny"))
         .arg("--input")
         .arg(fixture("parity/r18_tiny/image.png"))
         .arg("--output")
         .arg(out)
-        .args(["--device", device])
-        .output()
-        .unwrap()
+        .args(["--device", device]);
+    command
+}
+
+fn predict_cli(device: &str, out: &Path) -> std::process::Output {
+    predict_command(device, out).output().unwrap()
 }
 
 #[test]
@@ -325,14 +330,7 @@ fn cli_gpu_without_an_adapter_is_one_line_error() {
     // Always runs: a loader pointed at a driver file that does not exist finds no adapter.
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("results.json");
-    let output = maskrcnn_cli()
-        .args(["predict", "--model"])
-        .arg(fixture("parity/r18_tiny"))
-        .arg("--input")
-        .arg(fixture("parity/r18_tiny/image.png"))
-        .arg("--output")
-        .arg(&out)
-        .args(["--device", "gpu"])
+    let output = predict_command("gpu", &out)
         .env("VK_ICD_FILENAMES", tmp.path().join("no-such-icd.json"))
         .env("VK_DRIVER_FILES", tmp.path().join("no-such-icd.json"))
         .output()
@@ -350,14 +348,7 @@ fn cli_gpu_without_an_adapter_is_one_line_error() {
     assert!(!out.exists(), "an output was written");
 
     // `auto` falls back to the CPU and says so.
-    let output = maskrcnn_cli()
-        .args(["predict", "--model"])
-        .arg(fixture("parity/r18_tiny"))
-        .arg("--input")
-        .arg(fixture("parity/r18_tiny/image.png"))
-        .arg("--output")
-        .arg(&out)
-        .args(["--device", "auto"])
+    let output = predict_command("auto", &out)
         .env("VK_ICD_FILENAMES", tmp.path().join("no-such-icd.json"))
         .env("VK_DRIVER_FILES", tmp.path().join("no-such-icd.json"))
         .output()
